@@ -1,0 +1,75 @@
+/**
+ * Contracts between the edge and agents, and between agents (metadata of binary frames).
+ *
+ * Edge -> head agent: `POST /v1/jobs` with a JSON `JobRequest`; the response is NDJSON, one
+ * `JobEvent` per line: `chunk` (one per generated token, with every hop's attestation), then
+ * `done` or `error`. Cancel: `POST /v1/jobs/:jobId/cancel` with a `CancelRequest` signed by the edge.
+ *
+ * Agent -> agent: `POST /v1/spans/forward`, body and response are binary frames (frame.ts).
+ * The request frame's meta is a `ForwardMeta`, the response frame's a `ForwardResultMeta`.
+ */
+import { z } from 'zod';
+import { signedTicketSchema } from './ticket.js';
+import { signedAttestationSchema } from './attestation.js';
+
+export const MAX_PROMPT_TOKENS = 32_768;
+
+export const jobRequestSchema = z.object({
+  signedTicket: signedTicketSchema,
+  /** Prompt token ids after the chat template; hash(promptIds ++ prefixIds) = ticket.inputHash. */
+  promptIds: z.array(z.number().int().nonnegative()).min(1).max(MAX_PROMPT_TOKENS),
+  /** Tokens already generated in an earlier attempt (resume). */
+  prefixIds: z.array(z.number().int().nonnegative()).max(MAX_PROMPT_TOKENS),
+});
+export type JobRequest = z.infer<typeof jobRequestSchema>;
+
+export const jobEventSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('chunk'),
+    steps: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
+    tokenIds: z.array(z.number().int().nonnegative()).min(1).max(4096),
+    attestations: z.array(signedAttestationSchema).min(1).max(16),
+  }),
+  z.object({ type: z.literal('done'), finishReason: z.enum(['stop', 'length', 'cancelled']) }),
+  z.object({
+    type: z.literal('error'),
+    code: z.string().max(64),
+    message: z.string().max(2048),
+    /** Hop (agent) that failed, when known. */
+    agentId: z.string().max(64).optional(),
+  }),
+]);
+export type JobEvent = z.infer<typeof jobEventSchema>;
+/** Longest NDJSON line an edge accepts from an agent. */
+export const MAX_JOB_EVENT_BYTES = 256 * 1024;
+
+export const cancelRequestSchema = z.object({
+  jobId: z.string().min(1).max(64),
+  ticketHash: z.string().regex(/^[0-9a-f]{64}$/),
+  issuedAt: z.number().int().positive(),
+  /** Edge signature over `layernet.cancel/1\n{jobId}\n{ticketHash}\n{issuedAt}`. */
+  signature: z.string().max(128),
+});
+export type CancelRequest = z.infer<typeof cancelRequestSchema>;
+export const cancelMessage = (r: Omit<CancelRequest, 'signature'>) => `layernet.cancel/1\n${r.jobId}\n${r.ticketHash}\n${r.issuedAt}`;
+
+/** Meta of a `forward` frame from hop k-1 to hop k. */
+export const forwardMetaSchema = z.object({
+  signedTicket: signedTicketSchema,
+  hop: z.number().int().positive().max(15),
+  steps: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
+  /** Hash of hop k-1's attestation for these steps (hop k binds it as prevHash). */
+  prevHash: z.string().regex(/^[0-9a-f]{64}$/),
+  /** Whether this is the session's first (prefill) frame: it opens the KV session. */
+  open: z.boolean(),
+});
+export type ForwardMeta = z.infer<typeof forwardMetaSchema>;
+
+/** Meta of the response: the attestations of this hop and every hop after it, in order. */
+export const forwardResultMetaSchema = z.object({
+  attestations: z.array(signedAttestationSchema).min(1).max(15),
+  tokenIds: z.array(z.number().int().nonnegative()).max(4096),
+});
+export type ForwardResultMeta = z.infer<typeof forwardResultMetaSchema>;
+
+export const errorFrameMetaSchema = z.object({ code: z.string().max(64), message: z.string().max(2048), agentId: z.string().max(64).optional() });

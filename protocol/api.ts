@@ -1,0 +1,220 @@
+/**
+ * The public HTTP API: OpenAI-compatible bodies plus our extensions (`route` preferences in
+ * requests; `route` and `attestation` in responses). The edge validates with these schemas, the
+ * SDK types itself from them, and /openapi.json is generated from them.
+ *
+ * @example
+ * const body = chatCompletionRequestSchema.parse(await req.json());
+ */
+import { z } from 'zod';
+import { signedTicketSchema } from './ticket.js';
+import { signedAttestationSchema } from './attestation.js';
+
+export const MAX_PROMPT_CHARS = 200_000;
+export const MAX_MESSAGES = 256;
+
+export const routePreferencesSchema = z
+  .object({
+    /** What to optimise: observed latency, price, or a balance of both (default). */
+    sort: z.enum(['latency', 'price', 'balanced']).default('balanced'),
+    /** Highest acceptable price, USD per million tokens. */
+    max_price: z.number().nonnegative().optional(),
+    /** Highest acceptable expected time to first token, ms. */
+    max_latency_ms: z.number().int().positive().optional(),
+    /** Preferred region (e.g. "eu-west"); others are used only if allow_fallbacks. */
+    region: z.string().min(1).max(64).optional(),
+    /** Whether another route may serve the request after a failure or outside the region. */
+    allow_fallbacks: z.boolean().default(true),
+  })
+  .strict();
+export type RoutePreferences = z.infer<typeof routePreferencesSchema>;
+
+const stopSchema = z.union([z.string().min(1).max(256), z.array(z.string().min(1).max(256)).max(8)]).nullable().optional();
+
+const samplingFields = {
+  model: z.string().min(1).max(128),
+  max_tokens: z.number().int().positive().max(32_768).nullable().optional(),
+  max_completion_tokens: z.number().int().positive().max(32_768).nullable().optional(),
+  temperature: z.number().min(0).max(2).nullable().optional(),
+  top_p: z.number().gt(0).max(1).nullable().optional(),
+  /** Extension (as in vLLM/llama.cpp): 0 = off. */
+  top_k: z.number().int().min(0).max(1000).nullable().optional(),
+  seed: z.number().int().min(0).max(2 ** 32 - 1).nullable().optional(),
+  stop: stopSchema,
+  user: z.string().max(256).optional(),
+  n: z.literal(1).nullable().optional(),
+  stream: z.boolean().nullable().optional(),
+  stream_options: z.object({ include_usage: z.boolean().optional() }).nullable().optional(),
+  route: routePreferencesSchema.optional(),
+};
+
+const textPartSchema = z.object({ type: z.literal('text'), text: z.string().max(MAX_PROMPT_CHARS) });
+export const chatMessageSchema = z.object({
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+  content: z.union([z.string().max(MAX_PROMPT_CHARS), z.array(textPartSchema).max(64)]).nullable(),
+  name: z.string().max(64).optional(),
+  tool_call_id: z.string().max(128).optional(),
+});
+export type ChatMessage = z.infer<typeof chatMessageSchema>;
+
+export const chatCompletionRequestSchema = z.object({
+  ...samplingFields,
+  messages: z.array(chatMessageSchema).min(1).max(MAX_MESSAGES),
+});
+export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
+
+export const completionRequestSchema = z.object({
+  ...samplingFields,
+  prompt: z.union([z.string().max(MAX_PROMPT_CHARS), z.array(z.string().max(MAX_PROMPT_CHARS)).length(1)]),
+  echo: z.boolean().nullable().optional(),
+});
+export type CompletionRequest = z.infer<typeof completionRequestSchema>;
+
+export const usageSchema = z.object({
+  prompt_tokens: z.number().int().nonnegative(),
+  completion_tokens: z.number().int().nonnegative(),
+  total_tokens: z.number().int().nonnegative(),
+});
+
+export const routeSummarySchema = z.object({
+  /** Hops in order: which agent computed which layers. */
+  hops: z.array(
+    z.object({
+      agent_id: z.string(),
+      pool_id: z.string(),
+      region: z.string(),
+      layers: z.tuple([z.number().int(), z.number().int()]),
+    }),
+  ),
+  /** USD per million tokens for this route. */
+  price: z.number().nonnegative(),
+  /** Routes tried before this one (failover). */
+  attempts: z.number().int().positive(),
+});
+export type RouteSummary = z.infer<typeof routeSummarySchema>;
+
+export const attestationSummarySchema = z.object({
+  job_id: z.string(),
+  verified: z.boolean(),
+  ticket_hash: z.string(),
+  model_id: z.string(),
+  /** Attestation chunks verified (one per generated token). */
+  chunks: z.number().int().nonnegative(),
+  /** Hash of the last attestation in the chain. */
+  chain_head: z.string().nullable(),
+  /** Where the full chain can be fetched. */
+  url: z.string(),
+});
+export type AttestationSummary = z.infer<typeof attestationSummarySchema>;
+
+export const finishReasonSchema = z.enum(['stop', 'length']).nullable();
+
+export const chatCompletionSchema = z.object({
+  id: z.string(),
+  object: z.literal('chat.completion'),
+  created: z.number().int(),
+  model: z.string(),
+  system_fingerprint: z.string().nullable().optional(),
+  choices: z.array(
+    z.object({
+      index: z.number().int(),
+      message: z.object({ role: z.literal('assistant'), content: z.string().nullable(), refusal: z.null().optional() }),
+      finish_reason: finishReasonSchema,
+      logprobs: z.null(),
+    }),
+  ),
+  usage: usageSchema,
+  route: routeSummarySchema,
+  attestation: attestationSummarySchema,
+});
+export type ChatCompletion = z.infer<typeof chatCompletionSchema>;
+
+export const chatCompletionChunkSchema = z.object({
+  id: z.string(),
+  object: z.literal('chat.completion.chunk'),
+  created: z.number().int(),
+  model: z.string(),
+  system_fingerprint: z.string().nullable().optional(),
+  choices: z.array(
+    z.object({
+      index: z.number().int(),
+      delta: z.object({ role: z.literal('assistant').optional(), content: z.string().optional() }),
+      finish_reason: finishReasonSchema,
+      logprobs: z.null().optional(),
+    }),
+  ),
+  usage: usageSchema.nullable().optional(),
+  route: routeSummarySchema.optional(),
+  attestation: attestationSummarySchema.optional(),
+});
+export type ChatCompletionChunk = z.infer<typeof chatCompletionChunkSchema>;
+
+export const completionSchema = z.object({
+  id: z.string(),
+  object: z.literal('text_completion'),
+  created: z.number().int(),
+  model: z.string(),
+  system_fingerprint: z.string().nullable().optional(),
+  choices: z.array(
+    z.object({ index: z.number().int(), text: z.string(), finish_reason: finishReasonSchema, logprobs: z.null() }),
+  ),
+  usage: usageSchema.optional(),
+  route: routeSummarySchema.optional(),
+  attestation: attestationSummarySchema.optional(),
+});
+export type Completion = z.infer<typeof completionSchema>;
+
+export const modelSchema = z.object({
+  id: z.string(),
+  object: z.literal('model'),
+  created: z.number().int(),
+  owned_by: z.string(),
+  /** Manifest hash: the model id in tickets and attestations. */
+  manifest_hash: z.string(),
+  num_layers: z.number().int(),
+  dtype: z.string(),
+  /** Agents currently able to serve some span of it. */
+  agents: z.number().int().nonnegative(),
+});
+export const modelListSchema = z.object({ object: z.literal('list'), data: z.array(modelSchema) });
+export type ModelList = z.infer<typeof modelListSchema>;
+
+export const publicAgentSchema = z.object({
+  id: z.string(),
+  public_key: z.string(),
+  status: z.string(),
+  price: z.number().nonnegative(),
+  reputation: z.number(),
+  spans: z.array(z.object({ model_id: z.string(), layers: z.tuple([z.number().int(), z.number().int()]) })),
+  last_heartbeat_at: z.string().nullable(),
+  queue_depth: z.number().nullable(),
+  ttft_ms: z.number().nullable(),
+  per_token_ms: z.number().nullable(),
+});
+export const publicPoolSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  region: z.string(),
+  agents: z.array(publicAgentSchema),
+});
+export const poolListSchema = z.object({ object: z.literal('list'), data: z.array(publicPoolSchema) });
+export type PoolList = z.infer<typeof poolListSchema>;
+
+/** GET /v1/jobs/:id/attestation: everything a client needs to re-verify a response itself. */
+export const jobAttestationSchema = z.object({
+  job_id: z.string(),
+  model_id: z.string(),
+  num_layers: z.number().int().positive(),
+  edge_key_id: z.string(),
+  edge_public_key: z.string(),
+  /** One entry per attempt (failover): the ticket and its verified chunks. */
+  attempts: z.array(
+    z.object({
+      ticket: signedTicketSchema,
+      chunks: z.array(z.array(signedAttestationSchema)),
+      outcome: z.enum(['completed', 'failed', 'cancelled']),
+    }),
+  ),
+  token_ids: z.array(z.number().int()),
+});
+export type JobAttestation = z.infer<typeof jobAttestationSchema>;

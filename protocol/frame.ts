@@ -1,0 +1,147 @@
+/**
+ * Binary frames between agents: a fixed header, a small JSON metadata block (validated by the
+ * receiver with zod), then raw little-endian tensor bytes. Never JSON for tensors.
+ *
+ * Layout (little-endian):
+ *   0  magic   'LNF1' (4 bytes)
+ *   4  kind    u8   (1 forward, 2 hidden, 3 tokens, 4 error, 5 close)
+ *   5  dtype   u8   (0 none, 1 float32, 2 float16, 3 int32)
+ *   6  ndim    u16  (<= 4)
+ *   8  metaLen u32  (<= MAX_META_BYTES)
+ *   12 dims    ndim x u32
+ *   .. meta    metaLen bytes of UTF-8 JSON
+ *   .. payload product(dims) x sizeof(dtype) bytes, exactly
+ *
+ * @example
+ * const bytes = encodeFrame({ kind: 'forward', dtype: 'float32', dims: [1, 3, 64], meta: { sessionId }, payload });
+ * const frame = decodeFrame(bytes, { maxPayloadBytes: 64 << 20 });
+ */
+import { bytesOf, fromUtf8, utf8 } from './bytes.js';
+
+export const FRAME_MAGIC = 0x3146_4e4c; // 'LNF1' read as little-endian u32
+export const FRAME_HEADER_BYTES = 12;
+export const MAX_META_BYTES = 256 * 1024;
+export const MAX_DIMS = 4;
+
+export type FrameKind = 'forward' | 'hidden' | 'tokens' | 'error' | 'close';
+export type FrameDtype = 'none' | 'float32' | 'float16' | 'int32';
+
+const KINDS: readonly FrameKind[] = ['forward', 'forward', 'hidden', 'tokens', 'error', 'close'];
+const KIND_CODE: Record<FrameKind, number> = { forward: 1, hidden: 2, tokens: 3, error: 4, close: 5 };
+const DTYPES: readonly FrameDtype[] = ['none', 'float32', 'float16', 'int32'];
+const DTYPE_CODE: Record<FrameDtype, number> = { none: 0, float32: 1, float16: 2, int32: 3 };
+export const DTYPE_BYTES: Record<FrameDtype, number> = { none: 0, float32: 4, float16: 2, int32: 4 };
+
+export interface Frame {
+  kind: FrameKind;
+  dtype: FrameDtype;
+  dims: number[];
+  /** Untrusted JSON: validate it with the schema of the endpoint that receives it. */
+  meta: unknown;
+  payload: Uint8Array;
+}
+
+export class FrameError extends Error {
+  override readonly name = 'FrameError';
+  constructor(
+    readonly code: 'truncated' | 'bad_magic' | 'bad_kind' | 'bad_dtype' | 'bad_dims' | 'too_large' | 'bad_meta' | 'size_mismatch',
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export interface EncodeFrameInput {
+  kind: FrameKind;
+  dtype?: FrameDtype;
+  dims?: number[];
+  meta?: unknown;
+  payload?: Uint8Array | Float32Array | Uint16Array | Int32Array;
+}
+
+export function encodeFrame(input: EncodeFrameInput): Uint8Array {
+  const dtype = input.dtype ?? 'none';
+  const dims = input.dims ?? [];
+  if (dims.length > MAX_DIMS) throw new FrameError('bad_dims', `at most ${MAX_DIMS} dims`);
+  const payload = input.payload ? (input.payload instanceof Uint8Array ? input.payload : bytesOf(input.payload)) : new Uint8Array(0);
+  const expected = dims.reduce((a, b) => a * b, dims.length ? 1 : 0) * DTYPE_BYTES[dtype];
+  if (payload.byteLength !== expected) {
+    throw new FrameError('size_mismatch', `payload is ${payload.byteLength} bytes, dims x dtype say ${expected}`);
+  }
+  const meta = utf8(JSON.stringify(input.meta ?? null));
+  if (meta.byteLength > MAX_META_BYTES) throw new FrameError('too_large', 'frame metadata too large');
+  const out = new Uint8Array(FRAME_HEADER_BYTES + dims.length * 4 + meta.byteLength + payload.byteLength);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(0, FRAME_MAGIC, true);
+  dv.setUint8(4, KIND_CODE[input.kind]);
+  dv.setUint8(5, DTYPE_CODE[dtype]);
+  dv.setUint16(6, dims.length, true);
+  dv.setUint32(8, meta.byteLength, true);
+  let offset = FRAME_HEADER_BYTES;
+  for (const d of dims) {
+    if (!Number.isInteger(d) || d < 0 || d > 0xffff_ffff) throw new FrameError('bad_dims', `bad dim ${d}`);
+    dv.setUint32(offset, d, true);
+    offset += 4;
+  }
+  out.set(meta, offset);
+  out.set(payload, offset + meta.byteLength);
+  return out;
+}
+
+export interface DecodeFrameLimits {
+  /** Largest tensor payload accepted, in bytes. */
+  maxPayloadBytes: number;
+}
+
+/** Decodes and bounds-checks a frame. Throws FrameError; never reads past the buffer. */
+export function decodeFrame(bytes: Uint8Array, limits: DecodeFrameLimits): Frame {
+  if (bytes.byteLength < FRAME_HEADER_BYTES) throw new FrameError('truncated', 'frame shorter than its header');
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (dv.getUint32(0, true) !== FRAME_MAGIC) throw new FrameError('bad_magic', 'not a layernet frame');
+  const kindCode = dv.getUint8(4);
+  if (kindCode < 1 || kindCode > 5) throw new FrameError('bad_kind', `unknown frame kind ${kindCode}`);
+  const dtypeCode = dv.getUint8(5);
+  if (dtypeCode > 3) throw new FrameError('bad_dtype', `unknown dtype ${dtypeCode}`);
+  const ndim = dv.getUint16(6, true);
+  if (ndim > MAX_DIMS) throw new FrameError('bad_dims', `${ndim} dims, at most ${MAX_DIMS}`);
+  const metaLen = dv.getUint32(8, true);
+  if (metaLen > MAX_META_BYTES) throw new FrameError('too_large', 'frame metadata too large');
+  const dimsEnd = FRAME_HEADER_BYTES + ndim * 4;
+  if (bytes.byteLength < dimsEnd + metaLen) throw new FrameError('truncated', 'frame shorter than its metadata');
+  const dims: number[] = [];
+  let count = ndim ? 1 : 0;
+  for (let i = 0; i < ndim; i++) {
+    const d = dv.getUint32(FRAME_HEADER_BYTES + i * 4, true);
+    dims.push(d);
+    count *= d;
+  }
+  const dtype = DTYPES[dtypeCode]!;
+  const payloadBytes = count * DTYPE_BYTES[dtype];
+  if (payloadBytes > limits.maxPayloadBytes) throw new FrameError('too_large', `tensor of ${payloadBytes} bytes exceeds ${limits.maxPayloadBytes}`);
+  const payloadStart = dimsEnd + metaLen;
+  const actual = bytes.byteLength - payloadStart;
+  if (actual < payloadBytes) throw new FrameError('truncated', `payload is ${actual} bytes, dims x dtype say ${payloadBytes}`);
+  if (actual > payloadBytes) throw new FrameError('size_mismatch', `payload is ${actual} bytes, dims x dtype say ${payloadBytes}`);
+  let meta: unknown;
+  try {
+    meta = JSON.parse(fromUtf8(bytes.subarray(dimsEnd, payloadStart)));
+  } catch {
+    throw new FrameError('bad_meta', 'frame metadata is not JSON');
+  }
+  return { kind: KINDS[kindCode]!, dtype, dims, meta, payload: bytes.subarray(payloadStart) };
+}
+
+/** Copies a payload into an aligned typed array of the frame's dtype. */
+export function framePayloadAs(frame: Frame): Float32Array | Uint16Array | Int32Array | null {
+  const copy = frame.payload.slice();
+  switch (frame.dtype) {
+    case 'float32':
+      return new Float32Array(copy.buffer, 0, copy.byteLength / 4);
+    case 'float16':
+      return new Uint16Array(copy.buffer, 0, copy.byteLength / 2);
+    case 'int32':
+      return new Int32Array(copy.buffer, 0, copy.byteLength / 4);
+    default:
+      return null;
+  }
+}

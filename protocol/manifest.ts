@@ -1,0 +1,91 @@
+import { z } from 'zod';
+import { canonicalJson, type CanonicalValue } from './canonical.js';
+import { sha256Hex } from './bytes.js';
+
+/**
+ * A model manifest pins the architecture, the tokenizer and every ONNX file (by SHA-256).
+ * The manifest's own hash (`modelId`) names the model everywhere: registry, tickets, attestations.
+ *
+ * Files: `embed` (input_ids -> hidden_states.0), one `layers` file per block
+ * (hidden_states.{i} -> hidden_states.{i+1}, with KV cache), `head` (final norm + LM head).
+ * A span [start, end) of layers is served by merging the block files it covers; the span that
+ * starts at 0 also holds `embed`, the span that ends at numLayers also holds `head`.
+ */
+export const architectureSchema = z.object({
+  family: z.literal('llama'),
+  vocabSize: z.number().int().positive(),
+  hiddenSize: z.number().int().positive(),
+  intermediateSize: z.number().int().positive(),
+  numLayers: z.number().int().positive().max(1024),
+  numAttentionHeads: z.number().int().positive(),
+  numKeyValueHeads: z.number().int().positive(),
+  headDim: z.number().int().positive(),
+  rmsNormEps: z.number().positive(),
+  ropeTheta: z.number().positive(),
+  maxPositionEmbeddings: z.number().int().positive(),
+});
+export type Architecture = z.infer<typeof architectureSchema>;
+
+export const modelDtypeSchema = z.enum(['float32', 'float16']);
+export type ModelDtype = z.infer<typeof modelDtypeSchema>;
+
+export const manifestFileSchema = z.object({
+  path: z.string().regex(/^[A-Za-z0-9._-]+$/, 'file names only, no folders'),
+  kind: z.enum(['embed', 'layers', 'head']),
+  /** Layers covered, [start, end). `embed` is [0, 0], `head` is [numLayers, numLayers]. */
+  layers: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  bytes: z.number().int().nonnegative(),
+});
+export type ManifestFile = z.infer<typeof manifestFileSchema>;
+
+export const manifestSchema = z.object({
+  format: z.literal('layernet.manifest/1'),
+  name: z.string().min(1).max(128),
+  architecture: architectureSchema,
+  dtype: modelDtypeSchema,
+  /** Seed the deterministic weights were generated from (null for converted real models). */
+  seed: z.number().int().nullable(),
+  tokenizer: z.object({
+    kind: z.literal('llama-sentencepiece-bpe'),
+    package: z.literal('llama-tokenizer-js'),
+    bosTokenId: z.number().int().nonnegative(),
+    eosTokenId: z.number().int().nonnegative(),
+    chatTemplate: z.literal('llama-2'),
+  }),
+  files: z.array(manifestFileSchema).min(2),
+});
+export type Manifest = z.infer<typeof manifestSchema>;
+
+/** The model id: SHA-256 (hex) of the manifest's canonical JSON. */
+export async function manifestHash(manifest: Manifest): Promise<string> {
+  return sha256Hex(canonicalJson(manifest as unknown as CanonicalValue));
+}
+
+/** Layer span of a block range, [start, end). */
+export interface LayerSpan {
+  start: number;
+  end: number;
+}
+
+/** Files a span needs, in graph order. Throws if the span is out of range or empty. */
+export function filesForSpan(manifest: Manifest, span: LayerSpan): ManifestFile[] {
+  const L = manifest.architecture.numLayers;
+  if (!(Number.isInteger(span.start) && Number.isInteger(span.end) && span.start >= 0 && span.end <= L && span.start < span.end)) {
+    throw new RangeError(`span [${span.start}, ${span.end}) is not inside [0, ${L})`);
+  }
+  const out: ManifestFile[] = [];
+  if (span.start === 0) out.push(...manifest.files.filter((f) => f.kind === 'embed'));
+  const blocks = manifest.files
+    .filter((f) => f.kind === 'layers' && f.layers[0] >= span.start && f.layers[1] <= span.end)
+    .sort((a, b) => a.layers[0] - b.layers[0]);
+  let cursor = span.start;
+  for (const b of blocks) {
+    if (b.layers[0] !== cursor) break;
+    cursor = b.layers[1];
+  }
+  if (cursor !== span.end) throw new RangeError(`span [${span.start}, ${span.end}) does not fall on block boundaries`);
+  out.push(...blocks);
+  if (span.end === L) out.push(...manifest.files.filter((f) => f.kind === 'head'));
+  return out;
+}

@@ -1,0 +1,118 @@
+import { z } from 'zod';
+import { canonicalJson, type CanonicalValue } from './canonical.js';
+import { sha256Hex, utf8 } from './bytes.js';
+import { signBytes, verifyBytes } from './keys.js';
+
+/**
+ * Job tickets: the edge's signed order to a route of agents. Agents refuse unsigned, expired or
+ * replayed tickets; every attestation binds the ticket's hash.
+ *
+ * @example
+ * const signed = await signTicket(edgeKey.privateKey, ticket);
+ * const check = await verifyTicket(signed, edgeKey.publicKey, Date.now());
+ */
+export const TICKET_DOMAIN = 'layernet.ticket/1\n';
+
+const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
+export const layerRangeSchema = z
+  .tuple([z.number().int().nonnegative(), z.number().int().nonnegative()])
+  .refine(([a, b]) => a < b, 'a layer range is [start, end) with start < end');
+
+export const routeHopSchema = z.object({
+  agentId: z.string().min(1).max(64),
+  /** Layers this hop computes, [start, end). */
+  layers: layerRangeSchema,
+  /** Where the previous hop sends activations (the head hop is called by the edge). */
+  endpoint: z.string().url().max(512),
+});
+export type RouteHop = z.infer<typeof routeHopSchema>;
+
+export const samplingSchema = z.object({
+  temperature: z.number().min(0).max(2),
+  topP: z.number().gt(0).max(1),
+  topK: z.number().int().min(0).max(1000),
+  seed: z.number().int().min(0).max(2 ** 32 - 1),
+});
+export type SamplingParams = z.infer<typeof samplingSchema>;
+
+export const ticketSchema = z.object({
+  v: z.literal(1),
+  jobId: z.string().min(1).max(64),
+  modelId: hex64,
+  dtype: z.enum(['float32', 'float16']),
+  route: z.array(routeHopSchema).min(1).max(16),
+  /** sha256 (hex) of encodeTokenIds(promptIds ++ prefixIds): the exact input the head hop must use. */
+  inputHash: hex64,
+  promptTokens: z.number().int().positive().max(1_000_000),
+  /** Tokens already generated (and sent to the client) before this ticket: a resumed stream. */
+  prefixTokens: z.number().int().nonnegative().max(1_000_000),
+  limits: z.object({
+    /** Maximum generated tokens, counted from step 0 (prefix included). */
+    maxTokens: z.number().int().positive().max(1_000_000),
+    /** Epoch milliseconds after which agents stop working on the job. */
+    deadline: z.number().int().positive(),
+  }),
+  sampling: samplingSchema,
+  stopTokenIds: z.array(z.number().int().nonnegative()).max(64),
+  nonce: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/),
+  issuedAt: z.number().int().positive(),
+  expiresAt: z.number().int().positive(),
+  /** Which edge key signed it (agents may trust several during a rotation). */
+  edgeKeyId: z.string().min(1).max(64),
+});
+export type JobTicket = z.infer<typeof ticketSchema>;
+
+export const signedTicketSchema = z.object({ ticket: ticketSchema, signature: z.string().max(128) });
+export type SignedTicket = z.infer<typeof signedTicketSchema>;
+
+export function ticketBytes(ticket: JobTicket): Uint8Array {
+  return utf8(TICKET_DOMAIN + canonicalJson(ticket as unknown as CanonicalValue));
+}
+
+export function ticketHash(ticket: JobTicket): Promise<string> {
+  return sha256Hex(ticketBytes(ticket));
+}
+
+export async function signTicket(edgePrivateKey: CryptoKey, ticket: JobTicket): Promise<SignedTicket> {
+  return { ticket, signature: await signBytes(edgePrivateKey, ticketBytes(ticket)) };
+}
+
+export type TicketCheck =
+  | { ok: true; ticket: JobTicket; hash: string }
+  | { ok: false; reason: 'malformed' | 'bad_signature' | 'expired' | 'not_yet_valid' | 'wrong_hop' };
+
+/**
+ * Checks shape, signature and validity window. Replay protection (nonce already seen) is the
+ * caller's: it owns the nonce store. `hop` optionally checks that `agentId` is at that hop.
+ */
+export async function verifyTicket(
+  input: unknown,
+  edgePublicKey: string,
+  now: number,
+  expect?: { agentId: string; hop?: number },
+  clockSkewMs = 30_000,
+): Promise<TicketCheck> {
+  const parsed = signedTicketSchema.safeParse(input);
+  if (!parsed.success) return { ok: false, reason: 'malformed' };
+  const { ticket, signature } = parsed.data;
+  if (!(await verifyBytes(edgePublicKey, signature, ticketBytes(ticket)))) return { ok: false, reason: 'bad_signature' };
+  if (now > ticket.expiresAt + clockSkewMs || now > ticket.limits.deadline + clockSkewMs) return { ok: false, reason: 'expired' };
+  if (now + clockSkewMs < ticket.issuedAt) return { ok: false, reason: 'not_yet_valid' };
+  if (expect) {
+    const hops = ticket.route.map((h, i) => ({ ...h, i })).filter((h) => h.agentId === expect.agentId);
+    if (hops.length === 0 || (expect.hop !== undefined && !hops.some((h) => h.i === expect.hop))) {
+      return { ok: false, reason: 'wrong_hop' };
+    }
+  }
+  return { ok: true, ticket, hash: await ticketHash(ticket) };
+}
+
+/** Route must cover [0, numLayers) exactly once, in order. */
+export function routeCoversModel(route: readonly RouteHop[], numLayers: number): boolean {
+  let cursor = 0;
+  for (const hop of route) {
+    if (hop.layers[0] !== cursor) return false;
+    cursor = hop.layers[1];
+  }
+  return cursor === numLayers;
+}
