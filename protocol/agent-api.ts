@@ -73,3 +73,42 @@ export const forwardResultMetaSchema = z.object({
 export type ForwardResultMeta = z.infer<typeof forwardResultMetaSchema>;
 
 export const errorFrameMetaSchema = z.object({ code: z.string().max(64), message: z.string().max(2048), agentId: z.string().max(64).optional() });
+
+/** Meta of a `close` frame: the job is over, free its session here and on every later hop. */
+export const closeMetaSchema = z.object({
+  jobId: z.string().min(1).max(64),
+  ticketHash: z.string().regex(/^[0-9a-f]{64}$/),
+  hop: z.number().int().positive().max(15),
+});
+export type CloseMeta = z.infer<typeof closeMetaSchema>;
+
+/**
+ * `POST /v1/checks/inputs` (edge -> any hop of a finished job): what that hop committed to, so a
+ * re-execution check can re-run its span. Signed by the edge over `checkInputsMessage`.
+ */
+export const checkInputsRequestSchema = z.object({
+  jobId: z.string().min(1).max(64),
+  hop: z.number().int().nonnegative().max(15),
+  issuedAt: z.number().int().positive(),
+  /** Edge signature over `layernet.check-inputs/1\n{jobId}\n{hop}\n{issuedAt}`. */
+  signature: z.string().max(128),
+});
+export type CheckInputsRequest = z.infer<typeof checkInputsRequestSchema>;
+export const checkInputsMessage = (r: Omit<CheckInputsRequest, 'signature'>) => `layernet.check-inputs/1\n${r.jobId}\n${r.hop}\n${r.issuedAt}`;
+
+export const checkInputsResponseSchema = z.object({
+  jobId: z.string(),
+  hop: z.number().int().nonnegative(),
+  dtype: z.enum(['float32', 'float16']),
+  hiddenSize: z.number().int().positive(),
+  /** One per chunk in step order; tensors are raw little-endian bytes, base64url, [rows, hiddenSize]. */
+  chunks: z.array(
+    z.object({
+      steps: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
+      inputTokenIds: z.array(z.number().int().nonnegative()).optional(),
+      input: z.string().optional(),
+      output: z.string().optional(),
+    }),
+  ),
+});
+export type CheckInputsResponse = z.infer<typeof checkInputsResponseSchema>;

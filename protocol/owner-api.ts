@@ -13,6 +13,7 @@
 import { z } from 'zod';
 import { utf8 } from './bytes.js';
 import { canonicalJson, type CanonicalValue } from './canonical.js';
+import { manifestSchema } from './manifest.js';
 
 export const regionSchema = z.string().regex(/^[a-z0-9-]{2,32}$/, 'region: lowercase letters, digits and dashes');
 
@@ -106,3 +107,8 @@ export function heartbeatBytes(body: Omit<Heartbeat, 'signature'>): Uint8Array {
 }
 
 export const edgeKeysSchema = z.object({ keys: z.array(z.object({ id: z.string(), public_key: z.string() })).min(1) });
+
+/** `POST /v1/owner/models`: publish a model manifest (the model id is its hash). */
+export const publishModelSchema = z.object({ manifest: manifestSchema });
+/** Answer of `POST /v1/owner/models`. */
+export const publishedModelSchema = z.object({ id: z.string(), name: z.string(), num_layers: z.number().int(), dtype: z.string(), created: z.boolean() });

@@ -1,0 +1,134 @@
+/**
+ * Decode throughput of the `small` model: unsplit in one process (runtime generate()) versus one
+ * agent and chains of 2 and 3 agents (`pool-agent serve` child processes) over loopback, every
+ * one with the same onnxruntime thread budget (a single sequence runs one hop at a time, so each
+ * agent gets the whole budget). Prints tokens/s and the ratio to unsplit; target: a chain of 3
+ * keeps >= 90% of unsplit decode.
+ *
+ *   npm run bench:chain -- [--model .models/small] [--tokens 64] [--threads 2] [--repeats 3] [--prompt 32]
+ */
+import { parseArgs } from 'node:util';
+import { resolve } from 'node:path';
+import { buildModel, loadManifest } from '../pool-agent/model/build.js';
+import { generate } from '../pool-agent/runtime/pipeline.js';
+import { loadSpan } from '../pool-agent/runtime/span.js';
+import { createTestEdge, GREEDY, startAgent, type ChildAgent, type TestEdge } from '../test/support/agents.js';
+import { jobEventSchema } from '../protocol/agent-api.js';
+import { manifestHash } from '../protocol/manifest.js';
+
+const { values } = parseArgs({
+  options: {
+    model: { type: 'string', default: '.models/small' },
+    tokens: { type: 'string', default: '64' },
+    threads: { type: 'string', default: '2' },
+    repeats: { type: 'string', default: '3' },
+    prompt: { type: 'string', default: '32' },
+  },
+});
+const modelDir = resolve(values.model!);
+const TOKENS = Number(values.tokens);
+const THREADS = Number(values.threads);
+const REPEATS = Number(values.repeats);
+const PROMPT = Array.from({ length: Number(values.prompt) }, (_, i) => (i === 0 ? 1 : 100 + ((i * 7919) % 30000)));
+
+const manifest = await loadManifest(modelDir).catch(async () => {
+  process.stderr.write(`building the small model into ${modelDir}\n`);
+  return (await buildModel({ preset: 'small', outDir: modelDir })).manifest;
+});
+const L = manifest.architecture.numLayers;
+const modelId = await manifestHash(manifest);
+const split = (k: number): [number, number][] => Array.from({ length: k }, (_, i) => [Math.round((i * L) / k), Math.round(((i + 1) * L) / k)]);
+
+/** Decode tokens/s from per-token timestamps: (n - 1) tokens after the first (prefill excluded). */
+const rate = (times: number[]) => (times.length - 1) / ((times[times.length - 1]! - times[0]!) / 1000);
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+interface Runner {
+  name: string;
+  /** One generation; per-token timestamps and the time to the first token. */
+  run(): Promise<{ times: number[]; ttftMs: number }>;
+  close(): Promise<void>;
+}
+
+async function unsplitRunner(): Promise<Runner> {
+  const span = await loadSpan(modelDir, [0, L], { provider: 'cpu', intraOpThreads: THREADS });
+  return {
+    name: 'unsplit, in-process generate()',
+    async run() {
+      const session = span.openSession();
+      const times: number[] = [];
+      const t0 = performance.now();
+      try {
+        await generate({ stages: [session], promptIds: PROMPT, sampling: GREEDY, maxTokens: TOKENS, onToken: () => void times.push(performance.now()) });
+      } finally {
+        session.dispose();
+      }
+      return { times, ttftMs: times[0]! - t0 };
+    },
+    close: () => span.close(),
+  };
+}
+
+async function chainRunner(k: number, edge: TestEdge): Promise<Runner> {
+  const layout = split(k);
+  const agents: ChildAgent[] = [];
+  try {
+    for (let i = 0; i < k; i++) agents.push(await startAgent({ modelDir, layers: layout[i]!, edgeKeys: edge.keys, agentId: `bench-${k}-${i}`, threads: THREADS, startTimeoutMs: 180_000 }));
+  } catch (err) {
+    await Promise.all(agents.map((a) => a.stop(5_000)));
+    throw err;
+  }
+  const route = agents.map((a, i) => ({ agentId: a.agentId, layers: layout[i]!, endpoint: a.url }));
+  return {
+    name: `${k} agent${k > 1 ? 's' : ''} over loopback [${layout.map(([a, b]) => `${a}:${b}`).join(' ')}]`,
+    async run() {
+      const { signed } = await edge.ticket({ route, modelId, promptIds: PROMPT, maxTokens: TOKENS });
+      const t0 = performance.now();
+      const res = await fetch(new URL('/v1/jobs', agents[0]!.url), { method: 'POST', body: JSON.stringify({ signedTicket: signed, promptIds: PROMPT, prefixIds: [] }) });
+      if (!res.ok || !res.body) throw new Error(`job failed: ${res.status} ${await res.text()}`);
+      const times: number[] = [];
+      let buf = '';
+      const decoder = new TextDecoder();
+      const reader = res.body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buf += decoder.decode(value, { stream: true });
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const ev = jobEventSchema.parse(JSON.parse(buf.slice(0, nl)));
+          buf = buf.slice(nl + 1);
+          if (ev.type === 'chunk') times.push(performance.now());
+          if (ev.type === 'error') throw new Error(`job error ${ev.code}: ${ev.message}`);
+        }
+      }
+      if (times.length !== TOKENS) throw new Error(`got ${times.length} tokens, expected ${TOKENS}`);
+      return { times, ttftMs: times[0]! - t0 };
+    },
+    close: async () => void (await Promise.all(agents.map((a) => a.stop(5_000)))),
+  };
+}
+
+// Every layout runs once per round, in turn, so drift in a shared host's load hits them alike.
+const edge = await createTestEdge();
+const runners: Runner[] = [await unsplitRunner()];
+try {
+  for (const k of [1, 2, 3]) runners.push(await chainRunner(k, edge));
+  const rates = runners.map(() => [] as number[]);
+  const ttfts = runners.map(() => [] as number[]);
+  for (let round = 0; round <= REPEATS; round++) {
+    for (const [i, r] of runners.entries()) {
+      const { times, ttftMs } = await r.run();
+      if (round === 0) continue; // warm-up
+      rates[i]!.push(rate(times));
+      ttfts[i]!.push(ttftMs);
+    }
+  }
+  const base = median(rates[0]!);
+  console.log(`model ${manifest.name} (${L} layers, hidden ${manifest.architecture.hiddenSize}), ${TOKENS} tokens after a ${PROMPT.length}-token prompt, ${THREADS} onnxruntime threads per process, median of ${REPEATS} interleaved rounds`);
+  const rows = runners.map((r, i) => ({ layout: r.name, tokensPerS: median(rates[i]!), ratio: median(rates[i]!) / base, ttftMs: median(ttfts[i]!), all: rates[i]!.map((x) => Math.round(x * 10) / 10) }));
+  for (const r of rows) console.log(`${r.layout.padEnd(40)} ${r.tokensPerS.toFixed(1).padStart(8)} tok/s  ${(r.ratio * 100).toFixed(1).padStart(6)}% of unsplit  ttft ${r.ttftMs.toFixed(0)} ms  runs ${r.all.join(' ')}`);
+  console.log(JSON.stringify({ bench: 'chain-throughput', tokens: TOKENS, threads: THREADS, rows }));
+} finally {
+  await Promise.all(runners.map((r) => r.close()));
+}

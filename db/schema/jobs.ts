@@ -1,0 +1,47 @@
+import { sql } from 'drizzle-orm';
+import { check, index, integer, jsonb, pgTable, text } from 'drizzle-orm/pg-core';
+import type { JobAttemptRecord } from '../../edge/store/interface.js';
+import { accounts } from './accounts.js';
+import { apiKeys } from './api-keys.js';
+import { at, createdAt, microUsd } from './columns.js';
+import { models } from './models.js';
+
+export type JobStatus = 'running' | 'completed' | 'failed' | 'cancelled';
+export type JobFinishReason = 'stop' | 'length' | 'cancelled' | 'error';
+
+/** One completion request: its routes, signed tickets, attestation chains, tokens and cost. */
+export const jobs = pgTable(
+  'jobs',
+  {
+    /** Chosen by the edge (a UUID): it is in the signed ticket before the row exists. */
+    id: text('id').primaryKey(),
+    accountId: text('account_id')
+      .notNull()
+      .references(() => accounts.id),
+    apiKeyId: text('api_key_id')
+      .notNull()
+      .references(() => apiKeys.id),
+    modelId: text('model_id')
+      .notNull()
+      .references(() => models.id),
+    status: text('status').$type<JobStatus>().notNull().default('running'),
+    finishReason: text('finish_reason').$type<JobFinishReason>(),
+    /** Agent ids of the first route tried, in order. */
+    route: jsonb('route').$type<string[]>().notNull(),
+    /** Every attempt: its signed ticket and the full attestation chain of each verified chunk. */
+    attempts: jsonb('attempts').$type<JobAttemptRecord[]>().notNull().default([]),
+    /** Completion token ids delivered to the client, in order. */
+    tokenIds: integer('token_ids').array().notNull().default(sql`'{}'::integer[]`),
+    promptTokens: integer('prompt_tokens').notNull().default(0),
+    completionTokens: integer('completion_tokens').notNull().default(0),
+    costMicroUsd: microUsd('cost_micro_usd').notNull().default(0),
+    createdAt: createdAt(),
+    finishedAt: at('finished_at'),
+  },
+  (t) => [
+    index('jobs_account_created_idx').on(t.accountId, t.createdAt),
+    check('jobs_status_check', sql`${t.status} in ('running', 'completed', 'failed', 'cancelled')`),
+    check('jobs_finish_reason_check', sql`${t.finishReason} in ('stop', 'length', 'cancelled', 'error')`),
+    check('jobs_tokens_check', sql`${t.promptTokens} >= 0 and ${t.completionTokens} >= 0 and ${t.costMicroUsd} >= 0`),
+  ],
+);

@@ -1,0 +1,113 @@
+/**
+ * The edge app: a Hono factory with no runtime import. The Workers entry (worker.ts) and the
+ * unit tests build it with their own deps.
+ *
+ * @example
+ * const app = createApp({ store: createMemoryStore(), signingKey, transport: fetch, tokenizer });
+ * const res = await app.request('/healthz');
+ */
+import { Hono } from 'hono';
+import { ApiError } from '../protocol/errors.js';
+import { resolveConfig, type EdgeConfig } from './config.js';
+import { TtlCache } from './cache.js';
+import type { AppEnv, AgentTransport, Clock, EdgeCaches, EdgeDeps, EdgeSigningKey, EdgeTokenizer } from './deps.js';
+import type { RegistryStore } from './store/interface.js';
+import { errorResponse } from './http/errors.js';
+import { registerHealth } from './routes/health.js';
+import { registerModels } from './routes/models.js';
+import { registerChatCompletions } from './routes/chat-completions.js';
+import { registerCompletions } from './routes/completions.js';
+import { registerJobAttestation } from './routes/job-attestation.js';
+import { registerPools } from './routes/pools.js';
+import { registerEdgeKeys } from './routes/edge-keys.js';
+import { registerOwnerPools } from './routes/owner-pools.js';
+import { registerOwnerModels } from './routes/owner-models.js';
+import { registerOwnerAgents } from './routes/owner-agents.js';
+import { registerHeartbeat } from './routes/heartbeat.js';
+
+export interface CreateAppOptions {
+  store: RegistryStore;
+  signingKey: EdgeSigningKey;
+  transport: AgentTransport;
+  tokenizer: EdgeTokenizer;
+  clock?: Clock;
+  config?: Partial<EdgeConfig>;
+  caches?: Partial<EdgeCaches>;
+  random?: () => number;
+  /** Used when the request has no Workers execution context (Node, tests). */
+  waitUntil?: (work: Promise<unknown>) => void;
+  log?: (entry: Record<string, unknown>) => void;
+}
+
+export function buildDeps(opts: CreateAppOptions): EdgeDeps {
+  const config = resolveConfig(opts.config);
+  const log =
+    opts.log ??
+    ((entry: Record<string, unknown>) => {
+      const line = JSON.stringify(entry);
+      if (entry.level === 'error') console.error(line);
+      else if (entry.level === 'warn') console.warn(line);
+      else console.log(line);
+    });
+  return {
+    store: opts.store,
+    signingKey: opts.signingKey,
+    transport: opts.transport,
+    tokenizer: opts.tokenizer,
+    clock: opts.clock ?? { now: () => Date.now() },
+    config,
+    caches: {
+      keys: opts.caches?.keys ?? new TtlCache(config.keyCacheTtlMs),
+      models: opts.caches?.models ?? new TtlCache(config.modelCacheTtlMs, 1_000),
+      candidates: opts.caches?.candidates ?? new TtlCache(config.candidateCacheTtlMs, 1_000),
+    },
+    random: opts.random ?? Math.random,
+    waitUntil:
+      opts.waitUntil ??
+      ((work) => {
+        work.catch((err: unknown) => log({ level: 'error', msg: 'background work failed', error: err instanceof Error ? err.message : String(err) }));
+      }),
+    log,
+  };
+}
+
+export function createApp(opts: CreateAppOptions): Hono<AppEnv> {
+  const deps = buildDeps(opts);
+  const app = new Hono<AppEnv>();
+
+  app.use('*', async (c, next) => {
+    const incoming = c.req.header('x-request-id');
+    const requestId = incoming && /^[A-Za-z0-9._-]{1,64}$/.test(incoming) ? incoming : `req_${crypto.randomUUID()}`;
+    c.set('requestId', requestId);
+    let ctx: { waitUntil(p: Promise<unknown>): void } | undefined;
+    try {
+      ctx = c.executionCtx;
+    } catch {
+      ctx = undefined; // Node / app.request(): no execution context.
+    }
+    const waitUntil = ctx
+      ? (work: Promise<unknown>) =>
+          ctx!.waitUntil(work.catch((err: unknown) => deps.log({ level: 'error', msg: 'background work failed', requestId, error: err instanceof Error ? err.message : String(err) })))
+      : deps.waitUntil;
+    const scopedStore = c.env && typeof c.env === 'object' ? c.env.store : undefined;
+    c.set('deps', ctx || scopedStore ? { ...deps, waitUntil, ...(scopedStore ? { store: scopedStore } : {}) } : deps);
+    await next();
+    c.res.headers.set('x-request-id', requestId);
+  });
+
+  app.onError((err, c) => errorResponse(err, c.get('requestId') ?? 'unknown', deps.log));
+  app.notFound((c) => errorResponse(new ApiError('not_found', `no route for ${c.req.method} ${c.req.path}`), c.get('requestId') ?? 'unknown'));
+
+  registerHealth(app);
+  registerModels(app);
+  registerChatCompletions(app);
+  registerCompletions(app);
+  registerJobAttestation(app);
+  registerPools(app);
+  registerEdgeKeys(app);
+  registerOwnerPools(app);
+  registerOwnerModels(app);
+  registerOwnerAgents(app);
+  registerHeartbeat(app);
+  return app;
+}

@@ -1,0 +1,86 @@
+/**
+ * What createApp needs from the outside world. Every external dependency is an interface: the
+ * Workers entry wires the real ones (postgres store, fetch, the llama tokenizer), unit tests
+ * wire doubles (memory store, a fake agent transport, a byte tokenizer).
+ */
+import type { RegistryStore, RouteCandidate, ModelRecord, ApiKeyRecord } from './store/interface.js';
+import type { EdgeConfig } from './config.js';
+import type { TtlCache } from './cache.js';
+
+export interface Clock {
+  now(): number;
+}
+
+/** `fetch`-shaped call to an agent (Workers: the global fetch). */
+export type AgentTransport = (url: string, init: RequestInit) => Promise<Response>;
+
+export interface EdgeSigningKey {
+  /** Published at /v1/edge/keys and written into tickets (`edgeKeyId`). */
+  id: string;
+  /** Raw Ed25519 public key, base64url. */
+  publicKey: string;
+  privateKey: CryptoKey;
+}
+
+/** Incremental detokenizer: returns the text that became complete with each token. */
+export interface TextDecoderStream {
+  push(id: number): string;
+  flush(): string;
+}
+
+/** Tokenization and chat template, as the model's manifest describes them. */
+export interface EdgeTokenizer {
+  /** Prompt ids of a chat (chat template applied, BOS included). */
+  encodeChat(messages: ReadonlyArray<{ role: string; content: string }>): number[];
+  /** Prompt ids of a plain completion prompt (BOS included). */
+  encodePrompt(text: string): number[];
+  decode(ids: readonly number[]): string;
+  streamingDecoder(): TextDecoderStream;
+  eosId: number;
+}
+
+export interface EdgeCaches {
+  keys: TtlCache<ApiKeyRecord | null>;
+  models: TtlCache<ModelRecord | null>;
+  candidates: TtlCache<RouteCandidate[]>;
+}
+
+export interface EdgeDeps {
+  store: RegistryStore;
+  clock: Clock;
+  signingKey: EdgeSigningKey;
+  transport: AgentTransport;
+  tokenizer: EdgeTokenizer;
+  config: EdgeConfig;
+  caches: EdgeCaches;
+  /** Uniform in [0, 1): exploration and power of two choices (injectable for tests). */
+  random: () => number;
+  /**
+   * Keeps background work (observations, job records, cancels) alive after the response.
+   * The app uses the Workers execution context when there is one, else this.
+   */
+  waitUntil: (work: Promise<unknown>) => void;
+  /** Structured log line; never receives secrets. */
+  log: (entry: Record<string, unknown>) => void;
+}
+
+export interface AuthContext {
+  apiKeyId: string;
+  accountId: string;
+  key: ApiKeyRecord;
+}
+
+/** Hono environment of the edge app. */
+export interface AppEnv {
+  /**
+   * What a runtime entry may pass as `app.fetch(req, bindings, ctx)`: a store bound to this
+   * request (Workers: a postgres.js client may only be used by the request that opened it).
+   */
+  Bindings: { store?: RegistryStore } | undefined;
+  Variables: {
+    requestId: string;
+    /** The app's deps, with `waitUntil` bound to this request's execution context. */
+    deps: EdgeDeps;
+    auth: AuthContext;
+  };
+}

@@ -1,0 +1,58 @@
+/**
+ * The Worker's environment, parsed once with zod: a bad configuration fails closed with a
+ * message naming the variable (never an `undefined` deep inside a handler). No secret value
+ * is ever part of the message.
+ *
+ * @example
+ * const parsed = parseEdgeEnv(env);
+ * if (!parsed.ok) return errorResponse(new ApiError('misconfigured', parsed.message), requestId);
+ */
+import { z } from 'zod';
+import type { EdgeConfig } from './config.js';
+
+const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max).optional();
+
+export const envSchema = z.object({
+  /** Registry connection (ignored when a HYPERDRIVE binding is present). */
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, 'a postgres:// URL').optional(),
+  HYPERDRIVE: z.object({ connectionString: z.string().min(1) }).passthrough().optional(),
+  /** Ed25519 PKCS#8 private key, base64url (protocol/keys.ts `privateKeyPkcs8`). */
+  EDGE_SIGNING_KEY: z.string().regex(/^[A-Za-z0-9_-]{40,}$/, 'Ed25519 PKCS#8 private key, base64url'),
+  EDGE_KEY_ID: z.string().min(1).max(64),
+  /** Name of this edge location in observations (default "workers"). */
+  EDGE_LOCATION: z.string().min(1).max(64).optional(),
+  KEY_CACHE_TTL_MS: int(0, 5_000),
+  CANDIDATE_CACHE_TTL_MS: int(0, 60_000),
+  HEARTBEAT_STALE_MS: int(1_000, 3_600_000),
+  FIRST_TOKEN_TIMEOUT_MS: int(100, 600_000),
+  INTER_TOKEN_TIMEOUT_MS: int(100, 600_000),
+  MAX_BODY_BYTES: int(1_024, 64 * 1024 * 1024),
+  MAX_ATTEMPTS: int(1, 16),
+  KEEPALIVE_MS: int(10, 60_000),
+});
+export type EdgeEnv = z.infer<typeof envSchema>;
+
+export type ParsedEnv =
+  | { ok: true; env: EdgeEnv; databaseUrl: string; config: Partial<EdgeConfig> }
+  | { ok: false; message: string; variables: string[] };
+
+export function parseEdgeEnv(raw: unknown): ParsedEnv {
+  const parsed = envSchema.safeParse(raw ?? {});
+  if (!parsed.success) {
+    const variables = [...new Set(parsed.error.issues.map((i) => String(i.path[0] ?? 'env')))];
+    return { ok: false, variables, message: `edge misconfigured: ${parsed.error.issues.map((i) => `${String(i.path[0] ?? 'env')} (${i.message})`).join('; ')}` };
+  }
+  const env = parsed.data;
+  const databaseUrl = env.HYPERDRIVE?.connectionString ?? env.DATABASE_URL;
+  if (!databaseUrl) return { ok: false, variables: ['DATABASE_URL'], message: 'edge misconfigured: DATABASE_URL (or a HYPERDRIVE binding) is required' };
+  const config: Partial<EdgeConfig> = { location: env.EDGE_LOCATION ?? 'workers' };
+  if (env.KEY_CACHE_TTL_MS !== undefined) config.keyCacheTtlMs = env.KEY_CACHE_TTL_MS;
+  if (env.CANDIDATE_CACHE_TTL_MS !== undefined) config.candidateCacheTtlMs = env.CANDIDATE_CACHE_TTL_MS;
+  if (env.HEARTBEAT_STALE_MS !== undefined) config.heartbeatStaleMs = env.HEARTBEAT_STALE_MS;
+  if (env.FIRST_TOKEN_TIMEOUT_MS !== undefined) config.firstTokenTimeoutMs = env.FIRST_TOKEN_TIMEOUT_MS;
+  if (env.INTER_TOKEN_TIMEOUT_MS !== undefined) config.interTokenTimeoutMs = env.INTER_TOKEN_TIMEOUT_MS;
+  if (env.MAX_BODY_BYTES !== undefined) config.maxBodyBytes = env.MAX_BODY_BYTES;
+  if (env.MAX_ATTEMPTS !== undefined) config.maxAttempts = env.MAX_ATTEMPTS;
+  if (env.KEEPALIVE_MS !== undefined) config.keepAliveMs = env.KEEPALIVE_MS;
+  return { ok: true, env, databaseUrl, config };
+}

@@ -1,0 +1,130 @@
+/**
+ * Cloudflare Workers entry of the edge: parses the environment once (a bad configuration is a
+ * clear 500 naming the variable), builds the app once per isolate, and gives every request its
+ * own postgres.js client (workerd forbids using a socket opened by another request), closed
+ * once the response body and every waitUntil task are done.
+ *
+ * Variables (edge/env.ts): DATABASE_URL (or a HYPERDRIVE binding), EDGE_SIGNING_KEY (Ed25519
+ * PKCS#8, base64url), EDGE_KEY_ID; optional EDGE_LOCATION and tuning knobs.
+ */
+import postgres from 'postgres';
+import type { ExecutionContext } from 'hono';
+import { createApp } from './app.js';
+import { createLlamaTokenizer } from './text/llama-tokenizer.js';
+import { importSigningKey } from '../protocol/keys.js';
+import { ApiError } from '../protocol/errors.js';
+import { errorResponse } from './http/errors.js';
+import { parseEdgeEnv } from './env.js';
+import type { RegistryStore } from './store/interface.js';
+import { createRegistryStore } from '../db/registry-store.js';
+import { registryClientOptions } from '../db/client.js';
+
+interface Isolate {
+  app: ReturnType<typeof createApp>;
+  databaseUrl: string;
+  edgeKey: { id: string; publicKey: string };
+  keyPublished: boolean;
+}
+
+let isolate: Promise<Isolate> | undefined;
+
+async function buildIsolate(rawEnv: unknown): Promise<Isolate> {
+  const parsed = parseEdgeEnv(rawEnv);
+  if (!parsed.ok) throw new ApiError('misconfigured', parsed.message);
+  const { env, databaseUrl } = parsed;
+  let key;
+  try {
+    key = await importSigningKey(env.EDGE_SIGNING_KEY);
+  } catch {
+    throw new ApiError('misconfigured', 'edge misconfigured: EDGE_SIGNING_KEY is not an Ed25519 PKCS#8 key');
+  }
+  const unscoped: RegistryStore = new Proxy({} as RegistryStore, {
+    get() {
+      throw new Error('the registry store is bound per request');
+    },
+  });
+  const app = createApp({
+    store: unscoped,
+    signingKey: { id: env.EDGE_KEY_ID, publicKey: key.publicKey, privateKey: key.privateKey },
+    transport: (url, init) => fetch(url, init),
+    tokenizer: createLlamaTokenizer(),
+    config: parsed.config,
+  });
+  return { app, databaseUrl, edgeKey: { id: env.EDGE_KEY_ID, publicKey: key.publicKey }, keyPublished: false };
+}
+
+/** Resolves when the body has been read to the end or cancelled; passes bytes through untouched. */
+function watchBody(res: Response): { response: Response; done: Promise<void> } {
+  if (!res.body) return { response: res, done: Promise.resolve() };
+  let finish!: () => void;
+  const done = new Promise<void>((r) => (finish = r));
+  const reader = res.body.getReader();
+  const body = new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      try {
+        const { value, done: end } = await reader.read();
+        if (end) {
+          controller.close();
+          finish();
+        } else controller.enqueue(value);
+      } catch (err) {
+        controller.error(err);
+        finish();
+      }
+    },
+    async cancel(reason) {
+      await reader.cancel(reason).catch(() => undefined);
+      finish();
+    },
+  });
+  return { response: new Response(body, res), done };
+}
+
+export default {
+  async fetch(request: Request, rawEnv: unknown, ctx: ExecutionContext): Promise<Response> {
+    let iso: Isolate;
+    try {
+      isolate ??= buildIsolate(rawEnv);
+      iso = await isolate;
+    } catch (err) {
+      isolate = undefined;
+      return errorResponse(err, `req_${crypto.randomUUID()}`);
+    }
+    const sql = postgres(iso.databaseUrl, registryClientOptions({ max: 1, idle_timeout: 5 }));
+    const store = createRegistryStore(sql);
+    const pending: Promise<unknown>[] = [];
+    const scopedCtx = {
+      waitUntil: (p: Promise<unknown>) => {
+        pending.push(p);
+        ctx.waitUntil(p);
+      },
+      passThroughOnException: () => ctx.passThroughOnException(),
+      props: (ctx as { props?: unknown }).props,
+    } as ExecutionContext;
+    if (!iso.keyPublished) {
+      // Once per isolate: agents and SDKs can then find this key in the registry too.
+      iso.keyPublished = true;
+      scopedCtx.waitUntil(store.upsertEdgeKey({ ...iso.edgeKey, at: Date.now() }));
+    }
+    let res: Response;
+    try {
+      res = await iso.app.fetch(request, { store }, scopedCtx);
+    } catch (err) {
+      ctx.waitUntil(sql.end({ timeout: 5 }));
+      return errorResponse(err, `req_${crypto.randomUUID()}`);
+    }
+    const { response, done } = watchBody(res);
+    ctx.waitUntil(
+      (async () => {
+        await done;
+        // Background work may start more background work: wait until it settles.
+        for (let seen = -1; seen !== pending.length; ) {
+          seen = pending.length;
+          await Promise.allSettled(pending.slice());
+        }
+        await sql.end({ timeout: 5 });
+      })(),
+    );
+    return response;
+  },
+};

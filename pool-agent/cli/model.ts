@@ -1,0 +1,29 @@
+/** `pool-agent model build`: generates a preset model (ONNX files + manifest) with a progress bar. */
+import { resolve } from 'node:path';
+import { buildModel, PRESETS, type PresetName } from '../model/build.js';
+import { createProgressBar } from '../model/progress.js';
+import { CliError, parseFlags, parseNumber, str, type CliIo } from './args.js';
+
+export const MODEL_USAGE = `Usage: pool-agent model build --preset tiny|small|1b [--dtype float32|float16] [--seed N] [--out DIR]
+
+Builds a Llama-architecture model with deterministic weights into DIR (default .models/PRESET),
+one ONNX file per block plus manifest.json. Idempotent: an intact model already there is kept.`;
+
+export async function runModel(argv: string[], io: CliIo): Promise<number> {
+  const [sub, ...rest] = argv;
+  if (sub === '--help' || sub === '-h' || sub === undefined) return io.out(MODEL_USAGE), sub === undefined ? 2 : 0;
+  if (sub !== 'build') throw new CliError(`unknown model command ${JSON.stringify(sub)}\n\n${MODEL_USAGE}`);
+  const { values, help } = parseFlags(rest, { preset: { type: 'string' }, dtype: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' } }, MODEL_USAGE);
+  if (help) return io.out(MODEL_USAGE), 0;
+  const preset = str(values.preset);
+  if (!preset || !(preset in PRESETS)) throw new CliError(`--preset must be one of ${Object.keys(PRESETS).join(', ')}\n\n${MODEL_USAGE}`);
+  const dtype = str(values.dtype) ?? 'float32';
+  if (dtype !== 'float32' && dtype !== 'float16') throw new CliError('--dtype must be float32 or float16');
+  const seed = parseNumber('seed', str(values.seed), { int: true, min: 0, max: 0xffffffff }) ?? 0;
+  const outDir = resolve(str(values.out) ?? `.models/${preset}`);
+  const bar = createProgressBar(`building ${preset} ${dtype}`);
+  const built = await buildModel({ preset: preset as PresetName, dtype, seed, outDir, onProgress: bar.update });
+  bar.finish();
+  io.out(JSON.stringify({ modelId: built.modelId, dir: built.dir, name: built.manifest.name, numLayers: built.manifest.architecture.numLayers }));
+  return 0;
+}

@@ -1,0 +1,154 @@
+/**
+ * `pool-agent register`: creates or reuses the owner's pool in a region, publishes the model
+ * manifest, registers this agent (hardware, spans, measured throughput, public key, proof of key
+ * possession) and stores the agent id and the edge's ticket keys in the state folder.
+ */
+import { hostname } from 'node:os';
+import { resolve } from 'node:path';
+import { z } from 'zod';
+import { signBytes } from '../../protocol/keys.js';
+import { manifestHash } from '../../protocol/manifest.js';
+import { agentRegistrationSchema, edgeKeysSchema, poolSchema, registrationProofBytes, regionSchema, type RegisterAgent } from '../../protocol/owner-api.js';
+import { loadRawConfig, loadState, mergeSettings, resolveStateDir, saveConfig, saveState } from '../config.js';
+import { detectHardware } from '../hardware.js';
+import { loadIdentity } from '../identity.js';
+import { loadManifest } from '../model/build.js';
+import type { Hardware } from '../../protocol/owner-api.js';
+import { CliError, parseFlags, parseLayers, parseNumber, str, type CliIo } from './args.js';
+
+export const REGISTER_USAGE = `Usage: pool-agent register --edge URL --token OWNER_TOKEN --region REGION --price USD_PER_MTOK
+                         [--pool-name NAME] [--endpoint URL] [--model DIR] [--layers A:B] [--dir DIR]
+
+Registers this agent with the edge: creates (or reuses) your pool NAME in REGION, publishes the
+model manifest, then registers the agent's spans, hardware, measured throughput (pool-agent bench)
+and public key. --endpoint is the URL the edge and other agents reach this agent at.
+The owner token may come from $LAYERNET_OWNER_TOKEN instead of --token.`;
+
+export interface RegisterDeps {
+  fetch?: (url: string, init: RequestInit) => Promise<Response>;
+  hardware?: () => Promise<Hardware>;
+  clock?: () => number;
+}
+
+class EdgeClient {
+  constructor(
+    private readonly base: string,
+    private readonly token: string,
+    private readonly doFetch: (url: string, init: RequestInit) => Promise<Response>,
+  ) {}
+
+  async call<T>(method: string, path: string, schema: z.ZodType<T>, body?: unknown): Promise<{ status: number; data: T }> {
+    let res: Response;
+    try {
+      res = await this.doFetch(new URL(path, this.base).toString(), {
+        method,
+        headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json', accept: 'application/json' },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(30_000),
+      });
+    } catch (err) {
+      throw new CliError(`cannot reach the edge at ${this.base}: ${(err as Error).message}`, 1);
+    }
+    const text = await res.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new CliError(`${method} ${path}: the edge answered ${res.status} with a non-JSON body`, 1);
+    }
+    if (!res.ok) {
+      const msg = (json as { error?: { message?: string; code?: string } })?.error;
+      throw Object.assign(new CliError(`${method} ${path} failed (${res.status}${msg?.code ? ` ${msg.code}` : ''}): ${msg?.message ?? text.slice(0, 200)}`, 1), { status: res.status });
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) throw new CliError(`${method} ${path}: unexpected answer from the edge`, 1);
+    return { status: res.status, data: parsed.data };
+  }
+}
+
+export async function runRegister(argv: string[], io: CliIo, deps: RegisterDeps = {}): Promise<number> {
+  const { values, help } = parseFlags(
+    argv,
+    {
+      dir: { type: 'string' },
+      edge: { type: 'string' },
+      token: { type: 'string' },
+      region: { type: 'string' },
+      price: { type: 'string' },
+      'pool-name': { type: 'string' },
+      endpoint: { type: 'string' },
+      model: { type: 'string' },
+      layers: { type: 'string' },
+    },
+    REGISTER_USAGE,
+  );
+  if (help) return io.out(REGISTER_USAGE), 0;
+  const dir = resolveStateDir(str(values.dir), io.env);
+  const raw = (await loadRawConfig(dir)) as Record<string, unknown>;
+  const config = mergeSettings(raw, {
+    edgeUrl: str(values.edge),
+    region: str(values.region),
+    price: parseNumber('price', str(values.price), { min: 0, max: 1000 }),
+    poolName: str(values['pool-name']),
+    endpoint: str(values.endpoint),
+    modelDir: str(values.model),
+    layers: parseLayers(str(values.layers)),
+  });
+  const token = str(values.token) ?? io.env.LAYERNET_OWNER_TOKEN;
+  if (!config.edgeUrl) throw new CliError(`--edge URL is required\n\n${REGISTER_USAGE}`);
+  if (!token) throw new CliError(`--token (or $LAYERNET_OWNER_TOKEN) is required\n\n${REGISTER_USAGE}`);
+  if (!config.region || !regionSchema.safeParse(config.region).success) throw new CliError('--region is required: lowercase letters, digits and dashes (e.g. eu-west)');
+  if (config.price === undefined) throw new CliError('--price (USD per million tokens) is required');
+  if (!config.endpoint) throw new CliError('--endpoint URL is required: the address the edge and other agents reach this agent at (e.g. https://agent.example.com)');
+  if (!config.modelDir) throw new CliError('no model: pass --model DIR or set modelDir in pool-agent.json');
+  const key = await loadIdentity(dir);
+  const manifest = await loadManifest(resolve(config.modelDir));
+  const modelId = await manifestHash(manifest);
+  const layers = config.layers ?? [0, manifest.architecture.numLayers];
+  if (layers[1] > manifest.architecture.numLayers) throw new CliError(`--layers ${layers[0]}:${layers[1]} exceeds the model's ${manifest.architecture.numLayers} layers`);
+  const edge = new EdgeClient(config.edgeUrl, token, deps.fetch ?? ((u, i) => fetch(u, i)));
+  const clock = deps.clock ?? Date.now;
+
+  const poolName = config.poolName ?? `${hostname()}-${config.region}`.slice(0, 128);
+  const pools = await edge.call('GET', '/v1/owner/pools', z.object({ data: z.array(poolSchema) }));
+  let pool = pools.data.data.find((p) => p.name === poolName && p.region === config.region);
+  if (!pool) pool = (await edge.call('POST', '/v1/owner/pools', poolSchema, { name: poolName, region: config.region })).data;
+  const published = await edge.call('POST', '/v1/owner/models', z.object({ id: z.string(), created: z.boolean().optional() }), { manifest });
+  if (published.data.id !== modelId) throw new CliError(`the edge names the model ${published.data.id}, this host computes ${modelId}`, 1);
+
+  const state = await loadState(dir);
+  const bench = state.bench.find((b) => b.modelId === modelId && b.layers[0] === layers[0] && b.layers[1] === layers[1]);
+  if (!bench) io.err('warning: no measured throughput for this span; run `pool-agent bench` first (registering with 0 tokens/s)');
+  const unsigned: Omit<RegisterAgent, 'proof'> = {
+    pool_id: pool.id,
+    endpoint: config.endpoint,
+    public_key: key.publicKey,
+    hardware: await (deps.hardware ?? detectHardware)(),
+    price: config.price,
+    spans: [{ model_id: modelId, layers: [layers[0], layers[1]] }],
+    throughput_tokens_per_s: Math.min(1e7, bench?.tokensPerS ?? 0),
+    issued_at: clock(),
+  };
+  const body: RegisterAgent = { ...unsigned, proof: await signBytes(key.privateKey, registrationProofBytes(unsigned)) };
+  const reg = (await edge.call('POST', '/v1/owner/agents', agentRegistrationSchema, body)).data;
+  const edgeKeys: Record<string, string> = { [reg.edge_key_id]: reg.edge_public_key };
+  try {
+    const keys = await edge.call('GET', '/v1/edge/keys', edgeKeysSchema);
+    for (const k of keys.data.keys) edgeKeys[k.id] = k.public_key;
+  } catch {
+    // The registration answer carries the current key; rotations are picked up on the next register.
+  }
+  await saveState(dir, {
+    ...state,
+    agentId: reg.agent_id,
+    poolId: reg.pool_id,
+    edgeUrl: config.edgeUrl,
+    edgeKeys,
+    heartbeatUrl: reg.heartbeat_url,
+    heartbeatIntervalMs: reg.heartbeat_interval_ms,
+  });
+  // Remember what was typed so `serve` and later registers need fewer flags (never the token).
+  await saveConfig(dir, { ...raw, edgeUrl: config.edgeUrl, region: config.region, price: config.price, poolName, endpoint: config.endpoint, modelDir: resolve(config.modelDir), layers });
+  io.out(JSON.stringify({ agentId: reg.agent_id, poolId: reg.pool_id, modelId, layers, endpoint: config.endpoint, edgeKeyIds: Object.keys(edgeKeys) }));
+  return 0;
+}

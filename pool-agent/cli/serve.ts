@@ -1,0 +1,95 @@
+/**
+ * `pool-agent serve`: loads the span, starts the server, prints one JSON line with the bound URL
+ * (for a parent process), writes the port to the state folder, sends heartbeats when registered,
+ * and drains on SIGTERM/SIGINT.
+ */
+import { join, resolve } from 'node:path';
+import { loadRawConfig, loadState, mergeSettings, PORT_FILE, resolveStateDir, writeFileAtomic } from '../config.js';
+import { loadIdentity } from '../identity.js';
+import { createLogger } from '../log.js';
+import { loadManifest } from '../model/build.js';
+import { loadSpan } from '../runtime/span.js';
+import { startAgentServer } from '../server/app.js';
+import { startHeartbeats } from '../server/heartbeat.js';
+import { CliError, parseFlags, parseLayers, parseNumber, str, type CliIo } from './args.js';
+
+export const SERVE_USAGE = `Usage: pool-agent serve [--dir DIR] [--port N] [--host ADDR] [--model DIR] [--layers A:B] [--threads N]
+                      [--endpoint URL] [--max-sessions N] [--provider auto|cpu|cuda]
+
+Serves this agent's span of the model. Prints {"event":"listening","url":...} on stdout once
+bound and writes the port to DIR/port. Settings come from DIR/pool-agent.json; flags win.
+SIGTERM/SIGINT: stop taking jobs, finish running ones (shutdownGraceMs), then exit.`;
+
+export async function runServe(argv: string[], io: CliIo): Promise<number> {
+  const { values, help } = parseFlags(
+    argv,
+    {
+      dir: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      model: { type: 'string' },
+      layers: { type: 'string' },
+      threads: { type: 'string' },
+      endpoint: { type: 'string' },
+      'max-sessions': { type: 'string' },
+      provider: { type: 'string' },
+    },
+    SERVE_USAGE,
+  );
+  if (help) return io.out(SERVE_USAGE), 0;
+  const dir = resolveStateDir(str(values.dir), io.env);
+  const config = mergeSettings(await loadRawConfig(dir), {
+    port: parseNumber('port', str(values.port), { int: true, min: 0, max: 65535 }),
+    host: str(values.host),
+    modelDir: str(values.model),
+    layers: parseLayers(str(values.layers)),
+    threads: parseNumber('threads', str(values.threads), { int: true, min: 0 }),
+    endpoint: str(values.endpoint),
+    maxSessions: parseNumber('max-sessions', str(values['max-sessions']), { int: true, min: 1 }),
+    provider: str(values.provider),
+  });
+  const state = await loadState(dir);
+  if (!state.agentId) throw new CliError(`this agent is not registered: run \`pool-agent register\` (state folder ${dir})`);
+  const edgeKeys = { ...state.edgeKeys, ...config.edgeKeys };
+  if (Object.keys(edgeKeys).length === 0) throw new CliError('no trusted edge keys: run `pool-agent register`, or set edgeKeys in pool-agent.json');
+  if (!config.modelDir) throw new CliError('no model: pass --model DIR or set modelDir in pool-agent.json');
+  const key = await loadIdentity(dir);
+  const modelDir = resolve(config.modelDir);
+  const manifest = await loadManifest(modelDir);
+  const layers = config.layers ?? [0, manifest.architecture.numLayers];
+  const log = createLogger({ level: config.logLevel, base: { agentId: state.agentId } });
+  const span = await loadSpan(modelDir, layers, { provider: config.provider, ...(config.threads ? { intraOpThreads: config.threads } : {}) });
+  const server = await startAgentServer({
+    agentId: state.agentId,
+    signingKey: key,
+    edgeKeys,
+    span,
+    host: config.host,
+    port: config.port,
+    log,
+    limits: { maxSessions: config.maxSessions, maxKvBytes: config.maxKvBytes, idleMs: config.sessionIdleMs, hopTimeoutMs: config.hopTimeoutMs },
+  });
+  await writeFileAtomic(join(dir, PORT_FILE), String(server.port));
+  io.out(JSON.stringify({ event: 'listening', url: server.url, port: server.port, agentId: state.agentId, modelId: span.modelId, layers, provider: span.provider }));
+  const heartbeats =
+    state.heartbeatUrl && state.heartbeatIntervalMs
+      ? startHeartbeats({ dir, agentId: state.agentId, signingKey: key, url: state.heartbeatUrl, intervalMs: state.heartbeatIntervalMs, core: server.core, log })
+      : null;
+  await new Promise<void>((resolveStop) => {
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info('shutting down', { signal, graceMs: config.shutdownGraceMs });
+      heartbeats?.stop();
+      void server
+        .drain(config.shutdownGraceMs)
+        .then(() => span.close())
+        .finally(resolveStop);
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+  log.info('stopped');
+  return 0;
+}

@@ -1,0 +1,253 @@
+/**
+ * Llama-architecture graphs, one ONNX model per block span: `embed` (token embedding), one per
+ * decoder layer (RMSNorm, rotary embeddings computed from `position_ids`, grouped-query attention
+ * with explicit KV cache and a causal mask offset by the past length, SwiGLU MLP), and `head`
+ * (final RMSNorm and LM head). Standard opset-17 ops only, so the CPU provider runs everything.
+ *
+ * Names follow torch.onnx exports of Hugging Face Llama models (`/model/layers.N/self_attn/
+ * q_proj/MatMul`, `model.layers.N.self_attn.q_proj.weight`, `past_key_values.N.key`,
+ * `present.N.key`) so real exports can be cut at the same boundaries. MatMul weights are stored
+ * [in, out], as torch.onnx stores them.
+ *
+ * float16 models keep weights, hidden states between blocks and the KV cache in float16 and
+ * compute in float32 (Casts after each load), which the CPU provider supports everywhere.
+ */
+import type { Architecture, ModelDtype } from '../../protocol/manifest.js';
+import { attr, DataType, OnnxGraph, type DataTypeCode } from './onnx-graph.js';
+import { onesWeights, toFloat16Array, uniformWeights } from './weights.js';
+
+export const INPUT_IDS = 'input_ids';
+export const POSITION_IDS = 'position_ids';
+export const NUM_LOGITS_TO_KEEP = 'num_logits_to_keep';
+export const LOGITS = 'logits';
+export const FINAL_HIDDEN = 'final_hidden';
+export const hiddenName = (i: number): string => `hidden_states.${i}`;
+export const pastKeyName = (i: number): string => `past_key_values.${i}.key`;
+export const pastValueName = (i: number): string => `past_key_values.${i}.value`;
+export const presentKeyName = (i: number): string => `present.${i}.key`;
+export const presentValueName = (i: number): string => `present.${i}.value`;
+
+const FLOAT_MIN = -3.4028234663852886e38;
+const INT64_MAX = 9223372036854775807n;
+
+export function storageType(dtype: ModelDtype): DataTypeCode {
+  return dtype === 'float16' ? DataType.FLOAT16 : DataType.FLOAT;
+}
+
+interface BuildContext {
+  g: OnnxGraph;
+  arch: Architecture;
+  dtype: ModelDtype;
+  seed: number;
+}
+
+/** Adds a weight initializer and returns the name of its float32 value (a Cast for float16). */
+function weight(ctx: BuildContext, name: string, dims: number[], values: Float32Array): string {
+  const { g, dtype } = ctx;
+  if (dtype === 'float32') {
+    return g.initializer({ name, dataType: DataType.FLOAT, dims, raw: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) });
+  }
+  const half = toFloat16Array(values);
+  g.initializer({ name, dataType: DataType.FLOAT16, dims, raw: new Uint8Array(half.buffer) });
+  return g.op('Cast', `${name}/Cast`, [name], { to: attr.int(DataType.FLOAT) });
+}
+
+function linear(ctx: BuildContext, scope: string, x: string, name: string, fanIn: number, fanOut: number): string {
+  const w = weight(ctx, name, [fanIn, fanOut], uniformWeights(ctx.seed, name, fanIn * fanOut, fanIn));
+  return ctx.g.op('MatMul', `${scope}/MatMul`, [x, w]);
+}
+
+/** y = x / sqrt(mean(x^2) + eps) * weight, as Hugging Face's LlamaRMSNorm (float32). */
+function rmsNorm(ctx: BuildContext, scope: string, x: string, weightName: string): string {
+  const { g, arch } = ctx;
+  const w = weight(ctx, weightName, [arch.hiddenSize], onesWeights(arch.hiddenSize));
+  const two = g.constFloat(scope, [2], true);
+  const sq = g.op('Pow', `${scope}/Pow`, [x, two]);
+  const mean = g.op('ReduceMean', `${scope}/ReduceMean`, [sq], { axes: attr.ints([-1]), keepdims: attr.int(1) });
+  const eps = g.constFloat(scope, [arch.rmsNormEps], true);
+  const sum = g.op('Add', `${scope}/Add`, [mean, eps]);
+  const root = g.op('Sqrt', `${scope}/Sqrt`, [sum]);
+  const inv = g.op('Reciprocal', `${scope}/Reciprocal`, [root]);
+  const normed = g.op('Mul', `${scope}/Mul`, [x, inv]);
+  return g.op('Mul', `${scope}/Mul_1`, [w, normed]);
+}
+
+function toFloat(ctx: BuildContext, scope: string, x: string): string {
+  return ctx.dtype === 'float16' ? ctx.g.op('Cast', `${scope}/Cast`, [x], { to: attr.int(DataType.FLOAT) }) : x;
+}
+
+function toStorage(ctx: BuildContext, scope: string, x: string): string {
+  return ctx.dtype === 'float16' ? ctx.g.op('Cast', `${scope}/Cast`, [x], { to: attr.int(DataType.FLOAT16) }) : x;
+}
+
+/** `embed.onnx`: input_ids int64 [1, T] -> hidden_states.0 [1, T, hidden]. */
+export function embedGraph(arch: Architecture, dtype: ModelDtype, seed: number): OnnxGraph {
+  const g = new OnnxGraph('layernet-embed');
+  const ids = g.input(INPUT_IDS, DataType.INT64, [1, 'sequence_length']);
+  const name = 'model.embed_tokens.weight';
+  // Embeddings have unit variance (fanIn 1): they feed a normalised residual stream.
+  const values = uniformWeights(seed, name, arch.vocabSize * arch.hiddenSize, 1);
+  const dims = [arch.vocabSize, arch.hiddenSize];
+  if (dtype === 'float32') g.initializer({ name, dataType: DataType.FLOAT, dims, raw: new Uint8Array(values.buffer) });
+  else g.initializer({ name, dataType: DataType.FLOAT16, dims, raw: new Uint8Array(toFloat16Array(values).buffer) });
+  g.node('Gather', '/model/embed_tokens/Gather', [name, ids], { axis: attr.int(0) }, [hiddenName(0)]);
+  g.output(hiddenName(0), storageType(dtype), [1, 'sequence_length', arch.hiddenSize]);
+  return g;
+}
+
+/** Rotary cos/sin [1, 1, T, headDim] from position_ids, as Hugging Face's LlamaRotaryEmbedding. */
+function rotary(ctx: BuildContext, scope: string, positionIds: string): { cos: string; sin: string } {
+  const { g, arch } = ctx;
+  const d = arch.headDim;
+  const exps = Array.from({ length: d / 2 }, (_, i) => (2 * i) / d);
+  const base = g.constFloat(scope, [arch.ropeTheta], true);
+  const expsName = g.constFloat(scope, exps);
+  const pw = g.op('Pow', `${scope}/Pow`, [base, expsName]);
+  const invFreq = g.op('Reciprocal', `${scope}/Reciprocal`, [pw]);
+  const pos = g.op('Cast', `${scope}/Cast`, [positionIds], { to: attr.int(DataType.FLOAT) });
+  const posU = g.op('Unsqueeze', `${scope}/Unsqueeze`, [pos, g.constInt64(scope, [2])]);
+  const freqs = g.op('Mul', `${scope}/Mul`, [posU, invFreq]);
+  const emb = g.op('Concat', `${scope}/Concat`, [freqs, freqs], { axis: attr.int(-1) });
+  const cos = g.op('Cos', `${scope}/Cos`, [emb]);
+  const sin = g.op('Sin', `${scope}/Sin`, [emb]);
+  const axis1 = g.constInt64(scope, [1]);
+  return {
+    cos: g.op('Unsqueeze', `${scope}/Unsqueeze_1`, [cos, axis1]),
+    sin: g.op('Unsqueeze', `${scope}/Unsqueeze_2`, [sin, axis1]),
+  };
+}
+
+/** x * cos + rotate_half(x) * sin, x [1, heads, T, headDim]. */
+function applyRotary(ctx: BuildContext, scope: string, x: string, cos: string, sin: string): string {
+  const { g, arch } = ctx;
+  const half = arch.headDim / 2;
+  const axes = g.constInt64(scope, [3]);
+  const x1 = g.op('Slice', `${scope}/Slice`, [x, g.constInt64(scope, [0]), g.constInt64(scope, [half]), axes]);
+  const x2 = g.op('Slice', `${scope}/Slice_1`, [x, g.constInt64(scope, [half]), g.constInt64(scope, [INT64_MAX]), axes]);
+  const neg = g.op('Neg', `${scope}/Neg`, [x2]);
+  const rot = g.op('Concat', `${scope}/Concat`, [neg, x1], { axis: attr.int(-1) });
+  const a = g.op('Mul', `${scope}/Mul`, [x, cos]);
+  const b = g.op('Mul', `${scope}/Mul_1`, [rot, sin]);
+  return g.op('Add', `${scope}/Add`, [a, b]);
+}
+
+/**
+ * `layers.<i>.onnx`: hidden_states.i [1, T, hidden], position_ids int64 [1, T],
+ * past_key_values.i.key/value [1, kvHeads, past, headDim] -> hidden_states.{i+1},
+ * present.i.key/value [1, kvHeads, past + T, headDim].
+ */
+export function layerGraph(arch: Architecture, dtype: ModelDtype, seed: number, layer: number): OnnxGraph {
+  const g = new OnnxGraph(`layernet-layer-${layer}`);
+  const ctx: BuildContext = { g, arch, dtype, seed };
+  const st = storageType(dtype);
+  const H = arch.numAttentionHeads;
+  const KV = arch.numKeyValueHeads;
+  const D = arch.headDim;
+  const rep = H / KV;
+  const p = `/model/layers.${layer}`;
+  const wp = `model.layers.${layer}`;
+
+  const hiddenIn = g.input(hiddenName(layer), st, [1, 'sequence_length', arch.hiddenSize]);
+  const positionIds = g.input(POSITION_IDS, DataType.INT64, [1, 'sequence_length']);
+  const pastK = g.input(pastKeyName(layer), st, [1, KV, 'past_sequence_length', D]);
+  const pastV = g.input(pastValueName(layer), st, [1, KV, 'past_sequence_length', D]);
+
+  const x = toFloat(ctx, `${p}/input`, hiddenIn);
+  const h = rmsNorm(ctx, `${p}/input_layernorm`, x, `${wp}.input_layernorm.weight`);
+
+  const a = `${p}/self_attn`;
+  const q = linear(ctx, `${a}/q_proj`, h, `${wp}.self_attn.q_proj.weight`, arch.hiddenSize, H * D);
+  const k = linear(ctx, `${a}/k_proj`, h, `${wp}.self_attn.k_proj.weight`, arch.hiddenSize, KV * D);
+  const v = linear(ctx, `${a}/v_proj`, h, `${wp}.self_attn.v_proj.weight`, arch.hiddenSize, KV * D);
+  const perm0213 = { perm: attr.ints([0, 2, 1, 3]) };
+  const heads = (x: string, n: number, tag: string): string => {
+    const r = g.op('Reshape', `${a}/Reshape${tag}`, [x, g.constInt64(a, [0, 0, n, D])]);
+    return g.op('Transpose', `${a}/Transpose${tag}`, [r], perm0213);
+  };
+  const qh = heads(q, H, '');
+  const kh = heads(k, KV, '_1');
+  const vh = heads(v, KV, '_2');
+
+  const { cos, sin } = rotary(ctx, `${a}/rotary_emb`, positionIds);
+  const qr = applyRotary(ctx, `${a}/rotary_q`, qh, cos, sin);
+  const kr = applyRotary(ctx, `${a}/rotary_k`, kh, cos, sin);
+
+  // The cache holds the storage dtype; attention reads it back, so a position's key is the same
+  // whether it was computed in this call or an earlier one.
+  const kNew = toStorage(ctx, `${a}/key_store`, kr);
+  const vNew = toStorage(ctx, `${a}/value_store`, vh);
+  const concat2 = { axis: attr.int(2) };
+  g.node('Concat', `${a}/Concat_k`, [pastK, kNew], concat2, [presentKeyName(layer)]);
+  g.node('Concat', `${a}/Concat_v`, [pastV, vNew], concat2, [presentValueName(layer)]);
+  const kAll = toFloat(ctx, `${a}/key_load`, presentKeyName(layer));
+  const vAll = toFloat(ctx, `${a}/value_load`, presentValueName(layer));
+
+  // Grouped-query attention without repeating the cache: queries [1, KV, rep, T, D] against
+  // keys [1, KV, 1, S, D] (broadcast over rep). Head h uses kv head floor(h / rep), as repeat_kv.
+  const qg = g.op('Reshape', `${a}/Reshape_3`, [qr, g.constInt64(a, [0, KV, rep, -1, D])]);
+  const kT = g.op('Transpose', `${a}/Transpose_3`, [kAll], { perm: attr.ints([0, 1, 3, 2]) });
+  const axis2 = g.constInt64(a, [2]);
+  const kU = g.op('Unsqueeze', `${a}/Unsqueeze`, [kT, axis2]);
+  const vU = g.op('Unsqueeze', `${a}/Unsqueeze_1`, [vAll, axis2]);
+  const scores = g.op('MatMul', `${a}/MatMul`, [qg, kU]);
+  const scaled = g.op('Mul', `${a}/Mul`, [scores, g.constFloat(a, [1 / Math.sqrt(D)], true)]);
+
+  // Causal mask over absolute positions: query j of this call sits at past + j and sees keys 0..past+j.
+  const shapeK = g.op('Shape', `${a}/Shape`, [kAll]);
+  const total = g.op('Gather', `${a}/Gather`, [shapeK, g.constInt64(a, [2], true)], { axis: attr.int(0) });
+  const shapeX = g.op('Shape', `${a}/Shape_1`, [hiddenIn]);
+  const seqLen = g.op('Gather', `${a}/Gather_1`, [shapeX, g.constInt64(a, [1], true)], { axis: attr.int(0) });
+  const past = g.op('Sub', `${a}/Sub`, [total, seqLen]);
+  const one = g.constInt64(a, [1], true);
+  const kpos = g.op('Range', `${a}/Range`, [g.constInt64(a, [0], true), total, one]);
+  const qpos = g.op('Range', `${a}/Range_1`, [past, total, one]);
+  const qposU = g.op('Unsqueeze', `${a}/Unsqueeze_2`, [qpos, g.constInt64(a, [1])]);
+  const allowed = g.op('LessOrEqual', `${a}/LessOrEqual`, [kpos, qposU]);
+  const masked = g.op('Where', `${a}/Where`, [allowed, scaled, g.constFloat(a, [FLOAT_MIN], true)]);
+  const probs = g.op('Softmax', `${a}/Softmax`, [masked], { axis: attr.int(-1) });
+  const ctxv = g.op('MatMul', `${a}/MatMul_1`, [probs, vU]);
+  const merged = g.op('Reshape', `${a}/Reshape_4`, [ctxv, g.constInt64(a, [1, H, -1, D])]);
+  const tr = g.op('Transpose', `${a}/Transpose_4`, [merged], perm0213);
+  const flat = g.op('Reshape', `${a}/Reshape_5`, [tr, g.constInt64(a, [0, 0, H * D])]);
+  const o = linear(ctx, `${a}/o_proj`, flat, `${wp}.self_attn.o_proj.weight`, H * D, arch.hiddenSize);
+  const r1 = g.op('Add', `${p}/Add`, [x, o]);
+
+  const h2 = rmsNorm(ctx, `${p}/post_attention_layernorm`, r1, `${wp}.post_attention_layernorm.weight`);
+  const m = `${p}/mlp`;
+  const gate = linear(ctx, `${m}/gate_proj`, h2, `${wp}.mlp.gate_proj.weight`, arch.hiddenSize, arch.intermediateSize);
+  const up = linear(ctx, `${m}/up_proj`, h2, `${wp}.mlp.up_proj.weight`, arch.hiddenSize, arch.intermediateSize);
+  const sig = g.op('Sigmoid', `${m}/act_fn/Sigmoid`, [gate]);
+  const act = g.op('Mul', `${m}/act_fn/Mul`, [gate, sig]);
+  const prod = g.op('Mul', `${m}/Mul`, [act, up]);
+  const down = linear(ctx, `${m}/down_proj`, prod, `${wp}.mlp.down_proj.weight`, arch.intermediateSize, arch.hiddenSize);
+  const out = g.op('Add', `${p}/Add_1`, [r1, down]);
+  const stored = toStorage(ctx, `${p}/output`, out);
+  g.output(stored, st, [1, 'sequence_length', arch.hiddenSize], hiddenName(layer + 1));
+  g.output(presentKeyName(layer), st, [1, KV, 'total_sequence_length', D]);
+  g.output(presentValueName(layer), st, [1, KV, 'total_sequence_length', D]);
+  return g;
+}
+
+/**
+ * `head.onnx`: hidden_states.L [1, T, hidden], num_logits_to_keep int64 scalar ->
+ * logits float32 [1, K, vocab] (last K positions), final_hidden float32 [1, T, hidden] (after the final norm).
+ */
+export function headGraph(arch: Architecture, dtype: ModelDtype, seed: number): OnnxGraph {
+  const g = new OnnxGraph('layernet-head');
+  const ctx: BuildContext = { g, arch, dtype, seed };
+  const L = arch.numLayers;
+  const hiddenIn = g.input(hiddenName(L), storageType(dtype), [1, 'sequence_length', arch.hiddenSize]);
+  const keep = g.input(NUM_LOGITS_TO_KEEP, DataType.INT64, []);
+  const x = toFloat(ctx, '/model/norm/input', hiddenIn);
+  const normed = rmsNorm(ctx, '/model/norm', x, 'model.norm.weight');
+  const s = '/lm_head';
+  const keepU = g.op('Unsqueeze', `${s}/Unsqueeze`, [keep, g.constInt64(s, [0])]);
+  const start = g.op('Neg', `${s}/Neg`, [keepU]);
+  const sliced = g.op('Slice', `${s}/Slice`, [normed, start, g.constInt64(s, [INT64_MAX]), g.constInt64(s, [1])]);
+  const name = 'lm_head.weight';
+  const w = weight(ctx, name, [arch.hiddenSize, arch.vocabSize], uniformWeights(seed, name, arch.hiddenSize * arch.vocabSize, arch.hiddenSize));
+  g.node('MatMul', `${s}/MatMul`, [sliced, w], {}, [LOGITS]);
+  g.output(LOGITS, DataType.FLOAT, [1, 'num_logits_to_keep', arch.vocabSize]);
+  g.output(normed, DataType.FLOAT, [1, 'sequence_length', arch.hiddenSize], FINAL_HIDDEN);
+  return g;
+}

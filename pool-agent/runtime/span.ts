@@ -1,0 +1,338 @@
+/**
+ * The onnxruntime-node adapter: a layer span [start, end) of a model directory loaded as one
+ * InferenceSession (the span's block files merged in memory), with KV-cache sessions on top.
+ * Spans too large for one protobuf (2 GiB) are cut into a few sessions run back to back.
+ *
+ * @example
+ * const span = await loadSpan('.models/tiny', [0, 4], { provider: 'cpu', intraOpThreads: 2 });
+ * const s = span.openSession();
+ * const out = await s.forward({ kind: 'tokens', ids: Int32Array.from([1, 15043]) });
+ * s.dispose(); await span.close();
+ */
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { filesForSpan, manifestHash, type Manifest, type ManifestFile } from '../../protocol/manifest.js';
+import { loadManifest, ModelFileError } from '../model/build.js';
+import {
+  FINAL_HIDDEN,
+  hiddenName,
+  INPUT_IDS,
+  LOGITS,
+  NUM_LOGITS_TO_KEEP,
+  pastKeyName,
+  pastValueName,
+  POSITION_IDS,
+  presentKeyName,
+  presentValueName,
+} from '../model/llama.js';
+import { SpanClosedError, SpanInputError } from './errors.js';
+import { mergeOnnxModels } from './merge.js';
+import type { ExecutionProvider, ForwardOptions, LoadedSpan, RuntimeOptions, SpanInput, SpanOutput, SpanSession } from './types.js';
+
+/** Largest merged model handed to one InferenceSession (protobuf messages stop at 2 GiB). */
+export const MAX_SESSION_BYTES = 1_800_000_000;
+
+export interface LoadSpanOptions extends RuntimeOptions {
+  /** Merged-model size above which the span is cut into several sessions (default MAX_SESSION_BYTES). */
+  maxSessionBytes?: number;
+  /**
+   * Let idle intra-op threads spin-wait for work (onnxruntime's default). Off by default: several
+   * span sessions in one process would otherwise burn the cores the running one needs.
+   */
+  allowSpinning?: boolean;
+  /** Skip the SHA-256 check of the span's files (only for files verified moments ago). */
+  skipVerify?: boolean;
+}
+
+let cudaUsable: boolean | undefined;
+
+/**
+ * CUDA is worth trying when onnxruntime-node lists it and its provider library is installed next
+ * to the binding (it is downloaded separately); otherwise onnxruntime logs a load failure.
+ */
+function cudaListed(): boolean {
+  try {
+    if (!ort.listSupportedBackends().some((b) => b.name === 'cuda')) return false;
+    const pkg = dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'));
+    const binDir = join(pkg, 'bin', 'napi-v6', process.platform, process.arch);
+    return existsSync(join(binDir, 'libonnxruntime_providers_cuda.so')) || existsSync(join(binDir, 'onnxruntime_providers_cuda.dll'));
+  } catch {
+    return false;
+  }
+}
+
+function sessionOptions(provider: ExecutionProvider, options: LoadSpanOptions): ort.InferenceSession.SessionOptions {
+  const spin = options.allowSpinning ? '1' : '0';
+  const so: ort.InferenceSession.SessionOptions = {
+    executionProviders: provider === 'cuda' ? [{ name: 'cuda', deviceId: options.deviceId ?? 0 }] : ['cpu'],
+    graphOptimizationLevel: 'all',
+    executionMode: 'sequential',
+    extra: { session: { intra_op: { allow_spinning: spin }, inter_op: { allow_spinning: spin } } },
+  };
+  if (options.intraOpThreads) so.intraOpNumThreads = options.intraOpThreads;
+  if (options.interOpThreads) so.interOpNumThreads = options.interOpThreads;
+  return so;
+}
+
+async function createSession(model: Uint8Array, options: LoadSpanOptions): Promise<{ session: ort.InferenceSession; provider: ExecutionProvider }> {
+  const wanted = options.provider ?? 'auto';
+  if (wanted === 'cuda') return { session: await ort.InferenceSession.create(model, sessionOptions('cuda', options)), provider: 'cuda' };
+  if (wanted === 'auto' && cudaUsable !== false && cudaListed()) {
+    try {
+      const session = await ort.InferenceSession.create(model, sessionOptions('cuda', options));
+      cudaUsable = true;
+      return { session, provider: 'cuda' };
+    } catch {
+      cudaUsable = false;
+    }
+  }
+  return { session: await ort.InferenceSession.create(model, sessionOptions('cpu', options)), provider: 'cpu' };
+}
+
+async function readVerified(dir: string, f: ManifestFile, verify: boolean): Promise<Uint8Array> {
+  let bytes: Buffer;
+  try {
+    bytes = await readFile(join(dir, f.path));
+  } catch {
+    throw new ModelFileError(f.path, `model file ${f.path} is missing from ${dir}`);
+  }
+  if (bytes.byteLength !== f.bytes) throw new ModelFileError(f.path, `model file ${f.path} has ${bytes.byteLength} bytes, the manifest says ${f.bytes}`);
+  if (verify) {
+    const sha = createHash('sha256').update(bytes).digest('hex');
+    if (sha !== f.sha256) throw new ModelFileError(f.path, `model file ${f.path} has SHA-256 ${sha}, the manifest says ${f.sha256}`);
+  }
+  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** Cuts the span's files into runs whose total size stays under the limit (at least one file each). */
+function groupFiles(files: readonly ManifestFile[], limit: number): ManifestFile[][] {
+  const groups: ManifestFile[][] = [];
+  let cur: ManifestFile[] = [];
+  let size = 0;
+  for (const f of files) {
+    if (cur.length > 0 && size + f.bytes > limit) {
+      groups.push(cur);
+      cur = [];
+      size = 0;
+    }
+    cur.push(f);
+    size += f.bytes;
+  }
+  if (cur.length > 0) groups.push(cur);
+  return groups;
+}
+
+interface SpanGraph {
+  sessions: ort.InferenceSession[];
+  manifest: Manifest;
+  start: number;
+  end: number;
+  first: boolean;
+  last: boolean;
+  float16: boolean;
+}
+
+/**
+ * Loads layers [start, end) of the model in `modelDir`: checks each needed file against the
+ * manifest's SHA-256, merges them and opens the onnxruntime session(s).
+ */
+export async function loadSpan(modelDir: string, layers: readonly [number, number], options: LoadSpanOptions = {}): Promise<LoadedSpan> {
+  const manifest = await loadManifest(modelDir);
+  const modelId = await manifestHash(manifest);
+  const [start, end] = layers;
+  const files = filesForSpan(manifest, { start, end });
+  const groups = groupFiles(files, options.maxSessionBytes ?? MAX_SESSION_BYTES);
+  const sessions: ort.InferenceSession[] = [];
+  let provider: ExecutionProvider = 'cpu';
+  try {
+    for (const group of groups) {
+      const parts: Uint8Array[] = [];
+      for (const f of group) parts.push(await readVerified(modelDir, f, !options.skipVerify));
+      const created = await createSession(mergeOnnxModels(parts), sessions.length === 0 ? options : { ...options, provider });
+      sessions.push(created.session);
+      provider = created.provider;
+    }
+  } catch (err) {
+    await Promise.all(sessions.map((s) => s.release()));
+    throw err;
+  }
+  const arch = manifest.architecture;
+  const float16 = manifest.dtype === 'float16';
+  const graph: SpanGraph = { sessions, manifest, start, end, first: start === 0, last: end === arch.numLayers, float16 };
+  const kvBytesPerToken = (end - start) * 2 * arch.numKeyValueHeads * arch.headDim * (float16 ? 2 : 4);
+  let closed = false;
+  const open = new Set<OrtSpanSession>();
+  return {
+    modelId,
+    manifest,
+    layers: [start, end] as const,
+    first: graph.first,
+    last: graph.last,
+    provider,
+    kvBytesPerToken,
+    openSession(): SpanSession {
+      if (closed) throw new SpanClosedError('span is closed');
+      const s = new OrtSpanSession(graph, kvBytesPerToken, () => open.delete(s));
+      open.add(s);
+      return s;
+    },
+    async close(): Promise<void> {
+      if (closed) return;
+      closed = true;
+      const live = [...open];
+      for (const s of live) s.dispose();
+      // Never free a native session under a run that is still in flight.
+      await Promise.all(live.map((s) => s.drain()));
+      await Promise.all(sessions.map((s) => s.release()));
+    },
+  };
+}
+
+type KvTensor = ort.Tensor;
+
+class OrtSpanSession implements SpanSession {
+  private pos = 0;
+  private disposed = false;
+  private keys: KvTensor[];
+  private values: KvTensor[];
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly g: SpanGraph,
+    private readonly bytesPerToken: number,
+    private readonly onDispose: () => void,
+  ) {
+    const a = g.manifest.architecture;
+    const n = g.end - g.start;
+    const empty = (): KvTensor =>
+      g.float16
+        ? new ort.Tensor('float16', new Uint16Array(0), [1, a.numKeyValueHeads, 0, a.headDim])
+        : new ort.Tensor('float32', new Float32Array(0), [1, a.numKeyValueHeads, 0, a.headDim]);
+    this.keys = Array.from({ length: n }, empty);
+    this.values = Array.from({ length: n }, empty);
+  }
+
+  get length(): number {
+    return this.pos;
+  }
+
+  get kvBytes(): number {
+    return this.pos * this.bytesPerToken;
+  }
+
+  forward(input: SpanInput, options: ForwardOptions = {}): Promise<SpanOutput> {
+    // One forward at a time: each call extends the KV cache the next one reads.
+    const run = this.queue.then(() => this.run(input, options));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private feeds(input: SpanInput, options: ForwardOptions): { feeds: Record<string, ort.Tensor>; seqLen: number; keep: number } {
+    if (this.disposed) throw new SpanClosedError();
+    const g = this.g;
+    const a = g.manifest.architecture;
+    const feeds: Record<string, ort.Tensor> = {};
+    let seqLen: number;
+    if (g.first) {
+      if (input.kind !== 'tokens') throw new SpanInputError(`span [${g.start}, ${g.end}) starts at layer 0 and takes token ids, got ${input.kind}`);
+      if (!(input.ids instanceof Int32Array)) throw new SpanInputError('token ids must be an Int32Array');
+      seqLen = input.ids.length;
+      const ids = new BigInt64Array(seqLen);
+      for (let i = 0; i < seqLen; i++) {
+        const id = input.ids[i]!;
+        if (id < 0 || id >= a.vocabSize) throw new SpanInputError(`token id ${id} at position ${i} is outside the vocabulary [0, ${a.vocabSize})`);
+        ids[i] = BigInt(id);
+      }
+      if (seqLen > 0) feeds[INPUT_IDS] = new ort.Tensor('int64', ids, [1, seqLen]);
+    } else {
+      if (input.kind !== 'hidden') throw new SpanInputError(`span [${g.start}, ${g.end}) takes hidden states from layer ${g.start}, got ${input.kind}`);
+      seqLen = input.seqLen;
+      if (!Number.isInteger(seqLen) || seqLen < 1) throw new SpanInputError(`seqLen must be a positive integer, got ${seqLen}`);
+      const wantF16 = g.float16;
+      if (wantF16 && !(input.data instanceof Uint16Array)) {
+        throw new SpanInputError(`model dtype float16 expects hidden states as Uint16Array (float16 bits), got ${input.data.constructor.name}`);
+      }
+      if (!wantF16 && !(input.data instanceof Float32Array)) {
+        throw new SpanInputError(`model dtype float32 expects hidden states as Float32Array, got ${input.data.constructor.name}`);
+      }
+      if (input.data.length !== seqLen * a.hiddenSize) {
+        throw new SpanInputError(
+          `hidden states have ${input.data.length} values, expected seqLen ${seqLen} x hidden size ${a.hiddenSize} = ${seqLen * a.hiddenSize}`,
+        );
+      }
+      feeds[hiddenName(g.start)] = wantF16
+        ? new ort.Tensor('float16', input.data as Uint16Array, [1, seqLen, a.hiddenSize])
+        : new ort.Tensor('float32', input.data as Float32Array, [1, seqLen, a.hiddenSize]);
+    }
+    if (seqLen < 1) throw new SpanInputError('forward needs at least one position');
+    if (this.pos + seqLen > a.maxPositionEmbeddings) {
+      throw new SpanInputError(
+        `positions ${this.pos}..${this.pos + seqLen - 1} exceed the model's maxPositionEmbeddings ${a.maxPositionEmbeddings}`,
+      );
+    }
+    const positions = new BigInt64Array(seqLen);
+    for (let i = 0; i < seqLen; i++) positions[i] = BigInt(this.pos + i);
+    feeds[POSITION_IDS] = new ort.Tensor('int64', positions, [1, seqLen]);
+    for (let l = g.start; l < g.end; l++) {
+      feeds[pastKeyName(l)] = this.keys[l - g.start]!;
+      feeds[pastValueName(l)] = this.values[l - g.start]!;
+    }
+    let keep = 1;
+    if (g.last) {
+      keep = options.logitsToKeep ?? 1;
+      if (!Number.isInteger(keep) || keep < 1 || keep > seqLen) throw new SpanInputError(`logitsToKeep must be an integer in [1, ${seqLen}], got ${keep}`);
+      feeds[NUM_LOGITS_TO_KEEP] = new ort.Tensor('int64', BigInt64Array.of(BigInt(keep)), []);
+    }
+    return { feeds, seqLen, keep };
+  }
+
+  private async run(input: SpanInput, options: ForwardOptions): Promise<SpanOutput> {
+    const { feeds, seqLen, keep } = this.feeds(input, options);
+    const g = this.g;
+    const results: Record<string, ort.Tensor> = {};
+    for (const session of g.sessions) {
+      const own: Record<string, ort.Tensor> = {};
+      for (const name of session.inputNames) {
+        const t = feeds[name] ?? results[name];
+        if (!t) throw new Error(`internal: no value for span input ${name}`);
+        own[name] = t;
+      }
+      const out = await session.run(own);
+      Object.assign(results, out);
+    }
+    if (this.disposed) throw new SpanClosedError();
+    // Commit the cache only after every session succeeded, so a failed call leaves it intact.
+    for (let l = g.start; l < g.end; l++) {
+      this.keys[l - g.start] = results[presentKeyName(l)]!;
+      this.values[l - g.start] = results[presentValueName(l)]!;
+    }
+    this.pos += seqLen;
+    const hiddenSize = g.manifest.architecture.hiddenSize;
+    if (!g.last) {
+      const h = results[hiddenName(g.end)]!;
+      return { kind: 'hidden', data: h.data as Float32Array | Uint16Array, seqLen };
+    }
+    const logits = results[LOGITS]!.data as Float32Array;
+    const finalHidden = results[FINAL_HIDDEN]!.data as Float32Array;
+    if (finalHidden.length !== seqLen * hiddenSize) throw new Error('internal: final hidden size mismatch');
+    return { kind: 'logits', logits, logitsKept: keep, finalHidden, seqLen };
+  }
+
+  /** Resolves once no forward of this session is running. */
+  drain(): Promise<void> {
+    return this.queue.then(() => undefined);
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    for (const t of [...this.keys, ...this.values]) t.dispose?.();
+    this.keys = [];
+    this.values = [];
+    this.onDispose();
+  }
+}

@@ -1,0 +1,524 @@
+/**
+ * The agent's core, free of HTTP: ticket checks, the head hop's generation loop (prefill, decode,
+ * sampling by absolute step, one attested chunk per step), a downstream hop's step on its KV
+ * session, cancel, close and committed-input disclosure. `app.ts` wires it to node:http.
+ *
+ * @example
+ * const agent = new AgentCore({ agentId, signingKey, edgeKeys, span });
+ * const job = await agent.prepareJob(body);          // throws AgentError before any byte is sent
+ * for await (const ev of job.events(signal)) write(ev);
+ */
+import { cancelMessage, cancelRequestSchema, checkInputsMessage, checkInputsRequestSchema, closeMetaSchema, errorFrameMetaSchema, forwardMetaSchema, jobRequestSchema, type CheckInputsResponse, type ForwardResultMeta, type JobEvent } from '../../protocol/agent-api.js';
+import { attestationBytes, type SignedAttestation } from '../../protocol/attestation.js';
+import { bytesOf, encodeTokenIds, sha256Hex, toBase64Url, utf8 } from '../../protocol/bytes.js';
+import { decodeFrame, encodeFrame, FrameError, framePayloadAs, type Frame } from '../../protocol/frame.js';
+import { verifyBytes, type SigningKey } from '../../protocol/keys.js';
+import { routeCoversModel, signedTicketSchema, ticketBytes, verifyTicket, type JobTicket, type SignedTicket } from '../../protocol/ticket.js';
+import { sampleToken } from '../runtime/sampler.js';
+import type { LoadedSpan, SpanInput } from '../runtime/types.js';
+import { silentLogger, type Logger } from '../log.js';
+import { AgentMetrics } from '../metrics.js';
+import { attestChunk, headInputCommitment, hiddenCommitmentOf, tokenCommitmentSync, type AgentCrypto, type HopContext } from './attest.js';
+import { nodeAgentCrypto } from './node-crypto.js';
+import { AgentError, toAgentError } from './errors.js';
+import { DEFAULT_INPUT_STORE_LIMITS, InputStore, type InputStoreLimits } from './input-store.js';
+import { NonceCache } from './nonce-cache.js';
+import { RemoteStage, type FetchLike } from './remote-stage.js';
+import { SessionManager, type SessionEntry, type SessionLimits } from './session-manager.js';
+
+export interface AgentLimits extends SessionLimits {
+  /** Largest JSON body of `POST /v1/jobs`. */
+  maxJobBodyBytes: number;
+  /** Largest activation tensor in a forward frame. */
+  maxFramePayloadBytes: number;
+  /** Timeout of each call to the next hop. */
+  hopTimeoutMs: number;
+  maxNonces: number;
+  /** How far a signed cancel / check request's issuedAt may be from now. */
+  signedRequestWindowMs: number;
+}
+
+export const DEFAULT_AGENT_LIMITS: AgentLimits = {
+  maxSessions: 16,
+  maxKvBytes: 2 * 1024 ** 3,
+  idleMs: 60_000,
+  maxJobBodyBytes: 2 * 1024 * 1024,
+  maxFramePayloadBytes: 256 * 1024 * 1024,
+  hopTimeoutMs: 30_000,
+  maxNonces: 100_000,
+  signedRequestWindowMs: 5 * 60_000,
+};
+
+export interface AgentCoreOptions {
+  agentId: string;
+  signingKey: SigningKey;
+  /** Trusted ticket-signing keys of the edge, by key id. */
+  edgeKeys: Readonly<Record<string, string>>;
+  span: LoadedSpan;
+  limits?: Partial<AgentLimits>;
+  inputStore?: Partial<InputStoreLimits>;
+  clock?: () => number;
+  fetch?: FetchLike;
+  log?: Logger;
+}
+
+interface RunningJob {
+  jobId: string;
+  ticketHash: string;
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+export interface PreparedJob {
+  ticket: JobTicket;
+  ticketHash: string;
+  /** NDJSON events: one `chunk` per step, then `done` or `error`. Frees the session at the end. */
+  events(signal?: AbortSignal): AsyncGenerator<JobEvent>;
+}
+
+/** A step's result at some hop: its attestation and every later one, and the sampled tokens. */
+interface StepResult {
+  attestations: SignedAttestation[];
+  tokenIds: number[];
+}
+
+export class AgentCore {
+  readonly agentId: string;
+  readonly span: LoadedSpan;
+  readonly limits: AgentLimits;
+  readonly sessions: SessionManager;
+  readonly inputs: InputStore;
+  readonly metrics: AgentMetrics;
+  readonly log: Logger;
+  private readonly nonces: NonceCache;
+  private readonly clock: () => number;
+  private readonly fetch: FetchLike | undefined;
+  private readonly key: SigningKey;
+  private readonly crypto: AgentCrypto;
+  private edgeKeys: Record<string, string>;
+  private readonly jobs = new Map<string, RunningJob>();
+  /** Next hop of each job this agent serves as a middle hop. */
+  private readonly downstream = new Map<string, RemoteStage>();
+  private shuttingDown = false;
+
+  constructor(opts: AgentCoreOptions) {
+    this.agentId = opts.agentId;
+    this.span = opts.span;
+    this.key = opts.signingKey;
+    this.crypto = nodeAgentCrypto(opts.signingKey);
+    this.edgeKeys = { ...opts.edgeKeys };
+    this.limits = { ...DEFAULT_AGENT_LIMITS, ...opts.limits };
+    this.clock = opts.clock ?? Date.now;
+    this.fetch = opts.fetch;
+    this.log = opts.log ?? silentLogger;
+    this.sessions = new SessionManager(this.limits, this.clock);
+    this.nonces = new NonceCache(this.limits.maxNonces, this.clock);
+    this.inputs = new InputStore({ ...DEFAULT_INPUT_STORE_LIMITS, ...opts.inputStore }, this.clock);
+    this.metrics = new AgentMetrics({
+      sessions: () => this.sessions.size,
+      reservedKvBytes: () => this.sessions.reservedBytes,
+      kvBytes: () => this.sessions.kvBytes,
+    });
+  }
+
+  get activeJobs(): number {
+    return this.jobs.size;
+  }
+
+  get draining(): boolean {
+    return this.shuttingDown;
+  }
+
+  /** Adds or replaces trusted edge keys (after a registration or a key rotation). */
+  setEdgeKeys(keys: Readonly<Record<string, string>>): void {
+    this.edgeKeys = { ...keys };
+  }
+
+  private fail(code: ConstructorParameters<typeof AgentError>[0], message: string, retryAfter?: number): never {
+    throw new AgentError(code, message, retryAfter === undefined ? {} : { retryAfter });
+  }
+
+  /**
+   * Verifies a ticket for `hop` of its route: the edge signature (by key id), the validity window,
+   * that this agent is that hop with this span's layers and model, that the route covers the model.
+   * Claims the nonce when `claimNonce` (a ticket opens at most one session per agent).
+   */
+  async checkTicket(input: unknown, hop: number, claimNonce: boolean): Promise<{ ticket: JobTicket; hash: string }> {
+    const shaped = signedTicketSchema.safeParse(input);
+    if (!shaped.success) this.fail('invalid_ticket', 'the ticket does not match the schema');
+    const edgeKey = this.edgeKeys[shaped.data.ticket.edgeKeyId];
+    if (!edgeKey) this.fail('invalid_ticket', `ticket signed by unknown edge key ${shaped.data.ticket.edgeKeyId}`);
+    const check = await verifyTicket(shaped.data, edgeKey, this.clock());
+    if (!check.ok) {
+      if (check.reason === 'expired') this.fail('expired', 'the ticket has expired');
+      if (check.reason === 'not_yet_valid') this.fail('invalid_ticket', 'the ticket is not valid yet (clock skew?)');
+      this.fail('invalid_ticket', `ticket refused: ${check.reason}`);
+    }
+    const { ticket, hash } = check;
+    const routeHop = ticket.route[hop];
+    if (!routeHop || routeHop.agentId !== this.agentId) this.fail('wrong_hop', `this agent (${this.agentId}) is not hop ${hop} of the route`);
+    const [a, b] = this.span.layers;
+    if (routeHop.layers[0] !== a || routeHop.layers[1] !== b) {
+      this.fail('wrong_hop', `hop ${hop} must run layers [${routeHop.layers[0]}, ${routeHop.layers[1]}), this agent serves [${a}, ${b})`);
+    }
+    if (ticket.modelId !== this.span.modelId) this.fail('wrong_model', `this agent serves model ${this.span.modelId}, not ${ticket.modelId}`);
+    if (ticket.dtype !== this.span.manifest.dtype) this.fail('wrong_model', `this agent serves ${this.span.manifest.dtype}, the ticket wants ${ticket.dtype}`);
+    if (!routeCoversModel(ticket.route, this.span.manifest.architecture.numLayers)) this.fail('invalid_ticket', 'the route does not cover the model exactly once');
+    if (ticket.route.some((h, i) => i !== hop && h.agentId === this.agentId)) this.fail('wrong_hop', 'this agent appears twice in the route');
+    if (claimNonce && !this.nonces.claim(ticket.nonce, ticket.expiresAt)) this.fail('replayed', 'ticket nonce already used');
+    return { ticket, hash };
+  }
+
+  private openSession(ticket: JobTicket, hash: string, hop: number): SessionEntry {
+    if (this.shuttingDown) this.fail('shutdown', 'this agent is shutting down', 5);
+    const maxPositions = ticket.promptTokens + ticket.limits.maxTokens;
+    try {
+      return this.sessions.open({
+        jobId: ticket.jobId,
+        ticketHash: hash,
+        hop,
+        reservedBytes: this.span.kvBytesPerToken * maxPositions,
+        maxPositions,
+        nextStep: ticket.prefixTokens,
+        create: () => this.span.openSession(),
+      });
+    } catch (err) {
+      const e = toAgentError(err);
+      // Not the ticket's fault: the edge may retry it once capacity frees up.
+      if (e.code === 'capacity') this.nonces.release(ticket.nonce);
+      throw e;
+    }
+  }
+
+  private hopContext(ticket: JobTicket, hash: string, hop: number): HopContext {
+    return { ticket, ticketHash: hash, agentId: this.agentId, hop, layers: this.span.layers, crypto: this.crypto, clock: this.clock };
+  }
+
+  /**
+   * Runs one step on this hop's session and, when the span is not the last, on every later hop.
+   * `input` is what this hop received; `inputCommitment` what it attests to having received.
+   */
+  private async runStep(
+    entry: SessionEntry,
+    ctx: HopContext,
+    input: SpanInput,
+    steps: [number, number],
+    inputCommitment: string,
+    prevHash: string | null,
+    next: RemoteStage | null,
+    open: boolean,
+  ): Promise<StepResult & { outputBytes?: Uint8Array }> {
+    const seqLen = input.kind === 'tokens' ? input.ids.length : input.seqLen;
+    if (entry.session.length + seqLen > entry.maxPositions) {
+      throw new AgentError('invalid_request', `step would hold ${entry.session.length + seqLen} positions, the ticket allows ${entry.maxPositions}`);
+    }
+    const out = await entry.session.forward(input);
+    if (out.kind === 'logits') {
+      if (next) throw new AgentError('internal_error', 'the last span of the model is not the last hop');
+      const vocab = out.logits.length / out.logitsKept;
+      const token = sampleToken(out.logits.subarray((out.logitsKept - 1) * vocab), ctx.ticket.sampling, steps[0]);
+      const { signed } = attestChunk(ctx, {
+        steps,
+        inputCommitment,
+        outputCommitment: tokenCommitmentSync(this.crypto, [token]),
+        outputTokenIds: [token],
+        hiddenCommitment: hiddenCommitmentOf(out.finalHidden, out.seqLen, 1),
+        prevHash,
+      });
+      return { attestations: [signed], tokenIds: [token] };
+    }
+    if (!next) throw new AgentError('internal_error', 'a span that is not the last of the model ends the route');
+    const outputBytes = bytesOf(out.data);
+    const { signed, hash } = attestChunk(ctx, { steps, inputCommitment, outputCommitment: this.crypto.sha256Hex(outputBytes), prevHash });
+    const rest: ForwardResultMeta = await next.forward({ data: out.data, seqLen: out.seqLen }, steps, hash, open);
+    return { attestations: [signed, ...rest.attestations], tokenIds: rest.tokenIds, outputBytes };
+  }
+
+  // ---- head hop: POST /v1/jobs ------------------------------------------------------------
+
+  /** Validates a job request and opens its session; throws AgentError (a real HTTP status). */
+  async prepareJob(body: unknown): Promise<PreparedJob> {
+    if (this.shuttingDown) this.fail('shutdown', 'this agent is shutting down', 5);
+    const parsed = jobRequestSchema.safeParse(body);
+    if (!parsed.success) this.fail('invalid_request', `invalid job request: ${parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ').slice(0, 500)}`);
+    const req = parsed.data;
+    const { ticket, hash } = await this.checkTicket(req.signedTicket, 0, false);
+    if (req.promptIds.length !== ticket.promptTokens || req.prefixIds.length !== ticket.prefixTokens) {
+      this.fail('input_mismatch', `ticket says ${ticket.promptTokens} prompt + ${ticket.prefixTokens} prefix tokens, got ${req.promptIds.length} + ${req.prefixIds.length}`);
+    }
+    const inputIds = [...req.promptIds, ...req.prefixIds];
+    if ((await sha256Hex(encodeTokenIds(inputIds))) !== ticket.inputHash) this.fail('input_mismatch', 'prompt and prefix do not hash to the ticket inputHash');
+    const vocab = this.span.manifest.architecture.vocabSize;
+    if (inputIds.some((t) => t >= vocab)) this.fail('invalid_request', `token ids must be below the vocabulary size ${vocab}`);
+    if (!this.nonces.claim(ticket.nonce, ticket.expiresAt)) this.fail('replayed', 'ticket nonce already used');
+    const entry = this.openSession(ticket, hash, 0);
+    const signedTicket = req.signedTicket as SignedTicket;
+    let next: RemoteStage | null = null;
+    try {
+      next = ticket.route.length > 1 ? new RemoteStage({ signedTicket, ticketHash: hash, hop: 1, timeoutMs: this.limits.hopTimeoutMs, ...(this.fetch ? { fetch: this.fetch } : {}) }) : null;
+    } catch (err) {
+      this.sessions.close(ticket.jobId, 'error');
+      throw err;
+    }
+    return { ticket, ticketHash: hash, events: (signal) => this.runJob(ticket, hash, inputIds, entry, next, signal) };
+  }
+
+  private async *runJob(ticket: JobTicket, hash: string, inputIds: number[], entry: SessionEntry, next: RemoteStage | null, signal?: AbortSignal): AsyncGenerator<JobEvent> {
+    const controller = new AbortController();
+    const onOuterAbort = () => controller.abort(signal?.reason ?? 'disconnect');
+    signal?.addEventListener('abort', onOuterAbort, { once: true });
+    let finish!: () => void;
+    const running: RunningJob = { jobId: ticket.jobId, ticketHash: hash, controller, done: new Promise((r) => (finish = r)) };
+    this.jobs.set(ticket.jobId, running);
+    entry.onClose = (reason) => controller.abort(reason);
+    const ctx = this.hopContext(ticket, hash, 0);
+    const started = this.clock();
+    const stop = new Set(ticket.stopTokenIds);
+    const meta = { dtype: ticket.dtype, hiddenSize: this.span.manifest.architecture.hiddenSize };
+    let outcome = 'error';
+    try {
+      let step = ticket.prefixTokens;
+      let fed = inputIds;
+      let prevHash: string | null = null;
+      let first = true;
+      this.log.info('job started', { jobId: ticket.jobId, hops: ticket.route.length, promptTokens: ticket.promptTokens, prefixTokens: ticket.prefixTokens });
+      while (step < ticket.limits.maxTokens) {
+        if (controller.signal.aborted) break;
+        if (this.clock() > ticket.limits.deadline) throw new AgentError('deadline', `job deadline passed at step ${step}`);
+        const t0 = this.clock();
+        const steps: [number, number] = [step, step + 1];
+        const inputCommitment = headInputCommitment(this.crypto, ticket, first, fed);
+        const result = await this.sessions.withSession(ticket.jobId, hash, (e) =>
+          this.runStep(e, ctx, { kind: 'tokens', ids: Int32Array.from(fed) }, steps, inputCommitment, prevHash, next, first),
+        );
+        this.inputs.record(ticket.jobId, 0, meta, { steps, inputTokenIds: fed, ...(result.outputBytes ? { output: result.outputBytes } : {}) });
+        const lastAtt = result.attestations[result.attestations.length - 1]!;
+        prevHash = this.crypto.sha256Hex(attestationBytes(lastAtt.att));
+        this.metrics.tokens.inc({ role: 'head' }, result.tokenIds.length);
+        this.metrics.stepDuration.observe((this.clock() - t0) / 1000);
+        if (controller.signal.aborted && controller.signal.reason === 'disconnect') break;
+        yield { type: 'chunk', steps, tokenIds: result.tokenIds, attestations: result.attestations };
+        const token = result.tokenIds[0]!;
+        if (stop.has(token)) {
+          outcome = 'stop';
+          yield { type: 'done', finishReason: 'stop' };
+          return;
+        }
+        fed = [token];
+        step++;
+        first = false;
+      }
+      const reason = controller.signal.aborted ? String(controller.signal.reason) : null;
+      if (reason === 'shutdown') {
+        outcome = 'shutdown';
+        this.metrics.errors.inc({ code: 'shutdown' });
+        yield { type: 'error', code: 'shutdown', message: 'the agent is shutting down; resume the job elsewhere', agentId: this.agentId };
+        return;
+      }
+      if (reason === 'idle') throw new AgentError('deadline', 'the session expired');
+      if (reason !== null) {
+        outcome = 'cancelled';
+        if (reason !== 'disconnect') yield { type: 'done', finishReason: 'cancelled' };
+        return;
+      }
+      outcome = 'length';
+      yield { type: 'done', finishReason: 'length' };
+    } catch (err) {
+      const e = toAgentError(err);
+      if (e.code === 'internal_error') this.log.error('job failed', { jobId: ticket.jobId, error: err as Error });
+      else this.log.warn('job failed', { jobId: ticket.jobId, code: e.code, detail: e.message });
+      this.metrics.errors.inc({ code: e.code });
+      outcome = 'error';
+      yield { type: 'error', code: e.code, message: e.message.slice(0, 2000), agentId: e.agentId ?? this.agentId };
+    } finally {
+      signal?.removeEventListener('abort', onOuterAbort);
+      entry.onClose = undefined;
+      this.sessions.close(ticket.jobId, 'done');
+      if (next) void next.close();
+      this.jobs.delete(ticket.jobId);
+      this.metrics.jobs.inc({ outcome });
+      this.metrics.jobDuration.observe((this.clock() - started) / 1000);
+      this.log.info('job finished', { jobId: ticket.jobId, outcome, ms: this.clock() - started });
+      finish();
+    }
+  }
+
+  // ---- downstream hop: POST /v1/spans/forward ---------------------------------------------
+
+  /** Handles one frame; always answers a frame (an `error` frame for anything refused) and its HTTP status. */
+  async handleFrame(bytes: Uint8Array): Promise<{ status: number; body: Uint8Array }> {
+    try {
+      let frame: Frame;
+      try {
+        frame = decodeFrame(bytes, { maxPayloadBytes: this.limits.maxFramePayloadBytes });
+      } catch (err) {
+        if (err instanceof FrameError) throw new AgentError(err.code === 'too_large' ? 'payload_too_large' : 'bad_frame', `bad frame (${err.code}): ${err.message}`);
+        throw err;
+      }
+      if (frame.kind === 'close') return { status: 200, body: await this.handleClose(frame) };
+      if (frame.kind !== 'forward') throw new AgentError('bad_frame', `expected a forward frame, got ${frame.kind}`);
+      return { status: 200, body: await this.handleForward(frame) };
+    } catch (err) {
+      const e = toAgentError(err);
+      if (e.code === 'internal_error') this.log.error('forward failed', { error: err as Error });
+      return this.errorFrame(e);
+    }
+  }
+
+  /** An `error` frame for a refused forward/close frame, with its HTTP status. */
+  errorFrame(e: AgentError): { status: number; body: Uint8Array } {
+    this.metrics.errors.inc({ code: e.code });
+    const meta = errorFrameMetaSchema.parse({ code: e.code, message: e.message.slice(0, 2000), agentId: e.agentId ?? this.agentId });
+    return { status: e.status, body: encodeFrame({ kind: 'error', meta }) };
+  }
+
+  private async handleClose(frame: Frame): Promise<Uint8Array> {
+    const meta = closeMetaSchema.safeParse(frame.meta);
+    if (!meta.success) throw new AgentError('bad_frame', 'close frame meta does not match the schema');
+    const entry = this.sessions.get(meta.data.jobId);
+    if (entry && entry.ticketHash === meta.data.ticketHash && entry.hop === meta.data.hop) this.sessions.close(meta.data.jobId, 'closed');
+    return encodeFrame({ kind: 'close', meta: { closed: entry !== undefined } });
+  }
+
+  private async handleForward(frame: Frame): Promise<Uint8Array> {
+    const parsed = forwardMetaSchema.safeParse(frame.meta);
+    if (!parsed.success) throw new AgentError('bad_frame', `forward meta does not match the schema: ${parsed.error.issues[0]?.path.join('.')}`);
+    const meta = parsed.data;
+    const claimed = meta.signedTicket.ticket;
+    const hidden = this.span.manifest.architecture.hiddenSize;
+    if (frame.dtype !== claimed.dtype || frame.dtype !== this.span.manifest.dtype) {
+      throw new AgentError('bad_frame', `activations must be ${this.span.manifest.dtype}, got ${frame.dtype}`);
+    }
+    const [b, seqLen, h] = frame.dims;
+    if (frame.dims.length !== 3 || b !== 1 || h !== hidden || !seqLen) {
+      throw new AgentError('bad_frame', `activations must be [1, T, ${hidden}] with T >= 1, got [${frame.dims.join(', ')}]`);
+    }
+    const [from, to] = meta.steps;
+    if (to !== from + 1) throw new AgentError('bad_frame', `a forward frame covers one step, got [${from}, ${to})`);
+    let ticket: JobTicket;
+    let hash: string;
+    let entry: SessionEntry;
+    if (meta.open) {
+      ({ ticket, hash } = await this.checkTicket(meta.signedTicket, meta.hop, true));
+      if (seqLen !== ticket.promptTokens + ticket.prefixTokens || from !== ticket.prefixTokens) {
+        throw new AgentError('bad_frame', `the opening frame must carry ${ticket.promptTokens + ticket.prefixTokens} positions at step ${ticket.prefixTokens}`);
+      }
+      entry = this.openSession(ticket, hash, meta.hop);
+    } else {
+      ticket = claimed;
+      hash = this.crypto.sha256Hex(ticketBytes(claimed));
+      const found = this.sessions.get(ticket.jobId);
+      if (!found) throw new AgentError('unknown_session', `no open session for job ${ticket.jobId} on this agent (expired, closed or never opened)`);
+      if (found.hop !== meta.hop) throw new AgentError('wrong_hop', `job ${ticket.jobId} is open here as hop ${found.hop}, not ${meta.hop}`);
+      if (seqLen !== 1) throw new AgentError('bad_frame', 'a decode frame carries one position');
+      entry = found;
+    }
+    if (this.clock() > ticket.limits.deadline) {
+      this.sessions.close(ticket.jobId, 'deadline');
+      throw new AgentError('deadline', 'job deadline passed');
+    }
+    const data = framePayloadAs(frame) as Float32Array | Uint16Array;
+    const ctx = this.hopContext(ticket, hash, meta.hop);
+    const last = meta.hop === ticket.route.length - 1;
+    let next: RemoteStage | null = null;
+    if (!last) {
+      next = this.downstream.get(ticket.jobId) ?? null;
+      if (!next) {
+        const stage = new RemoteStage({ signedTicket: meta.signedTicket as SignedTicket, ticketHash: hash, hop: meta.hop + 1, timeoutMs: this.limits.hopTimeoutMs, ...(this.fetch ? { fetch: this.fetch } : {}) });
+        next = stage;
+        this.downstream.set(ticket.jobId, stage);
+        // However this session ends (close frame, idle expiry, error), later hops free theirs too.
+        entry.onClose = () => {
+          this.downstream.delete(ticket.jobId);
+          void stage.close();
+        };
+      }
+    }
+    const inputCommitment = this.crypto.sha256Hex(frame.payload);
+    let result: StepResult & { outputBytes?: Uint8Array };
+    try {
+      result = await this.sessions.withSession(ticket.jobId, hash, async (e) => {
+        if (from !== e.nextStep) throw new AgentError('bad_frame', `job ${ticket.jobId} expects step ${e.nextStep}, got ${from}`);
+        const r = await this.runStep(e, ctx, { kind: 'hidden', data, seqLen }, [from, to], inputCommitment, meta.prevHash, next, meta.open);
+        e.nextStep = to;
+        return r;
+      });
+    } catch (err) {
+      const e = toAgentError(err);
+      // A step that failed part-way leaves the KV cache ahead of the chain: the job cannot go on here.
+      if (e.code !== 'busy' && e.code !== 'invalid_ticket' && e.code !== 'unknown_session') this.sessions.close(ticket.jobId, 'error');
+      throw err;
+    }
+    this.inputs.record(ticket.jobId, meta.hop, { dtype: ticket.dtype, hiddenSize: hidden }, { steps: [from, to], input: frame.payload, ...(result.outputBytes ? { output: result.outputBytes } : {}) });
+    this.metrics.forwards.inc({ hop: String(meta.hop) });
+    if (last) this.metrics.tokens.inc({ role: 'last' }, result.tokenIds.length);
+    const resultMeta: ForwardResultMeta = { attestations: result.attestations, tokenIds: result.tokenIds };
+    return encodeFrame({ kind: 'tokens', dtype: 'int32', dims: [result.tokenIds.length], meta: resultMeta, payload: Int32Array.from(result.tokenIds) });
+  }
+
+  // ---- signed edge requests -----------------------------------------------------------------
+
+  private async verifyEdgeSignature(message: string, signature: string, issuedAt: number): Promise<void> {
+    if (Math.abs(this.clock() - issuedAt) > this.limits.signedRequestWindowMs) this.fail('expired', 'the request is too old or from the future');
+    for (const key of Object.values(this.edgeKeys)) if (await verifyBytes(key, signature, utf8(message))) return;
+    this.fail('invalid_signature', 'the request is not signed by a trusted edge key');
+  }
+
+  /** `POST /v1/jobs/:id/cancel`: stops a running job (its stream ends with done/cancelled). */
+  async cancel(pathJobId: string, body: unknown): Promise<{ cancelled: boolean }> {
+    const parsed = cancelRequestSchema.safeParse(body);
+    if (!parsed.success) this.fail('invalid_request', 'invalid cancel request');
+    const r = parsed.data;
+    if (r.jobId !== pathJobId) this.fail('invalid_request', 'job id in the path and the body differ');
+    await this.verifyEdgeSignature(cancelMessage(r), r.signature, r.issuedAt);
+    const job = this.jobs.get(r.jobId);
+    if (!job || job.ticketHash !== r.ticketHash) return { cancelled: false };
+    job.controller.abort('cancel');
+    this.log.info('job cancelled', { jobId: r.jobId });
+    return { cancelled: true };
+  }
+
+  /** `POST /v1/checks/inputs`: what a hop committed to for a recent job. */
+  async checkInputs(body: unknown): Promise<CheckInputsResponse> {
+    const parsed = checkInputsRequestSchema.safeParse(body);
+    if (!parsed.success) this.fail('invalid_request', 'invalid check-inputs request');
+    const r = parsed.data;
+    await this.verifyEdgeSignature(checkInputsMessage(r), r.signature, r.issuedAt);
+    const job = this.inputs.get(r.jobId, r.hop);
+    if (!job) this.fail('not_found', `no committed inputs kept for job ${r.jobId} hop ${r.hop} (expired or never served here)`);
+    return {
+      jobId: job.jobId,
+      hop: job.hop,
+      dtype: job.dtype,
+      hiddenSize: job.hiddenSize,
+      chunks: job.chunks.map((c) => ({
+        steps: c.steps,
+        ...(c.inputTokenIds ? { inputTokenIds: c.inputTokenIds } : {}),
+        ...(c.input ? { input: toBase64Url(c.input) } : {}),
+        ...(c.output ? { output: toBase64Url(c.output) } : {}),
+      })),
+    };
+  }
+
+  // ---- lifecycle ----------------------------------------------------------------------------
+
+  /** Stops taking jobs, lets running ones finish for `graceMs`, then ends them with error `shutdown`. */
+  async drain(graceMs: number): Promise<void> {
+    this.shuttingDown = true;
+    const all = () => Promise.all([...this.jobs.values()].map((j) => j.done));
+    let timer: NodeJS.Timeout | undefined;
+    const graceOver = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), graceMs)));
+    const outcome = await Promise.race([all().then(() => 'done' as const), graceOver]);
+    clearTimeout(timer);
+    if (outcome === 'timeout') {
+      for (const j of this.jobs.values()) j.controller.abort('shutdown');
+      await all();
+    }
+    this.sessions.closeAll('shutdown');
+  }
+
+  sweep(): void {
+    this.sessions.sweep();
+    this.inputs.evict();
+  }
+}

@@ -1,0 +1,134 @@
+/**
+ * The client side of `POST /v1/spans/forward`: hands one step's activations to the next hop and
+ * returns that hop's attestation plus every later one, and the sampled token ids. Every call has
+ * a timeout; a bad answer is an AgentError naming the agent at fault.
+ *
+ * @example
+ * const next = new RemoteStage({ signedTicket, ticketHash, hop: 1, fetch });
+ * const { attestations, tokenIds } = await next.forward({ data, seqLen }, [0, 1], att0Hash, true);
+ * await next.close();
+ */
+import { closeMetaSchema, errorFrameMetaSchema, forwardResultMetaSchema, type ForwardMeta, type ForwardResultMeta } from '../../protocol/agent-api.js';
+import { decodeFrame, encodeFrame, FrameError } from '../../protocol/frame.js';
+import type { SignedTicket } from '../../protocol/ticket.js';
+import { AgentError, isAgentErrorCode } from './errors.js';
+
+export const FORWARD_PATH = '/v1/spans/forward';
+/** Largest answer accepted from the next hop (attestations only, no tensor). */
+const MAX_RESULT_BYTES = 1024 * 1024;
+
+export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
+
+export interface RemoteStageOptions {
+  signedTicket: SignedTicket;
+  ticketHash: string;
+  /** Route index of the hop this stage calls. */
+  hop: number;
+  fetch?: FetchLike;
+  timeoutMs?: number;
+}
+
+export interface HiddenActivation {
+  data: Float32Array | Uint16Array;
+  seqLen: number;
+}
+
+async function readBounded(res: Response, max: number): Promise<Uint8Array> {
+  if (!res.body) return new Uint8Array(0);
+  const reader = res.body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => undefined);
+      throw new FrameError('too_large', `answer exceeds ${max} bytes`);
+    }
+    parts.push(value);
+  }
+  const out = new Uint8Array(size);
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.byteLength;
+  }
+  return out;
+}
+
+export class RemoteStage {
+  readonly agentId: string;
+  readonly url: string;
+  private readonly fetch: FetchLike;
+  private readonly timeoutMs: number;
+
+  constructor(private readonly opts: RemoteStageOptions) {
+    const hop = opts.signedTicket.ticket.route[opts.hop];
+    if (!hop) throw new AgentError('invalid_ticket', `the route has no hop ${opts.hop}`);
+    this.agentId = hop.agentId;
+    this.url = new URL(FORWARD_PATH, hop.endpoint).toString();
+    this.fetch = opts.fetch ?? ((url, init) => fetch(url, init));
+    this.timeoutMs = opts.timeoutMs ?? 30_000;
+  }
+
+  /** Runs one step on the next hop (and, through it, every later hop). */
+  async forward(hidden: HiddenActivation, steps: [number, number], prevHash: string, open: boolean): Promise<ForwardResultMeta> {
+    const ticket = this.opts.signedTicket.ticket;
+    const hiddenSize = hidden.data.length / hidden.seqLen;
+    const meta: ForwardMeta = { signedTicket: this.opts.signedTicket, hop: this.opts.hop, steps, prevHash, open };
+    const body = encodeFrame({ kind: 'forward', dtype: ticket.dtype, dims: [1, hidden.seqLen, hiddenSize], meta, payload: hidden.data });
+    const bytes = await this.post(body);
+    let frame;
+    try {
+      frame = decodeFrame(bytes, { maxPayloadBytes: 4 * 4096 });
+    } catch (err) {
+      throw new AgentError('upstream_error', `hop ${this.opts.hop} sent a bad frame: ${(err as Error).message}`, { agentId: this.agentId });
+    }
+    if (frame.kind === 'error') {
+      const e = errorFrameMetaSchema.safeParse(frame.meta);
+      const code = e.success && isAgentErrorCode(e.data.code) ? e.data.code : 'upstream_error';
+      const message = e.success ? e.data.message : 'unreadable error frame';
+      throw new AgentError(code, `hop ${this.opts.hop}: ${message}`, { agentId: (e.success && e.data.agentId) || this.agentId });
+    }
+    const parsed = forwardResultMetaSchema.safeParse(frame.meta);
+    if (frame.kind !== 'tokens' || !parsed.success) {
+      throw new AgentError('upstream_error', `hop ${this.opts.hop} answered a ${frame.kind} frame without a valid result`, { agentId: this.agentId });
+    }
+    const expectedHops = ticket.route.length - this.opts.hop;
+    if (parsed.data.attestations.length !== expectedHops || parsed.data.tokenIds.length !== steps[1] - steps[0]) {
+      throw new AgentError('upstream_error', `hop ${this.opts.hop} returned ${parsed.data.attestations.length} attestations and ${parsed.data.tokenIds.length} tokens`, { agentId: this.agentId });
+    }
+    return parsed.data;
+  }
+
+  /** Frees the job's sessions on this hop and every later one (best effort, short timeout). */
+  async close(): Promise<void> {
+    const meta = closeMetaSchema.parse({ jobId: this.opts.signedTicket.ticket.jobId, ticketHash: this.opts.ticketHash, hop: this.opts.hop });
+    try {
+      await this.post(encodeFrame({ kind: 'close', meta }), Math.min(this.timeoutMs, 5_000));
+    } catch {
+      // The next hop frees idle sessions on its own.
+    }
+  }
+
+  private async post(body: Uint8Array, timeoutMs = this.timeoutMs): Promise<Uint8Array> {
+    let res: Response;
+    try {
+      res = await this.fetch(this.url, {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream' },
+        body: body as BodyInit,
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      return await readBounded(res, MAX_RESULT_BYTES);
+    } catch (err) {
+      if (err instanceof AgentError) throw err;
+      const name = (err as Error).name;
+      if (name === 'TimeoutError' || name === 'AbortError') {
+        throw new AgentError('upstream_timeout', `hop ${this.opts.hop} did not answer within ${timeoutMs} ms`, { agentId: this.agentId });
+      }
+      throw new AgentError('upstream_error', `hop ${this.opts.hop} unreachable: ${(err as Error).message}`, { agentId: this.agentId });
+    }
+  }
+}

@@ -1,0 +1,206 @@
+/**
+ * The checker: re-runs a finished job on this agent's own copy of the model (an independent pool
+ * from the route that served it) and judges it with protocol/check.ts. One teacher-forced prefill
+ * over input ++ generated tokens gives every step's final hidden row and logits at once, which is
+ * why a check costs a fraction of the generation it verifies (bench/toploc.ts).
+ *
+ * On a failure over a multi-hop route, hops that disclosed the activations they attested to are
+ * re-run one span at a time to find the hop whose output does not follow from its input.
+ *
+ * @example
+ * const verdict = await runCheck({ modelDir: '.models/small', ticket, promptIds, prefixIds, attestations: chunks });
+ * if (verdict.status === 'fail') await edge.reportCheckFailure(verdict);
+ */
+import type { SignedAttestation } from '../../protocol/attestation.js';
+import {
+  checkTolerancesFor,
+  judgeCheck,
+  judgeHopOutput,
+  lastRows,
+  planCheck,
+  verifyDisclosure,
+  type CheckPlan,
+  type CheckTolerances,
+  type CheckVerdict,
+  type HopDisclosure,
+} from '../../protocol/check.js';
+import { manifestHash, type Manifest } from '../../protocol/manifest.js';
+import type { JobTicket } from '../../protocol/ticket.js';
+import { loadManifest } from '../model/build.js';
+import { fromFloat16Array } from '../model/weights.js';
+import { loadSpan as loadOrtSpan } from '../runtime/span.js';
+import { sampleToken } from '../runtime/sampler.js';
+import type { LoadedSpan, RuntimeOptions, SpanOutput } from '../runtime/types.js';
+
+/** How the checker gets spans: the onnxruntime loader by default, a double in unit tests. */
+export type SpanLoader = (modelDir: string, layers: readonly [number, number], options: RuntimeOptions) => Promise<LoadedSpan>;
+
+export interface RunCheckInput {
+  /** This checker's copy of the model the ticket names. */
+  modelDir: string;
+  ticket: JobTicket;
+  /** The prompt ids the edge sent (promptIds ++ prefixIds must hash to ticket.inputHash). */
+  promptIds: readonly number[];
+  prefixIds?: readonly number[];
+  /** The tokens the client received, when the edge kept them: must equal the attested tokens. */
+  tokenIds?: readonly number[];
+  /** Every chunk of the job, each with all hops' signed attestations (as in `chunk` JobEvents). */
+  attestations: readonly (readonly SignedAttestation[])[];
+  /** Activations hops disclosed for per-hop blame (multi-hop routes). */
+  disclosures?: readonly HopDisclosure[];
+  runtimeOptions?: RuntimeOptions;
+  tolerances?: CheckTolerances;
+  /** A span of the whole model already loaded (reused across checks); otherwise loaded and closed here. */
+  span?: LoadedSpan;
+  loadSpan?: SpanLoader;
+}
+
+function checkerError(jobId: string, detail: string): CheckVerdict {
+  return { jobId, status: 'inconclusive', reason: 'checker_error', detail, evidence: {} };
+}
+
+function asFloat32(data: Float32Array | Uint16Array): Float32Array {
+  return data instanceof Float32Array ? data : fromFloat16Array(data);
+}
+
+function concatRows(parts: readonly (Float32Array | Uint16Array)[]): Float32Array {
+  const f = parts.map(asFloat32);
+  const out = new Float32Array(f.reduce((s, p) => s + p.length, 0));
+  let o = 0;
+  for (const p of f) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
+}
+
+async function prefill(span: LoadedSpan, input: { kind: 'tokens'; ids: number[] } | { kind: 'hidden'; data: Float32Array; seqLen: number }, logitsToKeep?: number): Promise<SpanOutput> {
+  const session = span.openSession();
+  try {
+    const spanInput = input.kind === 'tokens' ? { kind: 'tokens' as const, ids: Int32Array.from(input.ids) } : input;
+    return await session.forward(spanInput, span.last && logitsToKeep ? { logitsToKeep } : {});
+  } finally {
+    session.dispose();
+  }
+}
+
+/** Re-runs the whole model over the job and judges it; on a multi-hop failure, narrows the blame with disclosures. */
+export async function runCheck(input: RunCheckInput): Promise<CheckVerdict> {
+  const { ticket } = input;
+  const jobId = ticket.jobId;
+  const load = input.loadSpan ?? loadOrtSpan;
+  const opts = input.runtimeOptions ?? {};
+  let manifest: Manifest;
+  try {
+    manifest = input.span?.manifest ?? (await loadManifest(input.modelDir));
+  } catch (err) {
+    return checkerError(jobId, `cannot read the model: ${(err as Error).message}`);
+  }
+  if ((await manifestHash(manifest)) !== ticket.modelId) return checkerError(jobId, 'this checker holds another model than the ticket names');
+  const arch = manifest.architecture;
+  if (input.span && (input.span.layers[0] !== 0 || input.span.layers[1] !== arch.numLayers)) return checkerError(jobId, 'the span given does not hold the whole model');
+  const planned = await planCheck(ticket, [...input.promptIds, ...(input.prefixIds ?? [])], input.attestations);
+  if (!planned.ok) return planned.verdict;
+  const plan = planned.plan;
+  if (input.tokenIds && (input.tokenIds.length !== plan.generated.length || input.tokenIds.some((t, i) => t !== plan.generated[i]))) {
+    return { jobId, status: 'inconclusive', reason: 'bad_request', detail: 'the tokens given differ from the attested tokens', evidence: {} };
+  }
+  if (plan.generated.some((t) => t >= arch.vocabSize)) {
+    // An attested token outside the vocabulary cannot come from the model.
+    const step = ticket.prefixTokens + plan.generated.findIndex((t) => t >= arch.vocabSize);
+    const last = ticket.route.length - 1;
+    return { jobId, status: 'fail', reason: 'sampling_mismatch', hop: last, agentId: ticket.route[last]!.agentId, detail: `step ${step}: token outside the vocabulary`, evidence: { step } };
+  }
+  const tolerances = input.tolerances ?? checkTolerancesFor(ticket.dtype);
+  const multiHop = ticket.route.length > 1;
+  let verdict: CheckVerdict;
+  const owned = input.span ? null : await load(input.modelDir, [0, arch.numLayers], opts).catch((err: Error) => err);
+  if (owned instanceof Error) return checkerError(jobId, `cannot load the model: ${owned.message}`);
+  const span = input.span ?? owned!;
+  try {
+    const out = await prefill(span, { kind: 'tokens', ids: plan.sequence }, plan.logitsToKeep);
+    if (out.kind !== 'logits') return checkerError(jobId, 'the whole-model span returned no logits');
+    verdict = judgeCheck({
+      plan,
+      hidden: lastRows(out.finalHidden, out.seqLen, arch.hiddenSize, plan.logitsToKeep),
+      logits: out.logits,
+      hiddenSize: arch.hiddenSize,
+      vocabSize: arch.vocabSize,
+      sample: sampleToken,
+      tolerances,
+      blame: multiHop ? undefined : { hop: 0, agentId: ticket.route[0]!.agentId },
+    });
+  } catch (err) {
+    return checkerError(jobId, `recomputation failed: ${(err as Error).message}`);
+  } finally {
+    if (owned) await owned.close();
+  }
+  if (verdict.status !== 'fail' || !multiHop) return verdict;
+  if (!input.disclosures?.length) {
+    const { hop: _h, agentId: _a, ...routeWide } = verdict;
+    return { ...routeWide, detail: `${verdict.detail} (route of ${ticket.route.length} hops: per-hop blame needs the hops' disclosures)` };
+  }
+  const blamed = await blameHop(plan, input.disclosures, input.modelDir, load, opts, tolerances, arch.hiddenSize, arch.vocabSize).catch((err: Error) =>
+    checkerError(jobId, `per-hop blame failed: ${err.message}`),
+  );
+  if (blamed === null) {
+    const { hop: _h, agentId: _a, ...routeWide } = verdict;
+    return { ...routeWide, detail: `${verdict.detail} (every disclosed hop re-runs consistently)` };
+  }
+  if (blamed.status === 'inconclusive') return { ...verdict, hop: undefined, agentId: undefined, detail: `${verdict.detail}; ${blamed.detail}` };
+  return { ...blamed, evidence: { ...verdict.evidence, ...blamed.evidence } };
+}
+
+/**
+ * Re-runs each hop's span on its input (the ticket's tokens for the head, the disclosed
+ * activations otherwise; all positions of the job in one prefill) and returns the first hop whose
+ * output does not follow, or null when every hop is consistent. The activations between hop b-1
+ * and hop b may come from either side's disclosure: the chain binds both to the same commitment.
+ */
+async function blameHop(
+  plan: CheckPlan,
+  disclosures: readonly HopDisclosure[],
+  modelDir: string,
+  load: SpanLoader,
+  opts: RuntimeOptions,
+  tolerances: CheckTolerances,
+  hiddenSize: number,
+  vocabSize: number,
+): Promise<CheckVerdict | null> {
+  const route = plan.ticket.route;
+  const positions = plan.sequence.length;
+  const missing = (h: number, detail: string): CheckVerdict => ({ jobId: plan.jobId, status: 'fail', reason: 'disclosure_mismatch', hop: h, agentId: route[h]!.agentId, detail, evidence: {} });
+  for (const d of disclosures) {
+    const bad = await verifyDisclosure(plan, d);
+    if (bad) return bad;
+  }
+  /** boundary[b]: activations from hop b-1 into hop b, [positions, hidden]. */
+  const boundary: (Float32Array | undefined)[] = [];
+  for (let b = 1; b < route.length; b++) {
+    const parts = disclosures.find((d) => d.hop === b - 1 && d.outputs)?.outputs ?? disclosures.find((d) => d.hop === b && d.inputs)?.inputs;
+    if (!parts) return missing(b, `neither hop ${b - 1} nor hop ${b} disclosed the activations between them`);
+    const rows = concatRows(parts);
+    if (rows.length !== positions * hiddenSize) return missing(b, `${rows.length / hiddenSize} disclosed rows between hops ${b - 1} and ${b}, the job has ${positions} positions`);
+    boundary[b] = rows;
+  }
+  for (let h = 0; h < route.length; h++) {
+    const hop = route[h]!;
+    const span = await load(modelDir, hop.layers, opts);
+    try {
+      const input = h === 0 ? ({ kind: 'tokens', ids: plan.sequence } as const) : ({ kind: 'hidden', data: boundary[h]!, seqLen: positions } as const);
+      const out = await prefill(span, input, plan.logitsToKeep);
+      if (h === route.length - 1) {
+        if (out.kind !== 'logits') throw new Error('the last hop span returned no logits');
+        const v = judgeCheck({ plan, hidden: lastRows(out.finalHidden, out.seqLen, hiddenSize, plan.logitsToKeep), logits: out.logits, hiddenSize, vocabSize, sample: sampleToken, tolerances, blame: { hop: h, agentId: hop.agentId } });
+        if (v.status === 'fail') return v;
+        continue;
+      }
+      if (out.kind !== 'hidden') throw new Error(`hop ${h} span returned logits`);
+      const v = judgeHopOutput(plan, h, boundary[h + 1]!, asFloat32(out.data), positions, hiddenSize, tolerances.hidden);
+      if (v) return v;
+    } finally {
+      await span.close();
+    }
+  }
+  return null;
+}

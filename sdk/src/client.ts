@@ -1,0 +1,578 @@
+/**
+ * The LayerNet client. Mirrors openai-node: resources (`chat.completions`, `completions`,
+ * `models`, `pools`, `jobs`), typed bodies, one error class per status, retries with capped
+ * exponential backoff and jitter that honour `retry-after`, streams as async iterators; plus the
+ * network's own features: route preferences and client-side re-verification of attestations.
+ *
+ * Runs unchanged in Node 20+, Cloudflare Workers and browsers: it uses only fetch, WebCrypto,
+ * TextEncoder/TextDecoder and ReadableStream.
+ *
+ * @example
+ * const client = new LayerNet({ apiKey: 'ln_...', baseURL: 'http://127.0.0.1:8787', verify: true });
+ * const completion = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }] });
+ * console.log(completion.choices[0]?.message.content, completion.route, completion.verification);
+ */
+import type { z } from 'zod';
+import {
+  chatCompletionChunkSchema,
+  chatCompletionSchema,
+  completionSchema,
+  jobAttestationSchema,
+  modelListSchema,
+  poolListSchema,
+} from '../../protocol/api.js';
+import {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  APIResponseValidationError,
+  APIUserAbortError,
+  LayerNetError,
+  type APIErrorBody,
+} from './errors.js';
+import { abortableSleep, isRetryableStatus, retryDelayMs } from './retry.js';
+import { Stream, type OpenedStream } from './stream.js';
+import { JobVerifier, type VerifyInput } from './verify.js';
+import type {
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatCompletionCreateParams,
+  ChatCompletionCreateParamsNonStreaming,
+  ChatCompletionCreateParamsStreaming,
+  Completion,
+  CompletionCreateParams,
+  CompletionCreateParamsNonStreaming,
+  CompletionCreateParamsStreaming,
+  JobAttestation,
+  ModelList,
+  PoolList,
+  RequestOptions,
+  RoutePreferencesParam,
+  VerificationReport,
+  VerifyOptions,
+} from './types.js';
+
+export const SDK_VERSION = '0.1.0';
+export const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
+export const DEFAULT_MAX_RETRIES = 2;
+/** Largest JSON body read (an attestation record of a long answer is the biggest). */
+export const DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024;
+const MAX_ERROR_BODY_BYTES = 64 * 1024;
+
+/** The fetch the client calls (globalThis.fetch fits; so does a Hono app's `fetch` wrapped in an async function). */
+export type Fetch = (url: string, init: RequestInit) => Promise<Response>;
+
+export interface ClientOptions {
+  /** API key (`Authorization: Bearer`). Default: env LAYERNET_API_KEY. `null`: no key (public routes only). */
+  apiKey?: string | null;
+  /** The edge's origin, e.g. `https://edge.example.com` (a trailing `/v1`, as for OpenAI clients, is accepted). Default: env LAYERNET_BASE_URL. */
+  baseURL?: string;
+  /** Milliseconds until response headers (and, without streaming, the whole body) arrive. Default 10 minutes. */
+  timeout?: number;
+  /** Retries of a failed request (408/409/429/5xx, connection errors, timeouts). Default 2. */
+  maxRetries?: number;
+  /** A fetch implementation (default: globalThis.fetch). */
+  fetch?: Fetch;
+  /** Default route preferences for completions whose body has no `route`. */
+  route?: RoutePreferencesParam;
+  /** Re-verify every completion's attestation chain (see {@link VerifyOptions}). */
+  verify?: boolean | VerifyOptions;
+  /** Default for {@link RequestOptions.verifyStream}. */
+  verifyStream?: 'end' | 'buffer';
+  defaultHeaders?: Record<string, string>;
+  /** Injected for tests: how to wait between retries. */
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+  /** Injected for tests: jitter source in [0, 1). */
+  random?: () => number;
+  /** Injected for tests: the clock (epoch ms), for `retry-after` dates. */
+  now?: () => number;
+  maxResponseBytes?: number;
+}
+
+/** A completion, with `verification` set when `verify` was on. */
+export type Verified<T> = T & { verification?: VerificationReport };
+
+interface RequestSpec {
+  method: 'GET' | 'POST';
+  path: string;
+  query?: Record<string, string | undefined> | undefined;
+  body?: unknown;
+}
+
+interface RetryState {
+  retries: number;
+}
+
+function readEnv(name: string): string | undefined {
+  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
+  const value = env?.[name];
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+function normalizeBaseURL(raw: string): string {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new LayerNetError(`baseURL is not a URL: ${raw}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new LayerNetError('baseURL must be http(s)');
+  return url.toString().replace(/\/+$/, '').replace(/\/v1$/, '');
+}
+
+async function readBounded(res: Response, maxBytes: number): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      total += value.byteLength;
+      if (total > maxBytes) throw new APIResponseValidationError(`response body larger than ${maxBytes} bytes`, res.headers.get('x-request-id'));
+      parts.push(value);
+    }
+  } catch (err) {
+    await reader.cancel().catch(() => undefined);
+    throw err;
+  } finally {
+    reader.releaseLock();
+  }
+  const all = new Uint8Array(total);
+  let offset = 0;
+  for (const p of parts) {
+    all.set(p, offset);
+    offset += p.byteLength;
+  }
+  return new TextDecoder().decode(all);
+}
+
+export class LayerNet {
+  readonly apiKey: string | null;
+  readonly baseURL: string;
+  readonly timeout: number;
+  readonly maxRetries: number;
+  readonly chat: { completions: ChatCompletions };
+  readonly completions: Completions;
+  readonly models: Models;
+  readonly pools: Pools;
+  readonly jobs: Jobs;
+  /** @internal */
+  readonly options: ClientOptions;
+  private readonly fetchImpl: Fetch;
+  private readonly verifier: JobVerifier;
+
+  constructor(options: ClientOptions = {}) {
+    const apiKey = options.apiKey === undefined ? readEnv('LAYERNET_API_KEY') : options.apiKey;
+    if (apiKey === undefined) {
+      throw new LayerNetError('no API key: pass apiKey, set LAYERNET_API_KEY, or pass apiKey: null for public routes only');
+    }
+    const baseURL = options.baseURL ?? readEnv('LAYERNET_BASE_URL');
+    if (!baseURL) throw new LayerNetError('no edge URL: pass baseURL or set LAYERNET_BASE_URL');
+    this.apiKey = apiKey;
+    this.baseURL = normalizeBaseURL(baseURL);
+    this.timeout = options.timeout ?? DEFAULT_TIMEOUT_MS;
+    this.maxRetries = options.maxRetries ?? DEFAULT_MAX_RETRIES;
+    this.options = options;
+    if (typeof (options.fetch ?? globalThis.fetch) !== 'function') throw new LayerNetError('no fetch in this runtime: pass options.fetch');
+    // Unbound global fetch throws "Illegal invocation" in browsers and Workers.
+    this.fetchImpl = options.fetch ?? ((url, init) => globalThis.fetch(url, init));
+    this.verifier = new JobVerifier({
+      get: (path, query) => this.get(path, query),
+      sleep: (ms) => this.sleep(ms),
+      now: () => this.now(),
+    });
+    this.chat = { completions: new ChatCompletions(this) };
+    this.completions = new Completions(this);
+    this.models = new Models(this);
+    this.pools = new Pools(this);
+    this.jobs = new Jobs(this);
+  }
+
+  /** GET a JSON document (any edge route). */
+  async get(path: string, query?: Record<string, string | undefined>, options: RequestOptions = {}): Promise<unknown> {
+    return this.requestJson({ method: 'GET', path, query }, options);
+  }
+
+  /** POST a JSON body and read a JSON answer (any edge route). */
+  async post(path: string, body: unknown, options: RequestOptions = {}): Promise<unknown> {
+    return this.requestJson({ method: 'POST', path, body }, options);
+  }
+
+  /** @internal */
+  now(): number {
+    return this.options.now ? this.options.now() : Date.now();
+  }
+
+  /** @internal */
+  async sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    try {
+      await (this.options.sleep ?? abortableSleep)(ms, signal);
+    } catch (err) {
+      if (signal?.aborted) throw new APIUserAbortError(undefined, { cause: err });
+      throw err;
+    }
+  }
+
+  /** @internal The wait before the next retry of `err`, or null when it must not be retried. */
+  retryDelay(err: unknown, state: RetryState, maxRetries: number): number | null {
+    if (state.retries >= maxRetries) return null;
+    const random = this.options.random ?? Math.random;
+    if (err instanceof APIError) {
+      if (!isRetryableStatus(err.status, err.headers)) return null;
+      return retryDelayMs({ retriesSoFar: state.retries, headers: err.headers, now: this.now(), random });
+    }
+    if (err instanceof APIConnectionError) return retryDelayMs({ retriesSoFar: state.retries, now: this.now(), random });
+    return null;
+  }
+
+  /** @internal Runs `once` until it succeeds, fails for good, or retries run out. */
+  async withRetries<R>(options: RequestOptions, state: RetryState, once: () => Promise<R>): Promise<R> {
+    const maxRetries = options.maxRetries ?? this.maxRetries;
+    for (;;) {
+      try {
+        return await once();
+      } catch (err) {
+        const delay = this.retryDelay(err, state, maxRetries);
+        if (delay === null) throw err;
+        state.retries++;
+        await this.sleep(delay, options.signal);
+      }
+    }
+  }
+
+  private url(spec: RequestSpec): string {
+    const url = new URL(this.baseURL + spec.path);
+    for (const [k, v] of Object.entries(spec.query ?? {})) if (v !== undefined) url.searchParams.set(k, v);
+    return url.toString();
+  }
+
+  private headers(spec: RequestSpec, options: RequestOptions, stream: boolean): Headers {
+    const h = new Headers(this.options.defaultHeaders);
+    h.set('accept', stream ? 'text/event-stream' : 'application/json');
+    if (spec.body !== undefined) h.set('content-type', 'application/json');
+    if (this.apiKey) h.set('authorization', `Bearer ${this.apiKey}`);
+    for (const [k, v] of Object.entries(options.headers ?? {})) h.set(k, v);
+    return h;
+  }
+
+  /**
+   * One HTTP attempt. Resolves with a 2xx response whose body is unread; the timeout keeps
+   * running until `done()` is called (after the body was read, or once a stream has its headers).
+   */
+  private async fetchOnce(spec: RequestSpec, options: RequestOptions, stream: boolean): Promise<OpenedStream & { done: () => void }> {
+    const signal = options.signal;
+    if (signal?.aborted) throw new APIUserAbortError();
+    const controller = new AbortController();
+    const onAbort = () => controller.abort(signal?.reason);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    let timedOut = false;
+    const timeout = options.timeout ?? this.timeout;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, timeout);
+    const done = () => clearTimeout(timer);
+    const fail = (err: unknown): unknown => {
+      done();
+      signal?.removeEventListener('abort', onAbort);
+      return mapFailure(err);
+    };
+    const mapFailure = (err: unknown): unknown => {
+      if (err instanceof LayerNetError) return err;
+      if (signal?.aborted) return new APIUserAbortError(undefined, { cause: err });
+      if (timedOut) return new APIConnectionTimeoutError(`no answer within ${timeout} ms`, { cause: err });
+      return new APIConnectionError(err instanceof Error ? err.message : 'connection error', { cause: err });
+    };
+    let response: Response;
+    try {
+      response = await this.fetchImpl(this.url(spec), {
+        method: spec.method,
+        headers: this.headers(spec, options, stream),
+        ...(spec.body !== undefined ? { body: JSON.stringify(spec.body) } : {}),
+        signal: controller.signal,
+      });
+    } catch (err) {
+      throw fail(err);
+    }
+    if (!response.ok) {
+      let text = '';
+      try {
+        text = await readBounded(response, MAX_ERROR_BODY_BYTES);
+      } catch (err) {
+        if (timedOut || signal?.aborted) throw fail(err);
+      }
+      done();
+      signal?.removeEventListener('abort', onAbort);
+      let body: APIErrorBody | undefined;
+      try {
+        const json = JSON.parse(text) as { error?: unknown };
+        if (json && typeof json.error === 'object' && json.error !== null) body = json.error as APIErrorBody;
+      } catch {
+        body = undefined;
+      }
+      throw APIError.generate(response.status, body, text.slice(0, 500) || undefined, response.headers);
+    }
+    return {
+      response,
+      controller,
+      // A stream keeps the caller's abort listener: the caller may abort it mid-way.
+      done: () => {
+        done();
+        if (!stream) signal?.removeEventListener('abort', onAbort);
+      },
+    };
+  }
+
+  /** @internal A JSON request with retries; the answer is parsed with `schema` when given. */
+  async requestJson<T = unknown>(spec: RequestSpec, options: RequestOptions, schema?: z.ZodType<T>): Promise<T> {
+    const state: RetryState = { retries: 0 };
+    const maxBytes = this.options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
+    return this.withRetries(options, state, async () => {
+      const opened = await this.fetchOnce(spec, options, false);
+      let text: string;
+      try {
+        text = await readBounded(opened.response, maxBytes);
+      } catch (err) {
+        opened.done();
+        if (err instanceof LayerNetError) throw err;
+        if (options.signal?.aborted) throw new APIUserAbortError(undefined, { cause: err });
+        if (opened.controller.signal.aborted) throw new APIConnectionTimeoutError('the body did not arrive in time', { cause: err });
+        throw new APIConnectionError(err instanceof Error ? err.message : 'connection error', { cause: err });
+      }
+      opened.done();
+      const requestId = opened.response.headers.get('x-request-id');
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        throw new APIResponseValidationError(`${spec.method} ${spec.path}: the answer is not JSON`, requestId);
+      }
+      if (!schema) return json as T;
+      const parsed = schema.safeParse(json);
+      if (!parsed.success) throw new APIResponseValidationError(`${spec.method} ${spec.path}: the answer does not match the schema: ${parsed.error.message}`, requestId);
+      return parsed.data;
+    });
+  }
+
+  /** @internal A streamed request; failures before the first token are retried (see Stream). */
+  async requestStream<T>(spec: RequestSpec, options: RequestOptions, schema: z.ZodType<T>, textOf: (chunk: T) => string, verifyInput?: (s: Stream<T>) => VerifyInput): Promise<Stream<T>> {
+    const state: RetryState = { retries: 0 };
+    const maxRetries = options.maxRetries ?? this.maxRetries;
+    const open = async () => {
+      const opened = await this.fetchOnce(spec, options, true);
+      opened.done();
+      return { response: opened.response, controller: opened.controller };
+    };
+    const first = await this.withRetries(options, state, open);
+    const verify = this.verifyOptions(options);
+    return new Stream<T>({
+      schema,
+      first,
+      textOf,
+      ...(options.signal ? { signal: options.signal } : {}),
+      buffer: verify !== null && (options.verifyStream ?? this.options.verifyStream) === 'buffer',
+      retry: async (err) => {
+        const delay = this.retryDelay(err, state, maxRetries);
+        if (delay === null) return null;
+        state.retries++;
+        await this.sleep(delay, options.signal);
+        return this.withRetries(options, state, open);
+      },
+      ...(verify !== null && verifyInput
+        ? {
+            verify: (s: Stream<T>) => {
+              const input = verifyInput(s);
+              return this.verifier.verify(input, verify);
+            },
+          }
+        : {}),
+    });
+  }
+
+  /** @internal Null when verification is off for this request. */
+  verifyOptions(options: RequestOptions): VerifyOptions | null {
+    const v = options.verify ?? this.options.verify ?? false;
+    if (v === false) return null;
+    return v === true ? {} : v;
+  }
+
+  /** @internal */
+  verifyJob(input: VerifyInput, options: VerifyOptions): Promise<VerificationReport> {
+    return this.verifier.verify(input, options);
+  }
+
+  /** @internal The body with the route preferences filled in from the request or client defaults. */
+  withRoute<B extends { route?: RoutePreferencesParam | undefined }>(body: B, options: RequestOptions): B {
+    const route = body.route ?? options.route ?? this.options.route;
+    return route === undefined ? body : { ...body, route };
+  }
+}
+
+function jobIdOf(body: { attestation?: { job_id: string } | undefined }, headers?: Headers): string | null {
+  return body.attestation?.job_id ?? headers?.get('x-layernet-job-id') ?? null;
+}
+
+function requireJobId(jobId: string | null): string {
+  if (!jobId) throw new LayerNetError('the answer names no job: cannot verify it');
+  return jobId;
+}
+
+export class ChatCompletions {
+  constructor(private readonly client: LayerNet) {}
+
+  /**
+   * Creates a chat completion; with `stream: true`, a {@link Stream} of chunks.
+   *
+   * @example
+   * const stream = await client.chat.completions.create({ model: 'tiny', messages, stream: true, stream_options: { include_usage: true } });
+   * console.log(await stream.toText(), stream.finalUsage);
+   */
+  create(body: ChatCompletionCreateParamsStreaming, options?: RequestOptions): Promise<Stream<ChatCompletionChunk>>;
+  create(body: ChatCompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<Verified<ChatCompletion>>;
+  create(body: ChatCompletionCreateParams, options?: RequestOptions): Promise<Stream<ChatCompletionChunk> | Verified<ChatCompletion>>;
+  async create(body: ChatCompletionCreateParams, options: RequestOptions = {}): Promise<Stream<ChatCompletionChunk> | Verified<ChatCompletion>> {
+    const client = this.client;
+    const spec: RequestSpec = { method: 'POST', path: '/v1/chat/completions', body: client.withRoute(body, options) };
+    if (body.stream) {
+      return client.requestStream(spec, options, chatCompletionChunkSchema, (c) => c.choices.map((ch) => ch.delta.content ?? '').join(''), (s) => ({
+        jobId: requireJobId(s.jobId),
+        summary: s.attestation,
+        route: s.route,
+        usage: s.finalUsage,
+        text: s.text,
+      }));
+    }
+    const completion: Verified<ChatCompletion> = await client.requestJson(spec, options, chatCompletionSchema);
+    const verify = client.verifyOptions(options);
+    if (verify) {
+      completion.verification = await client.verifyJob(
+        {
+          jobId: requireJobId(jobIdOf(completion)),
+          summary: completion.attestation,
+          route: completion.route,
+          usage: completion.usage,
+          text: completion.choices[0]?.message.content ?? '',
+        },
+        verify,
+      );
+    }
+    return completion;
+  }
+}
+
+export class Completions {
+  constructor(private readonly client: LayerNet) {}
+
+  /**
+   * Creates a text completion; with `stream: true`, a {@link Stream} of completion chunks.
+   *
+   * @example
+   * const c = await client.completions.create({ model: 'tiny', prompt: 'Once upon a time', max_tokens: 16 });
+   */
+  create(body: CompletionCreateParamsStreaming, options?: RequestOptions): Promise<Stream<Completion>>;
+  create(body: CompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<Verified<Completion>>;
+  create(body: CompletionCreateParams, options?: RequestOptions): Promise<Stream<Completion> | Verified<Completion>>;
+  async create(body: CompletionCreateParams, options: RequestOptions = {}): Promise<Stream<Completion> | Verified<Completion>> {
+    const client = this.client;
+    const spec: RequestSpec = { method: 'POST', path: '/v1/completions', body: client.withRoute(body, options) };
+    if (body.stream) {
+      return client.requestStream(spec, options, completionSchema, (c) => c.choices.map((ch) => ch.text).join(''), (s) => ({
+        jobId: requireJobId(s.jobId),
+        summary: s.attestation,
+        route: s.route,
+        usage: s.finalUsage,
+        text: s.text,
+      }));
+    }
+    const completion: Verified<Completion> = await client.requestJson(spec, options, completionSchema);
+    const verify = client.verifyOptions(options);
+    if (verify) {
+      completion.verification = await client.verifyJob(
+        {
+          jobId: requireJobId(jobIdOf(completion)),
+          summary: completion.attestation ?? null,
+          route: completion.route ?? null,
+          usage: completion.usage ?? null,
+          // With echo the text starts with the prompt, which the chain does not attest.
+          text: body.echo ? null : (completion.choices[0]?.text ?? ''),
+        },
+        verify,
+      );
+    }
+    return completion;
+  }
+}
+
+export class Models {
+  constructor(private readonly client: LayerNet) {}
+
+  /** Published models and how many live agents serve them. */
+  list(options: RequestOptions = {}): Promise<ModelList> {
+    return this.client.requestJson({ method: 'GET', path: '/v1/models' }, options, modelListSchema);
+  }
+}
+
+export interface PoolListParams {
+  region?: string;
+  /** 1..100 (default 50). */
+  limit?: number;
+  /** Cursor: the last pool id of the previous page. */
+  after?: string;
+}
+
+export class Pools {
+  constructor(private readonly client: LayerNet) {}
+
+  /** One page of the public registry view: pools, their agents, public keys and live figures. */
+  list(params: PoolListParams = {}, options: RequestOptions = {}): Promise<PoolList> {
+    const query = { region: params.region, limit: params.limit === undefined ? undefined : String(params.limit), after: params.after };
+    return this.client.requestJson({ method: 'GET', path: '/v1/pools', query }, options, poolListSchema);
+  }
+
+  /**
+   * Every pool, page by page.
+   *
+   * @example
+   * for await (const pool of client.pools.iterate({ region: 'eu-west' })) console.log(pool.id, pool.agents.length);
+   */
+  async *iterate(params: Omit<PoolListParams, 'after'> = {}, options: RequestOptions = {}): AsyncGenerator<PoolList['data'][number]> {
+    const limit = params.limit ?? 100;
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.list({ ...params, limit, ...(after ? { after } : {}) }, options);
+      yield* page.data;
+      if (page.data.length < limit) return;
+      after = page.data[page.data.length - 1]!.id;
+    }
+  }
+}
+
+export class Jobs {
+  constructor(private readonly client: LayerNet) {}
+
+  /** The full attestation record of one of your jobs: tickets and signed chunks of every attempt. */
+  attestation(jobId: string, options: RequestOptions = {}): Promise<JobAttestation> {
+    return this.client.requestJson({ method: 'GET', path: `/v1/jobs/${encodeURIComponent(jobId)}/attestation` }, options, jobAttestationSchema);
+  }
+
+  /**
+   * Re-verifies a finished job (by id, or a completion / finished stream) against the registry's
+   * published keys. Throws {@link AttestationError} on any mismatch.
+   *
+   * @example
+   * const report = await client.jobs.verify(completion);
+   */
+  verify(job: string | ChatCompletion | Completion | Stream<unknown>, options: VerifyOptions = {}): Promise<VerificationReport> {
+    if (typeof job === 'string') return this.client.verifyJob({ jobId: job }, options);
+    if (job instanceof Stream) {
+      return this.client.verifyJob({ jobId: requireJobId(job.jobId), summary: job.attestation, route: job.route, usage: job.finalUsage, text: job.text }, options);
+    }
+    const text = job.object === 'chat.completion' ? job.choices[0]?.message.content : job.choices[0]?.text;
+    return this.client.verifyJob(
+      { jobId: requireJobId(jobIdOf(job)), summary: job.attestation ?? null, route: job.route ?? null, usage: job.usage ?? null, text: text ?? null },
+      options,
+    );
+  }
+}

@@ -1,0 +1,203 @@
+/**
+ * The pool-agent CLI and its state: init (identity 0600, config), config validation (flags win,
+ * bad fields named), hardware parsing, register against a fake edge that checks every body with
+ * the protocol schemas and the proof signature, and signed heartbeats with a persisted seq.
+ */
+import { createServer, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { verifyBytes } from '../../protocol/keys.js';
+import { createPoolSchema, heartbeatBytes, heartbeatSchema, publishModelSchema, registerAgentSchema, registrationProofBytes } from '../../protocol/owner-api.js';
+import { ConfigError, loadState, mergeSettings, saveState } from '../../pool-agent/config.js';
+import { parseNvidiaSmi } from '../../pool-agent/hardware.js';
+import { loadIdentity } from '../../pool-agent/identity.js';
+import { main } from '../../pool-agent/main.js';
+import { runRegister } from '../../pool-agent/cli/register.js';
+import { startHeartbeats } from '../../pool-agent/server/heartbeat.js';
+import { SessionManager } from '../../pool-agent/server/session-manager.js';
+import { fakeModel } from '../support/fake-span.js';
+
+let root: string;
+beforeAll(async () => {
+  root = await mkdtemp(join(tmpdir(), 'agent-cli-'));
+});
+afterAll(async () => {
+  await rm(root, { recursive: true, force: true });
+});
+
+function io() {
+  const out: string[] = [];
+  const err: string[] = [];
+  return { out, err, io: { out: (l: string) => void out.push(l), err: (l: string) => void err.push(l), env: {} as NodeJS.ProcessEnv } };
+}
+
+describe('init and configuration', () => {
+  it('creates a 0600 identity and a valid config, keeps the identity on a second init', async () => {
+    const dir = join(root, 'init');
+    const a = io();
+    expect(await main(['init', '--dir', dir], a.io)).toBe(0);
+    const first = JSON.parse(a.out[0]!) as { publicKey: string; identity: string };
+    expect(first.identity).toBe('created');
+    expect((await stat(join(dir, 'identity.json'))).mode & 0o777).toBe(0o600);
+    expect((await loadIdentity(dir)).publicKey).toBe(first.publicKey);
+    const b = io();
+    expect(await main(['init', '--dir', dir], b.io)).toBe(0);
+    expect(JSON.parse(b.out[0]!)).toMatchObject({ identity: 'kept', publicKey: first.publicKey });
+    await chmod(join(dir, 'identity.json'), 0o644);
+    await expect(loadIdentity(dir)).rejects.toThrow(/readable by other users/);
+  });
+
+  it('lets flags win over the file and names bad fields', () => {
+    expect(mergeSettings({ port: 8080, host: '0.0.0.0' }, { port: 0, host: undefined })).toMatchObject({ port: 0, host: '0.0.0.0' });
+    expect(() => mergeSettings({ port: 'eighty' }, {})).toThrow(ConfigError);
+    expect(() => mergeSettings({ port: 'eighty' }, {})).toThrow(/port/);
+    expect(() => mergeSettings({ layers: [4, 2] }, {})).toThrow(/layers/);
+    expect(() => mergeSettings({ typo: 1 }, {})).toThrow(/typo|Unrecognized/);
+  });
+
+  it('gives clear errors for unknown commands, unknown flags and an unregistered serve', async () => {
+    const a = io();
+    expect(await main(['frobnicate'], a.io)).toBe(2);
+    expect(a.err[0]).toMatch(/unknown command/);
+    const b = io();
+    expect(await main(['serve', '--nope'], b.io)).toBe(2);
+    expect(b.err[0]).toMatch(/--nope/);
+    const c = io();
+    const dir = join(root, 'unregistered');
+    await main(['init', '--dir', dir], io().io);
+    expect(await main(['serve', '--dir', dir], c.io)).toBe(2);
+    expect(c.err[0]).toMatch(/not registered/);
+    const d = io();
+    expect(await main(['serve', '--help'], d.io)).toBe(0);
+    expect(d.out[0]).toMatch(/Usage: pool-agent serve/);
+    const e = io();
+    expect(await main(['model', 'build', '--preset', 'huge'], e.io)).toBe(2);
+    expect(e.err[0]).toMatch(/tiny, small, 1b/);
+  });
+});
+
+describe('hardware', () => {
+  it('parses nvidia-smi csv output', () => {
+    expect(parseNvidiaSmi('NVIDIA H100 80GB HBM3, 81559 MiB\nNVIDIA A10, 23028 MiB\n')).toEqual([
+      { kind: 'cuda', name: 'NVIDIA H100 80GB HBM3', memoryBytes: 81559 * 1024 ** 2 },
+      { kind: 'cuda', name: 'NVIDIA A10', memoryBytes: 23028 * 1024 ** 2 },
+    ]);
+    expect(parseNvidiaSmi('')).toEqual([]);
+  });
+});
+
+describe('register', () => {
+  let edge: Server;
+  let edgeUrl: string;
+  const calls: { method: string; path: string; body: unknown; auth: string | undefined }[] = [];
+  const pools: { id: string; name: string; region: string; stake_micro_usd: number; status: string }[] = [];
+
+  const read = (req: IncomingMessage) => new Promise<string>((r) => {
+    let s = '';
+    req.on('data', (c) => (s += c));
+    req.on('end', () => r(s));
+  });
+
+  beforeAll(async () => {
+    edge = createServer(async (req, res) => {
+      const text = await read(req);
+      const body = text ? JSON.parse(text) : undefined;
+      calls.push({ method: req.method!, path: req.url!, body, auth: req.headers.authorization });
+      const send = (status: number, json: unknown) => {
+        res.writeHead(status, { 'content-type': 'application/json' });
+        res.end(JSON.stringify(json));
+      };
+      if (req.headers.authorization !== 'Bearer owner-secret') return send(401, { error: { message: 'bad key', type: 'authentication_error', code: 'invalid_api_key', param: null } });
+      if (req.method === 'GET' && req.url === '/v1/owner/pools') return send(200, { object: 'list', data: pools });
+      if (req.method === 'POST' && req.url === '/v1/owner/pools') {
+        const p = createPoolSchema.parse(body);
+        const pool = { id: `pool-${pools.length + 1}`, name: p.name, region: p.region, stake_micro_usd: 0, status: 'active' };
+        pools.push(pool);
+        return send(201, pool);
+      }
+      if (req.method === 'POST' && req.url === '/v1/owner/models') {
+        const m = publishModelSchema.parse(body);
+        const { manifestHash } = await import('../../protocol/manifest.js');
+        return send(200, { id: await manifestHash(m.manifest), name: m.manifest.name, num_layers: m.manifest.architecture.numLayers, dtype: m.manifest.dtype, created: true });
+      }
+      if (req.method === 'POST' && req.url === '/v1/owner/agents') {
+        const r = registerAgentSchema.parse(body);
+        const { proof, ...unsigned } = r;
+        if (!(await verifyBytes(r.public_key, proof, registrationProofBytes(unsigned)))) return send(401, { error: { message: 'bad proof', type: 'authentication_error', code: 'invalid_signature', param: 'proof' } });
+        return send(201, { agent_id: 'agt_1', pool_id: r.pool_id, edge_key_id: 'k1', edge_public_key: 'A'.repeat(43), heartbeat_url: `${edgeUrl}/v1/agents/agt_1/heartbeat`, heartbeat_interval_ms: 15000 });
+      }
+      if (req.method === 'GET' && req.url === '/v1/edge/keys') return send(200, { keys: [{ id: 'k1', public_key: 'A'.repeat(43) }, { id: 'k2', public_key: 'B'.repeat(43) }] });
+      send(404, { error: { message: 'no route', type: 'not_found_error', code: 'not_found', param: null } });
+    });
+    await new Promise<void>((r) => edge.listen(0, '127.0.0.1', r));
+    edgeUrl = `http://127.0.0.1:${(edge.address() as AddressInfo).port}`;
+  });
+  afterAll(() => new Promise<void>((r) => edge.close(() => r())));
+
+  it('creates the pool, publishes the model, registers with a valid proof, stores the agent id and edge keys; reuses the pool', async () => {
+    const dir = join(root, 'reg');
+    const modelDir = join(root, 'model');
+    const model = await fakeModel();
+    await main(['init', '--dir', dir], io().io);
+    await import('node:fs/promises').then((fs) => fs.mkdir(modelDir, { recursive: true }));
+    await writeFile(join(modelDir, 'manifest.json'), JSON.stringify(model.manifest));
+    const state = await loadState(dir);
+    await saveState(dir, { ...state, bench: [{ modelId: model.modelId, layers: [0, 2], tokensPerS: 42.5, at: 1 }] });
+    const args = ['--dir', dir, '--edge', edgeUrl, '--token', 'owner-secret', '--region', 'eu-west', '--price', '0.25', '--pool-name', 'rack-1', '--endpoint', 'https://agent.example.com', '--model', modelDir, '--layers', '0:2'];
+    const hw = async () => ({ devices: [{ kind: 'cpu' as const, name: 'test cpu', memoryBytes: 1, cores: 2 }], memoryBytes: 1, platform: 'test' });
+    const a = io();
+    expect(await runRegister(args, a.io, { hardware: hw })).toBe(0);
+    expect(JSON.parse(a.out[0]!)).toMatchObject({ agentId: 'agt_1', poolId: 'pool-1', modelId: model.modelId, layers: [0, 2] });
+    const reg = calls.find((c) => c.path === '/v1/owner/agents')!.body as { throughput_tokens_per_s: number; spans: unknown; price: number };
+    expect(reg).toMatchObject({ throughput_tokens_per_s: 42.5, spans: [{ model_id: model.modelId, layers: [0, 2] }], price: 0.25 });
+    expect(await loadState(dir)).toMatchObject({ agentId: 'agt_1', poolId: 'pool-1', edgeKeys: { k1: 'A'.repeat(43), k2: 'B'.repeat(43) }, heartbeatIntervalMs: 15000 });
+    const config = JSON.parse(await readFile(join(dir, 'pool-agent.json'), 'utf8')) as Record<string, unknown>;
+    expect(config).toMatchObject({ region: 'eu-west', endpoint: 'https://agent.example.com' });
+    expect(JSON.stringify(config)).not.toContain('owner-secret');
+
+    const poolPosts = calls.filter((c) => c.method === 'POST' && c.path === '/v1/owner/pools').length;
+    expect(await runRegister(args, io().io, { hardware: hw })).toBe(0);
+    expect(calls.filter((c) => c.method === 'POST' && c.path === '/v1/owner/pools').length).toBe(poolPosts);
+
+    const bad = io();
+    expect(await main(['register', ...args.map((x) => (x === 'owner-secret' ? 'wrong' : x))], bad.io)).toBe(1);
+    expect(bad.err[0]).toMatch(/401/);
+    const missing = io();
+    expect(await main(['register', '--dir', dir, '--edge', edgeUrl, '--token', 't', '--region', 'eu-west', '--price', '1', '--endpoint', 'http://x.example', '--model', join(root, 'none')], missing.io)).toBe(1);
+    expect(missing.err[0]).toMatch(/manifest/);
+  });
+});
+
+describe('heartbeats', () => {
+  it('signs heartbeats with a strictly increasing seq persisted across restarts', async () => {
+    const dir = join(root, 'hb');
+    await main(['init', '--dir', dir], io().io);
+    const key = await loadIdentity(dir);
+    const bodies: unknown[] = [];
+    const fetch = async (_url: string, init: RequestInit) => {
+      bodies.push(JSON.parse(init.body as string));
+      return new Response('{}', { status: 200 });
+    };
+    const core = { sessions: new SessionManager({ maxSessions: 4, maxKvBytes: 1000, idleMs: 1000 }), activeJobs: 0 };
+    let now = 1_000;
+    const a = startHeartbeats({ dir, agentId: 'agt_1', signingKey: key, url: 'http://edge/hb', intervalMs: 60_000, core, fetch, clock: () => now });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await a.beat()).toBe(200);
+    a.stop();
+    now = 10; // the clock went backwards: seq must still grow
+    const b = startHeartbeats({ dir, agentId: 'agt_1', signingKey: key, url: 'http://edge/hb', intervalMs: 60_000, core, fetch, clock: () => now });
+    await new Promise((r) => setTimeout(r, 50));
+    b.stop();
+    const parsed = bodies.map((x) => heartbeatSchema.parse(x));
+    expect(parsed.length).toBe(3);
+    for (let i = 1; i < parsed.length; i++) expect(parsed[i]!.seq).toBeGreaterThan(parsed[i - 1]!.seq);
+    for (const h of parsed) {
+      const { signature, ...unsigned } = h;
+      expect(await verifyBytes(key.publicKey, signature, heartbeatBytes(unsigned))).toBe(true);
+      expect(h).toMatchObject({ agent_id: 'agt_1', free_kv_bytes: 1000, active_sessions: 0 });
+    }
+  });
+});
