@@ -74,13 +74,22 @@ export class PGliteSessionQueue {
       const cleanup = async () => {
         const names = this.statements.get(handlerId);
         this.statements.delete(handlerId);
-        await this.db.execProtocolRaw(concat([sync(), ...[...(names ?? [])].map(closeStatement), sync()]));
+        await this.discard(concat([sync(), ...[...(names ?? [])].map(closeStatement), sync()]));
         // Raw protocol only: `exec` takes the mutex this turn already holds.
-        if (this.db.isInTransaction()) await this.db.execProtocolRaw(simpleQuery('ROLLBACK'));
+        if (this.db.isInTransaction()) await this.discard(simpleQuery('ROLLBACK'));
       };
       this.queue.push({ handlerId, message: new Uint8Array(0), onData: () => undefined, resolve: () => resolve(), reject, cleanup });
       void this.process();
     });
+  }
+
+  /**
+   * Runs protocol messages whose answers nobody reads. Not `execProtocolRaw`: PGlite keeps the
+   * last `execProtocolRawStream` callback installed, so a plain call would write its answers
+   * (ReadyForQuery included) into the previous connection's socket and desynchronize it.
+   */
+  private discard(message: Uint8Array): Promise<void> {
+    return this.db.execProtocolRawStream(message, { onRawData: () => undefined });
   }
 
   private next(): Item | undefined {

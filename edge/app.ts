@@ -20,6 +20,7 @@ import { registerCompletions } from './routes/completions.js';
 import { registerJobAttestation } from './routes/job-attestation.js';
 import { registerPools } from './routes/pools.js';
 import { registerEdgeKeys } from './routes/edge-keys.js';
+import { registerOpenApi } from './routes/openapi.js';
 import { registerOwnerPools } from './routes/owner-pools.js';
 import { registerOwnerModels } from './routes/owner-models.js';
 import { registerOwnerAgents } from './routes/owner-agents.js';
@@ -109,5 +110,6 @@ export function createApp(opts: CreateAppOptions): Hono<AppEnv> {
   registerOwnerModels(app);
   registerOwnerAgents(app);
   registerHeartbeat(app);
+  registerOpenApi(app);
   return app;
 }

@@ -4,11 +4,14 @@
  * (0600), never on the command line.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { freePort } from './ports.js';
 
 export interface EdgeProcessOptions {
   port: number;
+  /** Port of workerd's inspector (default: one the OS hands out, so parallel edges never collide on 9229). */
+  inspectorPort?: number;
   /** Worker variables (DATABASE_URL, EDGE_SIGNING_KEY, EDGE_KEY_ID, ...). */
   vars: Record<string, string>;
   /** Folder for the env file and wrangler's local state. */
@@ -39,6 +42,7 @@ export async function startEdgeProcess(opts: EdgeProcessOptions): Promise<EdgePr
       wrangler, 'dev',
       '--ip', '127.0.0.1',
       '--port', String(opts.port),
+      '--inspector-port', String(opts.inspectorPort ?? (await freePort())),
       '--env-file', envFile,
       '--persist-to', join(opts.stateDir, 'wrangler-state'),
       '--show-interactive-dev-session=false',
@@ -96,7 +100,7 @@ export async function startEdgeProcess(opts: EdgeProcessOptions): Promise<EdgePr
   while (Date.now() < deadline) {
     if (exited) {
       rmSync(envFile, { force: true });
-      throw new Error(`wrangler dev exited before the edge was ready:\n${tail}`);
+      throw new Error(`wrangler dev exited before the edge was ready:\n${tail}\n${wranglerLogTail(opts.stateDir)}`);
     }
     try {
       const res = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2000) });
@@ -108,4 +112,16 @@ export async function startEdgeProcess(opts: EdgeProcessOptions): Promise<EdgePr
   }
   await stop();
   throw new Error(`edge did not become ready on ${url} in time:\n${tail}`);
+}
+
+/** The end of wrangler's own log file, which holds workerd's reason when it fails to start. */
+function wranglerLogTail(stateDir: string): string {
+  try {
+    const dir = join(stateDir, 'wrangler-logs');
+    const files = readdirSync(dir).sort();
+    const last = files[files.length - 1];
+    return last ? readFileSync(join(dir, last), 'utf8').slice(-3000) : '';
+  } catch {
+    return '';
+  }
 }

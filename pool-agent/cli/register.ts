@@ -119,24 +119,53 @@ export async function runRegister(argv: string[], io: CliIo, deps: RegisterDeps 
   const state = await loadState(dir);
   const bench = state.bench.find((b) => b.modelId === modelId && b.layers[0] === layers[0] && b.layers[1] === layers[1]);
   if (!bench) io.err('warning: no measured throughput for this span; run `pool-agent bench` first (registering with 0 tokens/s)');
-  const unsigned: Omit<RegisterAgent, 'proof'> = {
-    pool_id: pool.id,
-    endpoint: config.endpoint,
-    public_key: key.publicKey,
-    hardware: await (deps.hardware ?? detectHardware)(),
-    price: config.price,
-    spans: [{ model_id: modelId, layers: [layers[0], layers[1]] }],
-    throughput_tokens_per_s: Math.min(1e7, bench?.tokensPerS ?? 0),
-    issued_at: clock(),
-  };
-  const body: RegisterAgent = { ...unsigned, proof: await signBytes(key.privateKey, registrationProofBytes(unsigned)) };
-  const reg = (await edge.call('POST', '/v1/owner/agents', agentRegistrationSchema, body)).data;
-  const edgeKeys: Record<string, string> = { [reg.edge_key_id]: reg.edge_public_key };
+  const spans = [{ model_id: modelId, layers: [layers[0], layers[1]] as [number, number] }];
+
+  // Registered at this edge before: update the record (endpoint, price, spans) instead of a
+  // second registration of the same key, which the edge refuses.
+  let reg: { agent_id: string; pool_id: string; edge_key_id?: string; edge_public_key?: string; heartbeat_url?: string; heartbeat_interval_ms?: number } | null = null;
+  if (state.agentId) {
+    if (state.poolId && state.poolId !== pool.id) io.err(`note: agent ${state.agentId} stays in its pool ${state.poolId}; use a new identity (init --force) to move it`);
+    try {
+      await edge.call('PATCH', `/v1/owner/agents/${encodeURIComponent(state.agentId)}`, z.object({ id: z.string() }).passthrough(), {
+        price: config.price,
+        spans,
+        endpoint: config.endpoint,
+        status: 'active',
+      });
+      reg = { agent_id: state.agentId, pool_id: state.poolId ?? pool.id };
+    } catch (err) {
+      if ((err as { status?: number }).status !== 404) throw err;
+    }
+  }
+  if (!reg) {
+    const unsigned: Omit<RegisterAgent, 'proof'> = {
+      pool_id: pool.id,
+      endpoint: config.endpoint,
+      public_key: key.publicKey,
+      hardware: await (deps.hardware ?? detectHardware)(),
+      price: config.price,
+      spans,
+      throughput_tokens_per_s: Math.min(1e7, bench?.tokensPerS ?? 0),
+      issued_at: clock(),
+    };
+    const body: RegisterAgent = { ...unsigned, proof: await signBytes(key.privateKey, registrationProofBytes(unsigned)) };
+    try {
+      reg = (await edge.call('POST', '/v1/owner/agents', agentRegistrationSchema, body)).data;
+    } catch (err) {
+      if ((err as { status?: number }).status === 409) {
+        throw new CliError(`${(err as Error).message}\nThis identity is registered already but ${dir}/state.json does not name the agent: restore it, or create a new identity with \`pool-agent init --force\`.`, 1);
+      }
+      throw err;
+    }
+  }
+  const edgeKeys: Record<string, string> = reg.edge_key_id && reg.edge_public_key ? { [reg.edge_key_id]: reg.edge_public_key } : { ...state.edgeKeys };
   try {
     const keys = await edge.call('GET', '/v1/edge/keys', edgeKeysSchema);
     for (const k of keys.data.keys) edgeKeys[k.id] = k.public_key;
-  } catch {
-    // The registration answer carries the current key; rotations are picked up on the next register.
+  } catch (err) {
+    // The registration answer carries the current key; an update keeps the stored ones.
+    if (Object.keys(edgeKeys).length === 0) throw err;
   }
   await saveState(dir, {
     ...state,
@@ -144,11 +173,11 @@ export async function runRegister(argv: string[], io: CliIo, deps: RegisterDeps 
     poolId: reg.pool_id,
     edgeUrl: config.edgeUrl,
     edgeKeys,
-    heartbeatUrl: reg.heartbeat_url,
-    heartbeatIntervalMs: reg.heartbeat_interval_ms,
+    ...(reg.heartbeat_url ? { heartbeatUrl: reg.heartbeat_url } : {}),
+    ...(reg.heartbeat_interval_ms ? { heartbeatIntervalMs: reg.heartbeat_interval_ms } : {}),
   });
   // Remember what was typed so `serve` and later registers need fewer flags (never the token).
   await saveConfig(dir, { ...raw, edgeUrl: config.edgeUrl, region: config.region, price: config.price, poolName, endpoint: config.endpoint, modelDir: resolve(config.modelDir), layers });
-  io.out(JSON.stringify({ agentId: reg.agent_id, poolId: reg.pool_id, modelId, layers, endpoint: config.endpoint, edgeKeyIds: Object.keys(edgeKeys) }));
+  io.out(JSON.stringify({ agentId: reg.agent_id, poolId: reg.pool_id, modelId, layers, endpoint: config.endpoint, edgeKeyIds: Object.keys(edgeKeys), updated: !('edge_key_id' in reg) }));
   return 0;
 }

@@ -64,6 +64,42 @@ describe('embedded registry', () => {
     }
   });
 
+  it('keeps answers straight while short-lived connections come and go (the edge connects per request)', async () => {
+    const registry = await startEmbeddedRegistry();
+    const setup = postgres(registry.url, { max: 1, onnotice: () => undefined });
+    try {
+      await setup`create table t (id int primary key, v text)`;
+      await setup`insert into t select g, 'v' || g from generate_series(1, 500) g`;
+      const wrong: string[] = [];
+      const request = async (i: number) => {
+        // The edge's per-request client: one connection, named statements, no type fetch.
+        const c = postgres(registry.url, { max: 1, fetch_types: false, onnotice: () => undefined });
+        try {
+          for (let k = 0; k < 3; k++) {
+            const id = ((i * 7 + k) % 500) + 1;
+            const [r] = await c`select v, ${i}::int as i from t where id = ${id}`;
+            if (r?.v !== `v${id}` || r?.i !== i) wrong.push(`${i}.${k}: ${JSON.stringify(r)}`);
+          }
+          const [r] = await c.begin(async (tx) => {
+            await tx`update t set v = v where id = ${(i % 500) + 1}`;
+            return tx`select ${`s${i}`}::text as s`;
+          });
+          if (r?.s !== `s${i}`) wrong.push(`${i}.tx: ${JSON.stringify(r)}`);
+        } finally {
+          await c.end({ timeout: 5 });
+        }
+      };
+      let next = 0;
+      await Promise.all(Array.from({ length: 8 }, async () => {
+        while (next < 120) await request(next++);
+      }));
+      expect(wrong).toEqual([]);
+    } finally {
+      await setup.end({ timeout: 1 });
+      await registry.stop();
+    }
+  });
+
   it('rolls back and releases a client that disconnects inside a transaction', async () => {
     const registry = await startEmbeddedRegistry();
     const a = postgres(registry.url, { max: 1, onnotice: () => undefined });

@@ -4,6 +4,7 @@
  */
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { LayerNet, AuthenticationError } from '../../sdk/src/index.js';
 import { startNetwork, type TestNetwork } from '../support/network.js';
 
 let net: TestNetwork;
@@ -103,5 +104,44 @@ describe('the openai client through the edge', () => {
     await expect(bad.models.list()).rejects.toMatchObject({ status: 401 });
     await expect(client.chat.completions.create({ model: 'no-such-model', messages: [{ role: 'user', content: 'x' }] })).rejects.toMatchObject({ status: 404 });
     await expect(client.chat.completions.create({ model: net.modelName, messages: [], max_tokens: -1 })).rejects.toMatchObject({ status: 400 });
+  });
+});
+
+describe('the LayerNet SDK against the real network', () => {
+  it('gives the same answer as the official openai client for the same seeded request, and verifies it client-side', async () => {
+    const sdk = new LayerNet({ baseURL: net.edgeUrl, apiKey: net.apiKey, verify: true, maxRetries: 0 });
+    const params = { model: net.modelName, messages: [{ role: 'user' as const, content: 'Same answer twice?' }], max_tokens: 12, seed: 99, temperature: 0.7 };
+    const ours = await sdk.chat.completions.create(params);
+    const theirs = await client.chat.completions.create(params);
+    expect(ours.choices[0]!.message.content).toBe(theirs.choices[0]!.message.content);
+    expect(ours.verification?.verified).toBe(true);
+    expect(ours.verification?.chunks).toBe(ours.usage!.completion_tokens);
+    expect(ours.verification?.chainHead).toBe(ours.attestation.chain_head);
+  });
+
+  it('streams with verification and lists pools with the agents\' registered keys', async () => {
+    const sdk = new LayerNet({ baseURL: net.edgeUrl, apiKey: net.apiKey, verify: true, maxRetries: 0 });
+    const stream = await sdk.chat.completions.create({ model: net.modelName, messages: [{ role: 'user', content: 'stream it' }], max_tokens: 8, seed: 4, stream: true });
+    const text = await stream.toText();
+    expect(typeof text).toBe('string');
+    expect(stream.verification?.verified).toBe(true);
+    const pools = await sdk.pools.list();
+    const ids = pools.data.flatMap((p) => p.agents.map((a) => a.id));
+    for (const a of net.agents) expect(ids).toContain(a.id);
+  });
+
+  it('raises AuthenticationError with the request id for a bad key', async () => {
+    const sdk = new LayerNet({ baseURL: net.edgeUrl, apiKey: 'ln_aaaaaaaaaaaa_' + 'B'.repeat(43), maxRetries: 0 });
+    const err = await sdk.models.list().catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(AuthenticationError);
+    expect((err as AuthenticationError).requestId).toMatch(/^req_/);
+  });
+
+  it('publishes the OpenAPI 3.1 document and a docs page', async () => {
+    const doc = (await (await fetch(`${net.edgeUrl}/openapi.json`)).json()) as { openapi: string; paths: Record<string, unknown> };
+    expect(doc.openapi).toBe('3.1.0');
+    expect(Object.keys(doc.paths)).toContain('/v1/chat/completions');
+    const page = await fetch(`${net.edgeUrl}/docs`);
+    expect(page.headers.get('content-type')).toContain('text/html');
   });
 });

@@ -170,6 +170,8 @@ export interface StartAgentOptions {
   dir?: string;
   threads?: number;
   extraArgs?: string[];
+  /** Node flags placed before the script (e.g. --cpu-prof). */
+  nodeArgs?: string[];
   env?: NodeJS.ProcessEnv;
   startTimeoutMs?: number;
 }
@@ -183,7 +185,7 @@ export async function startAgent(opts: StartAgentOptions): Promise<ChildAgent> {
   const key = await createIdentity(dir, { force: true });
   await saveConfig(dir, { edgeKeys: opts.edgeKeys, logLevel: 'warn' });
   await saveState(dir, { agentId: opts.agentId, edgeKeys: {}, bench: [] });
-  const args = ['--import', 'tsx', join(REPO, 'pool-agent/main.ts'), 'serve', '--dir', dir, '--model', opts.modelDir, '--layers', `${opts.layers[0]}:${opts.layers[1]}`, '--port', '0', '--host', '127.0.0.1'];
+  const args = [...(opts.nodeArgs ?? []), '--import', 'tsx', join(REPO, 'pool-agent/main.ts'), 'serve', '--dir', dir, '--model', opts.modelDir, '--layers', `${opts.layers[0]}:${opts.layers[1]}`, '--port', '0', '--host', '127.0.0.1'];
   if (opts.threads) args.push('--threads', String(opts.threads));
   args.push(...(opts.extraArgs ?? []));
   const child = spawn(process.execPath, args, { cwd: REPO, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });

@@ -129,6 +129,8 @@ describe('register', () => {
         if (!(await verifyBytes(r.public_key, proof, registrationProofBytes(unsigned)))) return send(401, { error: { message: 'bad proof', type: 'authentication_error', code: 'invalid_signature', param: 'proof' } });
         return send(201, { agent_id: 'agt_1', pool_id: r.pool_id, edge_key_id: 'k1', edge_public_key: 'A'.repeat(43), heartbeat_url: `${edgeUrl}/v1/agents/agt_1/heartbeat`, heartbeat_interval_ms: 15000 });
       }
+      if (req.method === 'PATCH' && req.url === '/v1/owner/agents/agt_1') return send(200, { id: 'agt_1', ...(body as object) });
+      if (req.method === 'PATCH') return send(404, { error: { message: 'no such agent', type: 'not_found_error', code: 'not_found', param: null } });
       if (req.method === 'GET' && req.url === '/v1/edge/keys') return send(200, { keys: [{ id: 'k1', public_key: 'A'.repeat(43) }, { id: 'k2', public_key: 'B'.repeat(43) }] });
       send(404, { error: { message: 'no route', type: 'not_found_error', code: 'not_found', param: null } });
     });
@@ -158,9 +160,21 @@ describe('register', () => {
     expect(config).toMatchObject({ region: 'eu-west', endpoint: 'https://agent.example.com' });
     expect(JSON.stringify(config)).not.toContain('owner-secret');
 
-    const poolPosts = calls.filter((c) => c.method === 'POST' && c.path === '/v1/owner/pools').length;
+    // Registering again (a restart on another port): the pool is reused and the agent updated, not registered twice.
+    const count = (method: string, path: string) => calls.filter((c) => c.method === method && c.path === path).length;
+    const poolPosts = count('POST', '/v1/owner/pools');
+    const agentPosts = count('POST', '/v1/owner/agents');
+    const again = io();
+    expect(await runRegister(args.map((x) => (x === 'https://agent.example.com' ? 'https://agent.example.com:8443' : x)), again.io, { hardware: hw })).toBe(0);
+    expect(count('POST', '/v1/owner/pools')).toBe(poolPosts);
+    expect(count('POST', '/v1/owner/agents')).toBe(agentPosts);
+    expect(calls.at(-2)).toMatchObject({ method: 'PATCH', path: '/v1/owner/agents/agt_1', body: { endpoint: 'https://agent.example.com:8443', status: 'active' } });
+    expect(JSON.parse(again.out[0]!)).toMatchObject({ agentId: 'agt_1', updated: true });
+    // The edge forgot the agent: a fresh registration.
+    await saveState(dir, { ...(await loadState(dir)), agentId: 'agt_gone' });
     expect(await runRegister(args, io().io, { hardware: hw })).toBe(0);
-    expect(calls.filter((c) => c.method === 'POST' && c.path === '/v1/owner/pools').length).toBe(poolPosts);
+    expect(count('POST', '/v1/owner/agents')).toBe(agentPosts + 1);
+    expect((await loadState(dir)).agentId).toBe('agt_1');
 
     const bad = io();
     expect(await main(['register', ...args.map((x) => (x === 'owner-secret' ? 'wrong' : x))], bad.io)).toBe(1);
