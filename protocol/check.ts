@@ -425,3 +425,25 @@ export async function verifyVerdict(input: unknown, checkerPublicKey: string): P
   if (!(await verifyBytes(checkerPublicKey, parsed.data.sig, bytes))) return null;
   return { checkerId: parsed.data.checkerId, verdict: v.data, issuedAt: parsed.data.issuedAt };
 }
+
+// ---------------------------------------------------------------- signed check requests (edge -> checker)
+
+/** Path of the check endpoint on a pool agent that holds the whole model. */
+export const CHECK_PATH = '/v1/checks';
+/** Header with the edge's Ed25519 signature (base64url) over `checkRequestMessage`. */
+export const CHECK_SIGNATURE_HEADER = 'x-layernet-edge-signature';
+/** Header with the signing time (epoch ms) covered by the signature. */
+export const CHECK_ISSUED_AT_HEADER = 'x-layernet-issued-at';
+/** Largest check request body a checker reads. */
+export const MAX_CHECK_BODY_BYTES = 8 * 1024 * 1024;
+
+/**
+ * What the edge signs to ask `checkerId` for a check: the SHA-256 (hex) of the exact JSON body
+ * bytes, so a signed request cannot be replayed to another agent or with another body.
+ *
+ * @example
+ * const sig = await signBytes(edgeKey, utf8(checkRequestMessage(checkerId, Date.now(), await sha256Hex(body))));
+ */
+export function checkRequestMessage(checkerId: string, issuedAt: number, bodySha256Hex: string): string {
+  return `layernet.check-request/1\n${checkerId}\n${issuedAt}\n${bodySha256Hex}`;
+}

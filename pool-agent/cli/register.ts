@@ -133,7 +133,8 @@ export async function runRegister(argv: string[], io: CliIo, deps: RegisterDeps 
         endpoint: config.endpoint,
         status: 'active',
       });
-      reg = { agent_id: state.agentId, pool_id: state.poolId ?? pool.id };
+      // The edge's address may have changed since the first registration.
+      reg = { agent_id: state.agentId, pool_id: state.poolId ?? pool.id, heartbeat_url: new URL(`/v1/agents/${encodeURIComponent(state.agentId)}/heartbeat`, config.edgeUrl).toString() };
     } catch (err) {
       if ((err as { status?: number }).status !== 404) throw err;
     }

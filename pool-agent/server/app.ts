@@ -13,6 +13,8 @@ import { AgentCore, type AgentCoreOptions } from './agent.js';
 import { AgentError, toAgentError } from './errors.js';
 import { readBody, readJsonBody, sendError, sendJson } from './http.js';
 import { FORWARD_PATH } from './remote-stage.js';
+import { createCheckService, type CheckService } from './checks.js';
+import { CHECK_PATH } from '../../protocol/check.js';
 
 export interface AgentServerOptions extends AgentCoreOptions {
   host?: string;
@@ -66,7 +68,7 @@ async function handleJob(core: AgentCore, req: IncomingMessage, res: ServerRespo
   res.end();
 }
 
-async function route(core: AgentCore, req: IncomingMessage, res: ServerResponse): Promise<void> {
+async function route(core: AgentCore, req: IncomingMessage, res: ServerResponse, checks?: CheckService): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://agent');
   const path = url.pathname;
   if (req.method === 'GET' && path === '/healthz') {
@@ -88,6 +90,7 @@ async function route(core: AgentCore, req: IncomingMessage, res: ServerResponse)
     return;
   }
   if (req.method === 'POST' && path === '/v1/jobs') return handleJob(core, req, res);
+  if (req.method === 'POST' && path === CHECK_PATH && checks) return checks.handle(req, res);
   if (req.method === 'POST' && path === FORWARD_PATH) {
     let answer: { status: number; body: Uint8Array };
     try {
@@ -118,8 +121,9 @@ async function route(core: AgentCore, req: IncomingMessage, res: ServerResponse)
 /** Starts an agent on `host:port` (default 127.0.0.1:0) and resolves once it listens. */
 export async function startAgentServer(opts: AgentServerOptions): Promise<AgentServer> {
   const core = new AgentCore(opts);
+  const checks = createCheckService({ agentId: opts.agentId, signingKey: opts.signingKey, edgeKeys: () => opts.edgeKeys, span: opts.span, ...(opts.clock ? { clock: opts.clock } : {}), log: core.log });
   const server = createServer((req, res) => {
-    route(core, req, res).catch((err) => {
+    route(core, req, res, checks).catch((err) => {
       const e = toAgentError(err);
       if (e.code === 'internal_error') core.log.error('request failed', { path: req.url, error: err as Error });
       core.metrics.errors.inc({ code: e.code });

@@ -422,7 +422,7 @@ describe('6b. a head relays a stale attestation of the next hop', () => {
   // signer (hop 1) with `provable: true` and opens a dispute against it, so a cheating head can
   // frame an honest downstream agent by replaying its old attestations. Expected: blame the head
   // (the relayer), provable false, no dispute against hop 1.
-  it.fails('blames the relaying head, not the hop whose old signature it replays', async () => {
+  it.only('blames the relaying head, not the hop whose old signature it replays', async () => {
     await only(evilHead.id, tail.id);
     const old = await ask(19);
     expect(old.route.hops.map((h) => h.agent_id)).toEqual([evilHead.id, tail.id]);

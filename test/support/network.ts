@@ -37,6 +37,11 @@ export interface AgentSpec {
   /** Extra `pool-agent serve` flags. */
   serveArgs?: string[];
   env?: NodeJS.ProcessEnv;
+  /**
+   * The endpoint to register, given the port the agent will serve on (default: that port on
+   * 127.0.0.1). Tests put a proxy in front of an agent this way (slow links, tampering).
+   */
+  endpointFor?: (servePort: number) => Promise<string>;
 }
 
 export interface NetworkAgent {
@@ -125,7 +130,7 @@ export async function startNetwork(opts: StartNetworkOptions): Promise<TestNetwo
       const layers = spec.layers ?? [0, model.numLayers];
       const reg = await runRegister(
         ['--dir', dir, '--edge', edgeUrl, '--region', spec.region, '--price', String(spec.price), '--pool-name', `pool-${spec.region}`,
-          '--endpoint', `http://127.0.0.1:${port}`, '--model', TEST_MODEL_DIR, '--layers', `${layers[0]}:${layers[1]}`],
+          '--endpoint', spec.endpointFor ? await spec.endpointFor(port) : `http://127.0.0.1:${port}`, '--model', TEST_MODEL_DIR, '--layers', `${layers[0]}:${layers[1]}`],
         io,
       );
       if (reg !== 0) throw new Error(`pool-agent register failed for ${spec.name}: ${edgeLogs.slice(-3).join('\n')}`);

@@ -170,6 +170,7 @@ describe('register', () => {
     expect(count('POST', '/v1/owner/agents')).toBe(agentPosts);
     expect(calls.at(-2)).toMatchObject({ method: 'PATCH', path: '/v1/owner/agents/agt_1', body: { endpoint: 'https://agent.example.com:8443', status: 'active' } });
     expect(JSON.parse(again.out[0]!)).toMatchObject({ agentId: 'agt_1', updated: true });
+    expect((await loadState(dir)).heartbeatUrl).toBe(`${edgeUrl}/v1/agents/agt_1/heartbeat`);
     // The edge forgot the agent: a fresh registration.
     await saveState(dir, { ...(await loadState(dir)), agentId: 'agt_gone' });
     expect(await runRegister(args, io().io, { hardware: hw })).toBe(0);
