@@ -10,6 +10,7 @@ import { Hono } from 'hono';
 import { ApiError } from '../protocol/errors.js';
 import { resolveConfig, type EdgeConfig } from './config.js';
 import { TtlCache } from './cache.js';
+import type { CheckSettings } from './checks/run-checks.js';
 import type { AppEnv, AgentTransport, Clock, EdgeCaches, EdgeDeps, EdgeSigningKey, EdgeTokenizer } from './deps.js';
 import type { RegistryStore } from './store/interface.js';
 import { errorResponse } from './http/errors.js';
@@ -38,6 +39,8 @@ export interface CreateAppOptions {
   /** Used when the request has no Workers execution context (Node, tests). */
   waitUntil?: (work: Promise<unknown>) => void;
   log?: (entry: Record<string, unknown>) => void;
+  /** Re-execution checks: the CHECK_SECRET key and rate override (absent: checks off). */
+  checks?: CheckSettings | null;
 }
 
 export function buildDeps(opts: CreateAppOptions): EdgeDeps {
@@ -61,8 +64,10 @@ export function buildDeps(opts: CreateAppOptions): EdgeDeps {
       keys: opts.caches?.keys ?? new TtlCache(config.keyCacheTtlMs),
       models: opts.caches?.models ?? new TtlCache(config.modelCacheTtlMs, 1_000),
       candidates: opts.caches?.candidates ?? new TtlCache(config.candidateCacheTtlMs, 1_000),
+      modelList: opts.caches?.modelList ?? new TtlCache(config.candidateCacheTtlMs, 4),
     },
     random: opts.random ?? Math.random,
+    checks: opts.checks ?? null,
     waitUntil:
       opts.waitUntil ??
       ((work) => {

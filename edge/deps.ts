@@ -3,9 +3,10 @@
  * Workers entry wires the real ones (postgres store, fetch, the llama tokenizer), unit tests
  * wire doubles (memory store, a fake agent transport, a byte tokenizer).
  */
-import type { RegistryStore, RouteCandidate, ModelRecord, ApiKeyRecord } from './store/interface.js';
+import type { RegistryStore, RouteCandidate, ModelRecord, ApiKeyRecord, ModelSummary } from './store/interface.js';
 import type { EdgeConfig } from './config.js';
 import type { TtlCache } from './cache.js';
+import type { CheckSettings } from './checks/run-checks.js';
 
 export interface Clock {
   now(): number;
@@ -43,6 +44,8 @@ export interface EdgeCaches {
   keys: TtlCache<ApiKeyRecord | null>;
   models: TtlCache<ModelRecord | null>;
   candidates: TtlCache<RouteCandidate[]>;
+  /** GET /v1/models answers: counting live agents per model is a full aggregate, so share it for a short TTL. */
+  modelList: TtlCache<ModelSummary[]>;
 }
 
 export interface EdgeDeps {
@@ -62,6 +65,8 @@ export interface EdgeDeps {
   waitUntil: (work: Promise<unknown>) => void;
   /** Structured log line; never receives secrets. */
   log: (entry: Record<string, unknown>) => void;
+  /** Re-execution checks (edge/checks/run-checks.ts); absent or without a key: off. */
+  checks?: CheckSettings | null;
 }
 
 export interface AuthContext {

@@ -7,7 +7,8 @@ import { requireScope } from '../auth/middleware.js';
 export function registerModels(app: Hono<AppEnv>): void {
   app.get('/v1/models', requireScope('inference'), async (c) => {
     const deps = c.get('deps');
-    const models = await deps.store.listModels({ heartbeatAfter: deps.clock.now() - deps.config.heartbeatStaleMs, limit: 500 });
+    const now = deps.clock.now();
+    const models = await deps.caches.modelList.get('all', () => deps.store.listModels({ heartbeatAfter: now - deps.config.heartbeatStaleMs, limit: 500 }), now);
     const body: ModelList = {
       object: 'list',
       data: models.map((m) => ({
