@@ -135,7 +135,11 @@ async function main(): Promise<void> {
     for (const a of AGENTS) {
       const layers = a.layers === 'all' ? `0:${numLayers}` : a.layers === 'first-half' ? `0:${half}` : `${half}:${numLayers}`;
       const dir = join(DEV, 'agents', a.name);
-      if (!existsSync(join(dir, 'identity.json'))) await runCli(['init', '--dir', dir]);
+      if (!existsSync(join(dir, 'identity.json'))) {
+        await runCli(['init', '--dir', dir]);
+        // Measured throughput is part of the registration, as a real owner's would be.
+        await runCli(['bench', '--dir', dir, '--model', MODEL_DIR, '--layers', layers, '--threads', '1']);
+      }
       // The endpoint is announced before serving, so pick the port first.
       const agentPort = await freePort();
       const endpoint = `http://127.0.0.1:${agentPort}`;
