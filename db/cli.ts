@@ -11,6 +11,7 @@ import { parseArgs } from 'node:util';
 import postgres from 'postgres';
 import { startEmbeddedRegistry } from './embedded.js';
 import { migrate } from './migrate.js';
+import { redactDatabaseUrl } from './client.js';
 
 export const DEFAULT_DATA_DIR = '.data/registry';
 
@@ -36,22 +37,11 @@ async function main(argv: string[]): Promise<number> {
   try {
     await migrate(sql);
     const [row] = await sql<{ n: number }[]>`select count(*)::int as n from drizzle.__drizzle_migrations`;
-    console.log(`migrated ${url ? redact(url) : `embedded registry (${values['data-dir'] ?? DEFAULT_DATA_DIR})`}: ${row?.n ?? 0} migrations applied`);
+    console.log(`migrated ${url ? redactDatabaseUrl(url) : `embedded registry (${values['data-dir'] ?? DEFAULT_DATA_DIR})`}: ${row?.n ?? 0} migrations applied`);
     return 0;
   } finally {
     await sql.end({ timeout: 5 });
     await embedded?.stop();
-  }
-}
-
-/** The URL without its password, for logs. */
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(database url)';
   }
 }
 

@@ -45,3 +45,14 @@ export function createDb(url: string, overrides: ClientOptions = {}): Db {
 export function drizzleOver(sql: Sql): RegistryDb {
   return drizzle(sql, { schema });
 }
+
+/** The URL without its password, for logs. */
+export function redactDatabaseUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString();
+  } catch {
+    return '(database url)';
+  }
+}

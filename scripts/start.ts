@@ -21,7 +21,7 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
-import { createDb } from '../db/client.js';
+import { createDb, redactDatabaseUrl } from '../db/client.js';
 import { startEmbeddedRegistry, type EmbeddedRegistry } from '../db/embedded.js';
 import { migrate } from '../db/migrate.js';
 import { createAccount, createApiKey, upsertModel } from '../db/seed.js';
@@ -98,7 +98,7 @@ async function main(): Promise<void> {
     // 1. Registry
     let databaseUrl = process.env.DATABASE_URL;
     if (databaseUrl) {
-      log(`registry: DATABASE_URL (${redact(databaseUrl)})`);
+      log(`registry: DATABASE_URL (${redactDatabaseUrl(databaseUrl)})`);
     } else {
       registry = await startEmbeddedRegistry({ dataDir: DATA_DIR });
       databaseUrl = registry.url;
@@ -278,16 +278,6 @@ async function waitForRoutable(edgeUrl: string, apiKey: string, modelName: strin
     await new Promise((r) => setTimeout(r, 500));
   }
   log('warning: the edge does not list the demo model yet; agents may still be joining');
-}
-
-function redact(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = '***';
-    return u.toString();
-  } catch {
-    return '(database url)';
-  }
 }
 
 await main();
