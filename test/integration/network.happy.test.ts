@@ -81,6 +81,29 @@ describe('the openai client through the edge', () => {
     expect(usage?.completion_tokens).toBe(whole.usage!.completion_tokens);
   });
 
+  it('cancels the job on the agents when the client goes away mid-stream', async () => {
+    const ac = new AbortController();
+    const res = await fetch(`${net.edgeUrl}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${net.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: net.modelName, messages: [{ role: 'user', content: 'a very long answer please' }], max_tokens: 1500, seed: 2, stream: true }),
+      signal: ac.signal,
+    });
+    const jobId = res.headers.get('x-layernet-job-id')!;
+    const reader = res.body!.getReader();
+    for (let i = 0; i < 3; i++) await reader.read();
+    ac.abort();
+    await reader.cancel().catch(() => undefined);
+    // The head agent logs the job's end; a cancelled job ends well before its 1500 tokens.
+    let line: string | undefined;
+    for (let i = 0; i < 100 && !line; i++) {
+      line = net.agents.flatMap((a) => a.logs).find((l) => l.includes(jobId) && l.includes('job finished'));
+      if (!line) await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(line, 'the head agent never logged the end of the job').toBeDefined();
+    expect(JSON.parse(line!)).toMatchObject({ jobId, outcome: 'cancelled' });
+  });
+
   it('answers a text completion', async () => {
     const res = await client.completions.create({ model: net.modelName, prompt: 'Once upon a time', max_tokens: 8, seed: 5 });
     expect(res.choices[0]!.text.length).toBeGreaterThan(0);
