@@ -160,6 +160,7 @@ function toJob(r: JobRow): JobRecord {
     costMicroUsd: r.costMicroUsd,
     createdAt: r.createdAt.getTime(),
     finishedAt: ms(r.finishedAt),
+    checkStatus: r.checkStatus ?? null,
   };
 }
 
@@ -192,6 +193,7 @@ export function routeCandidatesQuery(db: RegistryDb, modelId: string, q: Candida
         cooldownUntil: agents.cooldownUntil,
         probation: agents.probation,
         lastHeartbeatAt: agents.lastHeartbeatAt,
+        checksPassed: agents.checksPassed,
       })
       .from(agents)
       .where(and(eq(agents.id, agentSpans.agentId), eq(agents.status, 'active'), gte(agents.lastHeartbeatAt, date(q.heartbeatAfter))))
@@ -409,6 +411,7 @@ export function createRegistryStore(client: Sql): RegistryStore {
           probation: r.probation,
           stakeMicroUsd: Number(r.stakeMicroUsd),
           lastHeartbeatAt: ms(r.lastHeartbeatAt),
+          checksPassed: r.checksPassed,
         }),
       );
     },
@@ -751,6 +754,33 @@ export function createRegistryStore(client: Sql): RegistryStore {
         .returning({ id: disputes.id, status: disputes.status });
       const record: DisputeRecord = { ...input, id: row!.id, status: row!.status };
       return record;
+    },
+    async settleDispute(id, input) {
+      await db
+        .update(disputes)
+        .set({
+          status: input.status,
+          checkerAgentIds: input.checkerAgentIds,
+          // The opening evidence stays; the settlement is kept beside it.
+          evidence: sql`jsonb_build_object('opened', ${disputes.evidence}, 'settled', ${JSON.stringify(input.evidence ?? null)}::jsonb)`,
+          resolvedAt: date(input.at),
+        })
+        .where(and(eq(disputes.id, id), eq(disputes.status, 'open')));
+    },
+    async setProbation(agentId, on) {
+      await db.update(agents).set({ probation: on }).where(eq(agents.id, agentId));
+    },
+    async recordCheck(input) {
+      await db.transaction(async (tx) => {
+        await tx
+          .update(jobs)
+          .set({ checkStatus: input.status, checks: sql`${jobs.checks} || jsonb_build_array(${JSON.stringify(input.entry ?? null)}::jsonb)` })
+          .where(eq(jobs.id, input.jobId));
+        const checked = [...new Set(input.checkedAgentIds ?? [])].slice(0, 16);
+        const passed = [...new Set(input.passedAgentIds ?? [])].slice(0, 16);
+        if (checked.length) await tx.update(agents).set({ jobsChecked: sql`${agents.jobsChecked} + 1` }).where(inArray(agents.id, checked));
+        if (passed.length) await tx.update(agents).set({ checksPassed: sql`${agents.checksPassed} + 1` }).where(inArray(agents.id, passed));
+      });
     },
 
     // ------------------------------------------------------------ edge keys

@@ -29,6 +29,13 @@ export const envSchema = z.object({
   MAX_BODY_BYTES: int(1_024, 64 * 1024 * 1024),
   MAX_ATTEMPTS: int(1, 16),
   KEEPALIVE_MS: int(10, 60_000),
+  /** Re-execution checks: HMAC secret (base64url, >= 32 bytes) choosing the sampled jobs. Absent: checks off. */
+  CHECK_SECRET: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{43,}$/, 'base64url of at least 32 bytes')
+    .optional(),
+  /** Forces the check rate in [0, 1] (tests, operators); absent: the trust policy's rate. */
+  CHECK_RATE_OVERRIDE: z.coerce.number().min(0).max(1).optional(),
 });
 export type EdgeEnv = z.infer<typeof envSchema>;
 

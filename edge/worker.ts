@@ -5,7 +5,8 @@
  * once the response body and every waitUntil task are done.
  *
  * Variables (edge/env.ts): DATABASE_URL (or a HYPERDRIVE binding), EDGE_SIGNING_KEY (Ed25519
- * PKCS#8, base64url), EDGE_KEY_ID; optional EDGE_LOCATION and tuning knobs.
+ * PKCS#8, base64url), EDGE_KEY_ID; optional EDGE_LOCATION and tuning knobs; optional CHECK_SECRET
+ * (base64url, >= 32 bytes: turns re-execution checks on) and CHECK_RATE_OVERRIDE (0..1).
  */
 import postgres from 'postgres';
 import type { ExecutionContext } from 'hono';
@@ -18,6 +19,8 @@ import { parseEdgeEnv } from './env.js';
 import type { RegistryStore } from './store/interface.js';
 import { createRegistryStore } from '../db/registry-store.js';
 import { registryClientOptions } from '../db/client.js';
+import { importCheckSecret } from './trust/sampling.js';
+import { fromBase64Url } from '../protocol/bytes.js';
 
 interface Isolate {
   app: ReturnType<typeof createApp>;
@@ -38,6 +41,17 @@ async function buildIsolate(rawEnv: unknown): Promise<Isolate> {
   } catch {
     throw new ApiError('misconfigured', 'edge misconfigured: EDGE_SIGNING_KEY is not an Ed25519 PKCS#8 key');
   }
+  let checkKey: CryptoKey | null = null;
+  if (env.CHECK_SECRET) {
+    try {
+      checkKey = await importCheckSecret(fromBase64Url(env.CHECK_SECRET));
+    } catch {
+      throw new ApiError('misconfigured', 'edge misconfigured: CHECK_SECRET must be base64url of at least 32 bytes');
+    }
+  } else {
+    // Once per isolate.
+    console.warn(JSON.stringify({ level: 'warn', msg: 're-execution checks are off: CHECK_SECRET is not set' }));
+  }
   const unscoped: RegistryStore = new Proxy({} as RegistryStore, {
     get() {
       throw new Error('the registry store is bound per request');
@@ -49,6 +63,7 @@ async function buildIsolate(rawEnv: unknown): Promise<Isolate> {
     transport: (url, init) => fetch(url, init),
     tokenizer: createLlamaTokenizer(),
     config: parsed.config,
+    checks: { key: checkKey, rateOverride: env.CHECK_RATE_OVERRIDE ?? null },
   });
   return { app, databaseUrl, edgeKey: { id: env.EDGE_KEY_ID, publicKey: key.publicKey }, keyPublished: false };
 }

@@ -27,6 +27,7 @@ import { migrate } from '../db/migrate.js';
 import { createAccount, createApiKey, upsertModel } from '../db/seed.js';
 import { hashApiKey, parseApiKey } from '../protocol/api-key.js';
 import { generateSigningKey } from '../protocol/keys.js';
+import { randomBytes, toBase64Url } from '../protocol/bytes.js';
 import { buildModel } from '../pool-agent/model/build.js';
 import { createProgressBar } from '../pool-agent/model/progress.js';
 import { startEdgeProcess, type EdgeProcess } from './edge-process.js';
@@ -59,6 +60,8 @@ const secretsSchema = z.object({
   ownerToken: z.string(),
   edgeKeyId: z.string(),
   edgeSigningKey: z.string(),
+  /** Keys the edge's unpredictable choice of jobs to re-execute (edge/checks). */
+  checkSecret: z.string().optional(),
 });
 type Secrets = z.infer<typeof secretsSchema>;
 
@@ -123,7 +126,13 @@ async function main(): Promise<void> {
     edge = await startEdgeProcess({
       port,
       stateDir: join(DEV, 'edge'),
-      vars: { DATABASE_URL: databaseUrl, EDGE_SIGNING_KEY: secrets.edgeSigningKey, EDGE_KEY_ID: secrets.edgeKeyId, EDGE_LOCATION: 'local' },
+      vars: {
+        DATABASE_URL: databaseUrl,
+        EDGE_SIGNING_KEY: secrets.edgeSigningKey,
+        EDGE_KEY_ID: secrets.edgeKeyId,
+        EDGE_LOCATION: 'local',
+        ...(secrets.checkSecret ? { CHECK_SECRET: secrets.checkSecret } : {}),
+      },
       onLog: (l) => process.stdout.write(`[edge] ${l}\n`),
     });
     log(`edge (workerd) on ${edge.url}`);
@@ -208,6 +217,10 @@ async function ensureSecrets(sql: ReturnType<typeof createDb>['sql'], db: Return
       );
       if (ok.every(Boolean)) {
         log('demo account and keys reused from .dev/secrets.json');
+        if (!s.checkSecret) {
+          s.checkSecret = toBase64Url(randomBytes(32));
+          writeFileSync(SECRETS_FILE, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
+        }
         return s;
       }
     }
@@ -216,7 +229,7 @@ async function ensureSecrets(sql: ReturnType<typeof createDb>['sql'], db: Return
   const apiKey = await createApiKey(db, { accountId: account.id, scopes: ['inference'], name: 'demo inference key' });
   const owner = await createApiKey(db, { accountId: account.id, scopes: ['pool-owner'], name: 'demo pool-owner token' });
   const edgeKey = await generateSigningKey();
-  const s: Secrets = { accountId: account.id, apiKey: apiKey.key, ownerToken: owner.key, edgeKeyId: `local-${edgeKey.publicKey.slice(0, 8)}`, edgeSigningKey: edgeKey.privateKeyPkcs8 };
+  const s: Secrets = { accountId: account.id, apiKey: apiKey.key, ownerToken: owner.key, edgeKeyId: `local-${edgeKey.publicKey.slice(0, 8)}`, edgeSigningKey: edgeKey.privateKeyPkcs8, checkSecret: toBase64Url(randomBytes(32)) };
   writeFileSync(SECRETS_FILE, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
   log('created demo account, API key and pool-owner token');
   return s;

@@ -49,6 +49,10 @@ export const agents = pgTable(
     failureRateEwma: doublePrecision('failure_rate_ewma').notNull().default(0),
     /** Observations folded into the EWMAs so far. */
     observations: integer('observations').notNull().default(0),
+    /** Re-execution checks of jobs this agent served (any outcome). */
+    jobsChecked: integer('jobs_checked').notNull().default(0),
+    /** Re-execution checks of its jobs that passed (ends probation, docs/trust.md §3). */
+    checksPassed: integer('checks_passed').notNull().default(0),
     createdAt: createdAt(),
     deregisteredAt: at('deregistered_at'),
   },

@@ -7,6 +7,7 @@ import { at, createdAt, microUsd } from './columns.js';
 import { models } from './models.js';
 
 export type JobStatus = 'running' | 'completed' | 'failed' | 'cancelled';
+export type JobCheckStatus = 'pass' | 'fail' | 'inconclusive' | 'upheld' | 'dismissed' | 'voided';
 export type JobFinishReason = 'stop' | 'length' | 'cancelled' | 'error';
 
 /** One completion request: its routes, signed tickets, attestation chains, tokens and cost. */
@@ -35,6 +36,10 @@ export const jobs = pgTable(
     promptTokens: integer('prompt_tokens').notNull().default(0),
     completionTokens: integer('completion_tokens').notNull().default(0),
     costMicroUsd: microUsd('cost_micro_usd').notNull().default(0),
+    /** Outcome of the re-execution check, when the job was sampled (null: not checked). */
+    checkStatus: text('check_status').$type<JobCheckStatus>(),
+    /** Every signed verdict and dispute step of the job's checks, in order. */
+    checks: jsonb('checks').$type<unknown[]>().notNull().default([]),
     createdAt: createdAt(),
     finishedAt: at('finished_at'),
   },
@@ -42,6 +47,7 @@ export const jobs = pgTable(
     index('jobs_account_created_idx').on(t.accountId, t.createdAt),
     check('jobs_status_check', sql`${t.status} in ('running', 'completed', 'failed', 'cancelled')`),
     check('jobs_finish_reason_check', sql`${t.finishReason} in ('stop', 'length', 'cancelled', 'error')`),
+    check('jobs_check_status_check', sql`${t.checkStatus} in ('pass', 'fail', 'inconclusive', 'upheld', 'dismissed', 'voided')`),
     check('jobs_tokens_check', sql`${t.promptTokens} >= 0 and ${t.completionTokens} >= 0 and ${t.costMicroUsd} >= 0`),
   ],
 );

@@ -31,6 +31,7 @@ import type { ClientLocation, ScoredRoute } from '../routing/score.js';
 import { coolDownLocally, loadCandidates } from '../routing/candidates.js';
 import { issueTicket } from './ticket.js';
 import { readJobEvents, StreamFailure } from './ndjson.js';
+import { checkFinishedJob } from '../checks/run-checks.js';
 
 export interface GenerationRequest {
   jobId: string;
@@ -490,6 +491,11 @@ export class Generation {
     // After the start record, whatever became of it.
     this.record = this.startRecord.catch(() => undefined).then(() => deps.store.recordJobFinish(finish));
     deps.waitUntil(this.record);
+    if (status === 'completed' && deps.checks?.key) {
+      // Sampled re-execution check, once the job row (with its attestation chain) is written.
+      const job = { jobId: req.jobId, modelId: req.model.id, numLayers: req.model.numLayers, promptIds: req.promptIds, tokenIds: [...this.tokens], attempts: this.attempts };
+      deps.waitUntil(this.record.then(() => checkFinishedJob(deps, job)));
+    }
   }
 
   /**

@@ -191,6 +191,8 @@ export interface RouteCandidate {
   probation: boolean;
   stakeMicroUsd: number;
   lastHeartbeatAt: number | null;
+  /** Re-execution checks of this agent's jobs that passed (probation ends after enough). */
+  checksPassed?: number;
 }
 
 export interface CandidateQuery {
@@ -308,6 +310,31 @@ export interface JobRecord {
   costMicroUsd: number;
   createdAt: number;
   finishedAt: number | null;
+  /** Outcome of the job's re-execution check (null or absent: not checked). */
+  checkStatus?: JobCheckStatus | null;
+}
+
+/** pass / fail / inconclusive: a check's verdict; upheld / dismissed / voided: its dispute's end. */
+export type JobCheckStatus = 'pass' | 'fail' | 'inconclusive' | 'upheld' | 'dismissed' | 'voided';
+
+/** One step of a job's re-execution check (edge/checks/run-checks.ts). */
+export interface CheckRecordInput {
+  jobId: string;
+  status: JobCheckStatus;
+  /** The signed verdict or dispute step (appended to the job's check history). */
+  entry: unknown;
+  /** Agents whose `jobs_checked` counter goes up by one. */
+  checkedAgentIds?: string[];
+  /** Agents whose `checks_passed` counter goes up by one. */
+  passedAgentIds?: string[];
+  at: number;
+}
+
+export interface SettleDisputeInput {
+  status: 'upheld' | 'rejected';
+  checkerAgentIds: string[];
+  evidence: unknown;
+  at: number;
 }
 
 // ---------------------------------------------------------------- ledger
@@ -410,6 +437,12 @@ export interface RegistryStore {
   /** Adds `delta` (negative to lower) to the reputation, clamped to [0, 1], with a ledger entry. */
   adjustReputation(agentId: string, delta: number, reason: string, evidence: unknown, at: number): Promise<void>;
   openDispute(input: DisputeInput): Promise<DisputeRecord>;
+  /** Closes an open dispute (no-op when it is already settled). */
+  settleDispute(id: string, input: SettleDisputeInput): Promise<void>;
+  /** Routing scores an agent on probation with a penalty (open disputes). */
+  setProbation(agentId: string, on: boolean): Promise<void>;
+  /** Records a check step on the job (status, history) and bumps the agents' check counters. */
+  recordCheck(input: CheckRecordInput): Promise<void>;
 
   // --- edge keys
   /** Keys agents should trust (current and not-yet-retired ones). */

@@ -12,6 +12,8 @@ import {
   type AgentRecord,
   type ApiKeyRecord,
   type CandidateQuery,
+  type CheckRecordInput,
+  type SettleDisputeInput,
   type CreateApiKey,
   type CreatePoolInput,
   type DisputeInput,
@@ -58,6 +60,10 @@ export interface MemoryStore extends RegistryStore {
   readonly ledger: readonly LedgerEntry[];
   readonly observations: readonly Observation[];
   readonly disputes: readonly DisputeRecord[];
+  /** Check history per job id (recordCheck entries, in order). */
+  readonly jobChecks: ReadonlyMap<string, readonly unknown[]>;
+  /** Check counters per agent id. */
+  checkCounters(agentId: string): { jobsChecked: number; checksPassed: number };
   readonly cooldowns: ReadonlyArray<{ agentId: string; until: number; reason: string }>;
   /** Sets live figures directly (tests and benches). */
   setFigures(agentId: string, figures: Partial<AgentFigures & { queueDepth: number; reputation: number; lastHeartbeatAt: number | null }>): void;
@@ -93,6 +99,13 @@ export function createMemoryStore(): MemoryStore {
       else set.delete(agent.id);
     }
   };
+  const counters = new Map<string, { jobsChecked: number; checksPassed: number }>();
+  const countersOf = (id: string) => {
+    let c = counters.get(id);
+    if (!c) counters.set(id, (c = { jobsChecked: 0, checksPassed: 0 }));
+    return c;
+  };
+  const jobChecks = new Map<string, unknown[]>();
   const figuresOf = (id: string): AgentFigures => {
     let f = figures.get(id);
     if (!f) figures.set(id, (f = { ttftMsEwma: null, perTokenMsEwma: null, failureRateEwma: 0, observations: 0 }));
@@ -105,6 +118,8 @@ export function createMemoryStore(): MemoryStore {
     observations,
     disputes,
     cooldowns,
+    jobChecks,
+    checkCounters: (id) => ({ ...countersOf(id) }),
 
     setFigures(agentId, f) {
       const fig = figuresOf(agentId);
@@ -241,6 +256,7 @@ export function createMemoryStore(): MemoryStore {
             probation: a.probation,
             stakeMicroUsd: pool.stakeMicroUsd,
             lastHeartbeatAt: a.lastHeartbeatAt,
+            checksPassed: counters.get(id)?.checksPassed ?? 0,
           };
           (preferred ? inRegion : others).push(c);
         }
@@ -445,6 +461,27 @@ export function createMemoryStore(): MemoryStore {
       const rec: DisputeRecord = { ...clone(input), id: newId('dispute'), status: 'open' };
       disputes.push(rec);
       return clone(rec);
+    },
+    async settleDispute(id: string, input: SettleDisputeInput) {
+      const d = disputes.find((x) => x.id === id);
+      if (!d || d.status !== 'open') return;
+      d.status = input.status;
+      (d as DisputeRecord & { checkerAgentIds?: string[]; resolvedAt?: number; settlement?: unknown }).checkerAgentIds = [...input.checkerAgentIds];
+      (d as DisputeRecord & { resolvedAt?: number }).resolvedAt = input.at;
+      (d as DisputeRecord & { settlement?: unknown }).settlement = clone(input.evidence);
+    },
+    async setProbation(agentId: string, on: boolean) {
+      const a = agents.get(agentId);
+      if (a) a.probation = on;
+    },
+    async recordCheck(input: CheckRecordInput) {
+      const j = jobs.get(input.jobId);
+      if (j) j.checkStatus = input.status;
+      const list = jobChecks.get(input.jobId) ?? [];
+      list.push(clone(input.entry));
+      jobChecks.set(input.jobId, list);
+      for (const id of new Set(input.checkedAgentIds ?? [])) countersOf(id).jobsChecked++;
+      for (const id of new Set(input.passedAgentIds ?? [])) countersOf(id).checksPassed++;
     },
 
     async listEdgeKeys() {

@@ -152,8 +152,10 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
   let closed: Promise<void> | null = null;
   const shut = (graceMs: number) =>
     (closed ??= (async () => {
-      const stopped = new Promise<void>((r) => server.close(() => r()));
+      // Keep listening while draining: a middle hop's pooled connections must keep working
+      // until the chains through it finish; new jobs and sessions are refused meanwhile.
       await core.drain(graceMs);
+      const stopped = new Promise<void>((r) => server.close(() => r()));
       clearInterval(sweeper);
       server.closeIdleConnections();
       setTimeout(() => server.closeAllConnections(), 1_000).unref();

@@ -42,6 +42,8 @@ export interface AgentSpec {
    * 127.0.0.1). Tests put a proxy in front of an agent this way (slow links, tampering).
    */
   endpointFor?: (servePort: number) => Promise<string>;
+  /** Registers the agent with this pool-owner key (another owner's pool); the network's owner when absent. */
+  ownerToken?: string;
 }
 
 export interface NetworkAgent {
@@ -124,7 +126,7 @@ export async function startNetwork(opts: StartNetworkOptions): Promise<TestNetwo
     const addAgent = async (spec: AgentSpec): Promise<NetworkAgent> => {
       const dir = await mkdtemp(join(tmpdir(), `layernet-agent-${spec.name}-`));
       cleanups.push(() => rm(dir, { recursive: true, force: true }));
-      const io = { out: () => undefined, err: (l: string) => edgeLogs.push(`[${spec.name}] ${l}`), env: { ...process.env, LAYERNET_OWNER_TOKEN: owner.key } };
+      const io = { out: () => undefined, err: (l: string) => edgeLogs.push(`[${spec.name}] ${l}`), env: { ...process.env, LAYERNET_OWNER_TOKEN: spec.ownerToken ?? owner.key } };
       if ((await runInit(['--dir', dir], io)) !== 0) throw new Error(`pool-agent init failed for ${spec.name}`);
       const port = await freePort();
       const layers = spec.layers ?? [0, model.numLayers];

@@ -154,6 +154,22 @@ describe('agent capacity and lifecycle', () => {
     expect(tokensOf(res.events).length).toBeGreaterThan(0);
   });
 
+  it('a draining middle hop finishes the chains through it and refuses new ones', async () => {
+    const model = await fakeModel();
+    const { edge, chain } = await setup([fakeSpan(model, [0, 2], { delayMs: 5 }), fakeSpan(model, [2, 4])]);
+    const { signed } = await edge.ticket({ route: chain.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 30 });
+    const running = runJob(chain.url, { signedTicket: signed, promptIds: PROMPT, prefixIds: [] });
+    await vi.waitFor(() => expect(chain.agents[1]!.core.sessions.size).toBe(1));
+    const drained = chain.agents[1]!.drain(10_000);
+    const late = await edge.ticket({ route: chain.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 3 });
+    const refused = await runJob(chain.url, { signedTicket: late.signed, promptIds: PROMPT, prefixIds: [] });
+    expect(refused.events.at(-1)).toMatchObject({ type: 'error', code: 'shutdown', agentId: 'agent-1' });
+    const res = await running;
+    expect(res.events.at(-1)).toEqual({ type: 'done', finishReason: 'length' });
+    expect(tokensOf(res.events)).toHaveLength(30);
+    await drained;
+  });
+
   it('exposes Prometheus metrics and health', async () => {
     const model = await fakeModel();
     const { edge, chain } = await setup([fakeSpan(model, [0, 4])]);

@@ -1,0 +1,375 @@
+/**
+ * Optimistic re-execution checks, wired end to end (docs/trust.md §2-§4). After a job finishes,
+ * off the response path:
+ *
+ * 1. `shouldCheck(jobId, CHECK_SECRET, routeCheckRate(route))` decides whether it is checked
+ *    (CHECK_RATE_OVERRIDE forces the rate);
+ * 2. an independent checker is picked: an active agent holding the whole model, with a fresh
+ *    heartbeat, of another owner than every hop of the route; the edge signs a check request
+ *    for it (`POST /v1/checks`) and verifies the verdict under the checker's registered key;
+ * 3. `pass`: every hop's reputation and checks-passed counter go up; `inconclusive`: one other
+ *    checker is tried; `fail`: a dispute opens (accused on probation) and third checkers outside
+ *    `ineligibleThirdCheckers` (and of yet other owners) re-run the job until `transition`
+ *    settles it; its effects are applied: slash (ledger entry with the signed verdicts as
+ *    evidence, status 'slashed', reputation 0), exclusion, reputation, probation.
+ *
+ * Exclusion is immediate in the registry (candidate queries return active agents only) and in
+ * this isolate's candidate cache (cleared here); other isolates' caches expire within
+ * `candidateCacheTtlMs` (2 s by default).
+ *
+ * Every step is recorded on the job (`jobs.check_status`, `jobs.checks`).
+ *
+ * @example
+ * deps.waitUntil(record.then(() => checkFinishedJob(deps, { jobId, modelId, numLayers, promptIds, tokenIds, attempts })));
+ */
+import {
+  CHECK_ISSUED_AT_HEADER,
+  CHECK_PATH,
+  CHECK_SIGNATURE_HEADER,
+  checkRequestMessage,
+  verifyVerdict,
+  MAX_CHECK_BODY_BYTES,
+  type CheckRequest,
+  type CheckVerdict,
+  type WireDisclosure,
+} from '../../protocol/check.js';
+import { sha256Hex, utf8 } from '../../protocol/bytes.js';
+import { checkInputsMessage, checkInputsResponseSchema } from '../../protocol/agent-api.js';
+import { signBytes } from '../../protocol/keys.js';
+import type { EdgeDeps } from '../deps.js';
+import type { JobAttemptRecord, RouteCandidate } from '../store/interface.js';
+import { DEFAULT_TRUST_POLICY, type TrustPolicy } from '../trust/policy.js';
+import { routeCheckRate, shouldCheck, type AgentTrust } from '../trust/sampling.js';
+import { reputationDelta } from '../trust/reputation.js';
+import { ineligibleThirdCheckers, openDispute, transition, type Dispute, type DisputeEffect } from '../trust/dispute.js';
+
+export interface CheckSettings {
+  /** HMAC key from CHECK_SECRET (`importCheckSecret`); null: checks are off. */
+  key: CryptoKey | null;
+  /** Forces the check rate in [0, 1] (CHECK_RATE_OVERRIDE: tests, operators); null: policy. */
+  rateOverride: number | null;
+  policy?: TrustPolicy;
+  /** One checker's answer must come within this, ms (default 20 s). */
+  timeoutMs?: number;
+  /**
+   * The whole check, dispute included, ends within this, ms (default 25 s: workerd gives
+   * waitUntil work about 30 s after the response). A dispute cut short stays open.
+   */
+  budgetMs?: number;
+}
+
+export type CheckDeps = Pick<EdgeDeps, 'store' | 'transport' | 'signingKey' | 'clock' | 'log' | 'caches' | 'config' | 'random'> & {
+  checks?: CheckSettings | null;
+};
+
+export interface FinishedJob {
+  jobId: string;
+  modelId: string;
+  numLayers: number;
+  /** The prompt ids of the request (what the first ticket's inputHash covers). */
+  promptIds: readonly number[];
+  /** Tokens handed to the client, in order. */
+  tokenIds: readonly number[];
+  attempts: readonly JobAttemptRecord[];
+}
+
+export interface CheckStep {
+  checkerId: string;
+  /** null: the checker did not answer with a valid signed verdict. */
+  status: CheckVerdict['status'] | null;
+}
+
+export interface CheckOutcome {
+  checked: boolean;
+  /** Why the job was not checked, when it was not. */
+  skipped?: 'off' | 'no_attempt' | 'not_sampled' | 'no_checker';
+  rate?: number;
+  /** Final status recorded on the job. */
+  status?: 'pass' | 'fail' | 'inconclusive' | 'upheld' | 'dismissed' | 'voided';
+  steps: CheckStep[];
+  dispute?: { id: string; state: Dispute['state']; accusedAgentId: string };
+  slashed?: string[];
+}
+
+const MAX_VERDICT_BYTES = 256 * 1024;
+
+async function readBounded(res: Response, max: number): Promise<string | null> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > max) {
+      await reader.cancel().catch(() => undefined);
+      return null;
+    }
+    parts.push(value);
+  }
+  const all = new Uint8Array(size);
+  let o = 0;
+  for (const p of parts) {
+    all.set(p, o);
+    o += p.byteLength;
+  }
+  return new TextDecoder().decode(all);
+}
+
+/** What a checker answered: its verified verdict and the signed form kept as evidence. */
+interface CheckAnswer {
+  checkerId: string;
+  verdict: CheckVerdict;
+  signed: unknown;
+}
+
+/** Posts a signed check request to one checker; null when it fails or answers anything unverifiable. */
+export async function askChecker(deps: CheckDeps, checker: Pick<RouteCandidate, 'agentId' | 'endpoint' | 'publicKey'>, request: CheckRequest, timeoutMs: number): Promise<CheckAnswer | null> {
+  const body = JSON.stringify(request);
+  const issuedAt = deps.clock.now();
+  const signature = await signBytes(deps.signingKey.privateKey, utf8(checkRequestMessage(checker.agentId, issuedAt, await sha256Hex(utf8(body)))));
+  try {
+    const res = await deps.transport(new URL(CHECK_PATH, checker.endpoint).toString(), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', [CHECK_SIGNATURE_HEADER]: signature, [CHECK_ISSUED_AT_HEADER]: String(issuedAt) },
+      body,
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    const text = await readBounded(res, MAX_VERDICT_BYTES);
+    if (!res.ok || text === null) {
+      deps.log({ level: 'warn', msg: 'checker refused', checkerId: checker.agentId, status: res.status, body: text?.slice(0, 300) });
+      return null;
+    }
+    const signed = JSON.parse(text) as unknown;
+    const v = await verifyVerdict(signed, checker.publicKey);
+    if (!v || v.checkerId !== checker.agentId || v.verdict.jobId !== request.signedTicket.ticket.jobId) {
+      deps.log({ level: 'warn', msg: 'checker answered an unverifiable verdict', checkerId: checker.agentId });
+      return null;
+    }
+    return { checkerId: checker.agentId, verdict: v.verdict as CheckVerdict, signed };
+  } catch (err) {
+    deps.log({ level: 'warn', msg: 'checker unreachable', checkerId: checker.agentId, error: err instanceof Error ? err.message : String(err) });
+    return null;
+  }
+}
+
+/**
+ * Asks every hop of a multi-hop attempt for the activations it received and sent (`POST
+ * /v1/checks/inputs`, signed by the edge), aligned with the attempt's chunks. A hop that does
+ * not answer, or answers chunks that do not line up, is left out (the checker then cannot
+ * narrow the blame through it). Bounded by the checker's request size.
+ */
+export async function gatherDisclosures(deps: CheckDeps, attempt: JobAttemptRecord, endpoints: ReadonlyMap<string, string>, timeoutMs: number): Promise<WireDisclosure[]> {
+  const ticket = attempt.ticket.ticket;
+  const last = ticket.route.length - 1;
+  const steps = attempt.chunks.map((c) => c[c.length - 1]!.att.steps);
+  const out: WireDisclosure[] = [];
+  let budget = Math.floor(MAX_CHECK_BODY_BYTES * 0.75);
+  for (let hop = 0; hop <= last; hop++) {
+    const endpoint = endpoints.get(ticket.route[hop]!.agentId);
+    if (!endpoint) continue;
+    const base = { jobId: ticket.jobId, hop, issuedAt: deps.clock.now() };
+    try {
+      const signature = await signBytes(deps.signingKey.privateKey, utf8(checkInputsMessage(base)));
+      const res = await deps.transport(new URL('/v1/checks/inputs', endpoint).toString(), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ ...base, signature }),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      const text = await readBounded(res, budget + 64 * 1024);
+      if (!res.ok || text === null) continue;
+      const parsed = checkInputsResponseSchema.safeParse(JSON.parse(text));
+      if (!parsed.success || parsed.data.jobId !== ticket.jobId || parsed.data.hop !== hop) continue;
+      const byStep = new Map(parsed.data.chunks.map((c) => [`${c.steps[0]}:${c.steps[1]}`, c]));
+      const chunks = steps.map((s) => byStep.get(`${s[0]}:${s[1]}`));
+      if (chunks.some((c) => !c)) continue;
+      const inputs = hop > 0 ? chunks.map((c) => c!.input) : undefined;
+      const outputs = hop < last ? chunks.map((c) => c!.output) : undefined;
+      if (inputs?.some((x) => x === undefined) || outputs?.some((x) => x === undefined)) continue;
+      const size = [...(inputs ?? []), ...(outputs ?? [])].reduce((n, x) => n + x!.length, 0);
+      if (size > budget) break;
+      budget -= size;
+      out.push({ hop, dtype: parsed.data.dtype, ...(inputs ? { inputs: inputs as string[] } : {}), ...(outputs ? { outputs: outputs as string[] } : {}) });
+    } catch (err) {
+      deps.log({ level: 'warn', msg: 'hop did not disclose its activations', jobId: ticket.jobId, hop, error: err instanceof Error ? err.message : String(err) });
+    }
+  }
+  return out;
+}
+
+function trustOf(c: RouteCandidate | undefined): AgentTrust {
+  // A hop the edge cannot see now (offline) is treated as on probation: rate 1.
+  if (!c) return { jobsServed: 0, checksPassed: 0, reputation: 0, stakeMicroUsd: 0, probation: true };
+  return { jobsServed: c.observations, checksPassed: c.checksPassed ?? 0, reputation: c.reputation, stakeMicroUsd: c.stakeMicroUsd, probation: c.probation };
+}
+
+function shuffle<T>(list: T[], random: () => number): T[] {
+  for (let i = list.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1));
+    [list[i], list[j]] = [list[j]!, list[i]!];
+  }
+  return list;
+}
+
+/**
+ * Decides whether a finished job is checked and, when it is, runs the check, the dispute and
+ * their effects. Never throws for a checker's misbehaviour; store failures propagate (waitUntil logs them).
+ */
+export async function checkFinishedJob(deps: CheckDeps, job: FinishedJob): Promise<CheckOutcome> {
+  const settings = deps.checks;
+  const steps: CheckStep[] = [];
+  if (!settings?.key) return { checked: false, skipped: 'off', steps };
+  const policy = settings.policy ?? DEFAULT_TRUST_POLICY;
+  const started = deps.clock.now();
+  const budgetEnd = started + (settings.budgetMs ?? 25_000);
+  const perCheckMs = settings.timeoutMs ?? 20_000;
+  /** Each call's timeout: the per-check limit, cut to what the budget has left (0: stop asking). */
+  const remaining = () => {
+    const left = budgetEnd - deps.clock.now();
+    return left < 1_000 ? 0 : Math.min(perCheckMs, left);
+  };
+  const attempt = [...job.attempts].reverse().find((a) => a.outcome === 'completed' && a.chunks.length > 0);
+  if (!attempt) return { checked: false, skipped: 'no_attempt', steps };
+  const ticket = attempt.ticket.ticket;
+  const route = ticket.route.map((h) => h.agentId);
+  const now = deps.clock.now();
+  const candidates = await deps.store.listRouteCandidates(job.modelId, { heartbeatAfter: now - deps.config.heartbeatStaleMs, limit: deps.config.candidateLimit });
+  const byId = new Map<string, RouteCandidate>();
+  for (const c of candidates) if (!byId.has(c.agentId)) byId.set(c.agentId, c);
+  const rate = settings.rateOverride ?? routeCheckRate(route.map((id) => trustOf(byId.get(id))), policy);
+  if (!(await shouldCheck(job.jobId, settings.key, rate))) return { checked: false, skipped: 'not_sampled', rate, steps };
+
+  // Owners of every hop: a checker must belong to none of them.
+  const routeOwners = new Set<string>();
+  for (const id of route) {
+    const owner = byId.get(id)?.ownerAccountId ?? (await deps.store.getAgent(id))?.ownerAccountId;
+    if (owner) routeOwners.add(owner);
+  }
+  const whole = shuffle(
+    [...byId.values()].filter((c) => c.status === 'active' && c.layers[0] === 0 && c.layers[1] === job.numLayers && !route.includes(c.agentId) && !routeOwners.has(c.ownerAccountId)),
+    deps.random,
+  ).sort((a, b) => b.reputation - a.reputation);
+  if (whole.length === 0) {
+    deps.log({ level: 'warn', msg: 'job sampled for a check, but no independent checker is available', jobId: job.jobId });
+    return { checked: false, skipped: 'no_checker', rate, steps };
+  }
+
+  const request: CheckRequest = {
+    signedTicket: attempt.ticket,
+    promptIds: [...job.promptIds],
+    prefixIds: job.tokenIds.slice(0, ticket.prefixTokens),
+    attestations: attempt.chunks,
+  };
+  const record = (status: NonNullable<CheckOutcome['status']>, entry: unknown, extra: { checked?: string[]; passed?: string[] } = {}) =>
+    deps.store.recordCheck({ jobId: job.jobId, status, entry, at: deps.clock.now(), ...(extra.checked ? { checkedAgentIds: extra.checked } : {}), ...(extra.passed ? { passedAgentIds: extra.passed } : {}) });
+
+  // First check: one more checker after an inconclusive (or missing) answer.
+  let first: CheckAnswer | null = null;
+  const used: RouteCandidate[] = [];
+  for (const checker of whole.slice(0, 2)) {
+    used.push(checker);
+    if (!remaining()) break;
+    const answer = await askChecker(deps, checker, request, remaining());
+    steps.push({ checkerId: checker.agentId, status: answer?.verdict.status ?? null });
+    if (answer?.verdict.status === 'inconclusive') await record('inconclusive', { kind: 'check', checkerId: checker.agentId, verdict: answer.signed });
+    if (answer && answer.verdict.status !== 'inconclusive') {
+      first = answer;
+      break;
+    }
+  }
+  if (!first) return { checked: true, rate, status: 'inconclusive', steps };
+
+  const firstEntry = { kind: 'check', checkerId: first.checkerId, verdict: first.signed };
+  if (first.verdict.status === 'pass') {
+    for (const id of new Set(route)) {
+      const current = (await deps.store.getAgent(id))?.reputation;
+      if (current === undefined) continue;
+      const delta = reputationDelta(current, { kind: 'check_passed' }, policy);
+      if (delta !== 0) await deps.store.adjustReputation(id, delta, 'check_passed', { jobId: job.jobId, checkerId: first.checkerId }, deps.clock.now());
+    }
+    // Last: a job reads 'pass' once every effect of the check is applied.
+    await record('pass', firstEntry, { checked: route, passed: route });
+    return { checked: true, rate, status: 'pass', steps };
+  }
+
+  // A failure: only an accusation against a hop of this route opens a dispute.
+  await record('fail', firstEntry, { checked: route });
+  if (!first.verdict.agentId && route.length > 1) {
+    // A route-wide failure names no hop: ask the hops for what they exchanged and check again.
+    const endpoints = new Map<string, string>();
+    for (const id of route) {
+      const endpoint = byId.get(id)?.endpoint ?? (await deps.store.getAgent(id))?.endpoint;
+      if (endpoint) endpoints.set(id, endpoint);
+    }
+    const disclosures = remaining() ? await gatherDisclosures(deps, attempt, endpoints, remaining()) : [];
+    const again = disclosures.length ? whole.find((c) => c.agentId === first!.checkerId) : undefined;
+    if (again && remaining()) {
+      request.disclosures = disclosures;
+      const answer = await askChecker(deps, again, request, remaining());
+      steps.push({ checkerId: again.agentId, status: answer?.verdict.status ?? null });
+      // The route failed its check whatever this answer says; the job stays 'fail'.
+      if (answer) await record('fail', { kind: 'check', checkerId: again.agentId, disclosedHops: disclosures.map((d) => d.hop), verdict: answer.signed });
+      if (answer?.verdict.status === 'fail') first = answer;
+    }
+  }
+  const accused = first.verdict.agentId;
+  if (!accused || !route.includes(accused)) {
+    deps.log({ level: 'warn', msg: 'a failed check names no hop of the route: no dispute', jobId: job.jobId, checkerId: first.checkerId });
+    return { checked: true, rate, status: 'fail', steps };
+  }
+  const opened = openDispute({ id: '', jobId: job.jobId, firstCheckerId: first.checkerId, verdict: first.verdict, at: deps.clock.now() });
+  if (!opened.ok) return { checked: true, rate, status: 'fail', steps };
+  const row = await deps.store.openDispute({ jobId: job.jobId, agentId: accused, reason: first.verdict.reason ?? 'check_failed', evidence: { ticket: attempt.ticket, verdicts: [first.signed] }, at: deps.clock.now() });
+  let dispute: Dispute = { ...opened.dispute, id: row.id };
+  const evidence: unknown[] = [first.signed];
+  const slashed: string[] = [];
+  const stakes = { stakeOf: (id: string) => byId.get(id)?.stakeMicroUsd ?? 0 };
+  const apply = async (effects: DisputeEffect[]) => {
+    for (const e of effects) {
+      const at = deps.clock.now();
+      if (e.kind === 'probation') await deps.store.setProbation(e.agentId, e.on);
+      else if (e.kind === 'slash') {
+        await deps.store.slash({ agentId: e.agentId, amountMicroUsd: e.amountMicroUsd, reason: e.reason, evidence: { severity: e.severity, disputeId: dispute.id, ticket: attempt.ticket, verdicts: evidence }, jobId: job.jobId, at });
+        slashed.push(e.agentId);
+      } else if (e.kind === 'exclude') {
+        // The registry excludes it already (status 'slashed'); this isolate's cached view too, now.
+        deps.caches.candidates.clear();
+        deps.log({ level: 'warn', msg: 'agent excluded from routing', agentId: e.agentId, disputeId: dispute.id });
+      } else {
+        const agent = await deps.store.getAgent(e.agentId);
+        if (!agent) continue;
+        const delta = reputationDelta(agent.reputation, e.event, policy);
+        if (delta !== 0) await deps.store.adjustReputation(e.agentId, delta, e.event.kind, { disputeId: dispute.id, jobId: job.jobId }, at);
+      }
+    }
+  };
+  await apply(opened.effects);
+
+  // Third checkers: outside the route, the accused, the first checker, and of other owners than all of them.
+  const firstOwner = byId.get(first.checkerId)?.ownerAccountId;
+  const thirds = whole.filter((c) => !used.includes(c) && c.ownerAccountId !== firstOwner);
+  for (const checker of thirds) {
+    if (dispute.state !== 'open') break;
+    if (ineligibleThirdCheckers(dispute, route).has(checker.agentId)) continue;
+    if (!remaining()) break;
+    const answer = await askChecker(deps, checker, request, remaining());
+    steps.push({ checkerId: checker.agentId, status: answer?.verdict.status ?? null });
+    if (!answer) continue;
+    evidence.push(answer.signed);
+    await record(answer.verdict.status === 'fail' ? 'fail' : answer.verdict.status, { kind: 'third_check', disputeId: dispute.id, checkerId: checker.agentId, verdict: answer.signed });
+    const next = transition(dispute, { kind: 'third_check', checkerId: checker.agentId, verdict: answer.verdict, at: deps.clock.now() }, stakes, policy);
+    dispute = next.dispute;
+    await apply(next.effects);
+  }
+  if (dispute.state === 'open') {
+    deps.log({ level: 'warn', msg: 'dispute left open: no third checker settled it', disputeId: dispute.id, jobId: job.jobId });
+    return { checked: true, rate, status: 'fail', steps, dispute: { id: dispute.id, state: dispute.state, accusedAgentId: dispute.accusedAgentId }, slashed };
+  }
+  await deps.store.settleDispute(dispute.id, { status: dispute.state === 'upheld' ? 'upheld' : 'rejected', checkerAgentIds: [dispute.firstCheckerId, ...dispute.thirdCheckers], evidence: { state: dispute.state, verdicts: evidence }, at: deps.clock.now() });
+  const status = dispute.state === 'upheld' ? 'upheld' : dispute.state === 'dismissed' ? 'dismissed' : 'voided';
+  await record(status, { kind: 'dispute', disputeId: dispute.id, state: dispute.state });
+  deps.log({ level: dispute.state === 'upheld' ? 'warn' : 'info', msg: 'dispute settled', disputeId: dispute.id, jobId: job.jobId, state: dispute.state, accused: dispute.accusedAgentId });
+  return { checked: true, rate, status, steps, dispute: { id: dispute.id, state: dispute.state, accusedAgentId: dispute.accusedAgentId }, slashed };
+}

@@ -1,0 +1,473 @@
+/**
+ * The edge's check orchestration (edge/checks/run-checks.ts) with the memory store and fake
+ * checker agents that verify the edge's signed request and sign their verdicts with real keys;
+ * and the agent's `POST /v1/checks` service (pool-agent/server/checks.ts) with a checker double.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { checkFinishedJob, type CheckDeps } from '../../edge/checks/run-checks.js';
+import { TtlCache } from '../../edge/cache.js';
+import { resolveConfig } from '../../edge/config.js';
+import type { AgentTransport } from '../../edge/deps.js';
+import { issueTicket } from '../../edge/dispatch/ticket.js';
+import { createMemoryStore, type MemoryStore } from '../../edge/store/memory.js';
+import type { JobAttemptRecord, RouteCandidate } from '../../edge/store/interface.js';
+import { importCheckSecret } from '../../edge/trust/sampling.js';
+import { parseEdgeEnv } from '../../edge/env.js';
+import { signAttestation, type SignedAttestation } from '../../protocol/attestation.js';
+import { sha256Hex, toBase64Url, utf8 } from '../../protocol/bytes.js';
+import { checkInputsMessage } from '../../protocol/agent-api.js';
+import {
+  CHECK_ISSUED_AT_HEADER,
+  CHECK_SIGNATURE_HEADER,
+  checkRequestMessage,
+  checkRequestSchema,
+  signVerdict,
+  verifyVerdict,
+  type CheckVerdict,
+} from '../../protocol/check.js';
+import { generateSigningKey, signBytes, verifyBytes, type SigningKey } from '../../protocol/keys.js';
+import { createCheckService } from '../../pool-agent/server/checks.js';
+import { sendError } from '../../pool-agent/server/http.js';
+import { toAgentError } from '../../pool-agent/server/errors.js';
+import type { LoadedSpan } from '../../pool-agent/runtime/types.js';
+
+const MODEL = 'ab'.repeat(32);
+const NUM_LAYERS = 4;
+const HW = { devices: [{ kind: 'cpu' as const, name: 'test', memoryBytes: 1 }], memoryBytes: 1, platform: 'linux' };
+
+/** route-fail: a multi-hop failure that names a hop only when the request carries disclosures. */
+type Answer = 'pass' | 'fail' | 'inconclusive' | 'forged' | 'down' | 'route-fail';
+
+interface Fake {
+  id: string;
+  owner: string;
+  key: SigningKey;
+  endpoint: string;
+  answer: Answer;
+  /** Check requests this agent received (verified ones only). */
+  received: number;
+  /** Disclosure requests this agent answered (verified ones only). */
+  disclosed: number;
+}
+
+let store: MemoryStore;
+let edgeKey: SigningKey;
+let fakes: Map<string, Fake>;
+let logs: Record<string, unknown>[];
+let now: number;
+/** How far the clock moves during each check a fake runs. */
+let checkTakesMs = 0;
+
+async function addAgent(name: string, owner: string, answer: Answer, layers: [number, number] = [0, NUM_LAYERS], stake = 1_000_000): Promise<Fake> {
+  const pool = await store.createPool({ ownerAccountId: owner, name: `pool-${name}`, region: 'eu-west' });
+  if (stake) await store.addStake(pool.id, stake, 'test', now);
+  const key = await generateSigningKey();
+  const endpoint = `http://${name}.test`;
+  const rec = await store.registerAgent(
+    { poolId: pool.id, ownerAccountId: owner, endpoint, publicKey: key.publicKey, hardware: HW, priceMicroUsdPerMTok: 100_000, throughputTokensPerS: 10, spans: [{ modelId: MODEL, layers }] },
+    now,
+  );
+  await store.applyHeartbeat({ agentId: rec.id, seq: 1, sentAt: now, receivedAt: now, queueDepth: 0, load: 0, freeKvBytes: 0, activeSessions: 0 });
+  const fake: Fake = { id: rec.id, owner, key, endpoint, answer, received: 0, disclosed: 0 };
+  fakes.set(endpoint, fake);
+  return fake;
+}
+
+/** The fake checkers: verify the edge's signed request like a real agent, answer a signed verdict. */
+const transport: AgentTransport = async (url, init) => {
+  const u = new URL(url);
+  const fake = fakes.get(`${u.protocol}//${u.host}`);
+  if (!fake || fake.answer === 'down') throw new TypeError('fetch failed: connection refused');
+  const body = String(init.body);
+  const headers = init.headers as Record<string, string>;
+  if (u.pathname === '/v1/checks/inputs') {
+    const r = JSON.parse(body) as { jobId: string; hop: number; issuedAt: number; signature: string };
+    if (!(await verifyBytes(edgeKey.publicKey, r.signature, utf8(checkInputsMessage(r))))) return new Response('{}', { status: 401 });
+    fake.disclosed++;
+    const tensor = toBase64Url(new Uint8Array(16 * 4).fill(r.hop + 1));
+    return Response.json({ jobId: r.jobId, hop: r.hop, dtype: 'float32', hiddenSize: 16, chunks: [{ steps: [0, 1], ...(r.hop > 0 ? { input: tensor } : {}), output: tensor }] });
+  }
+  const issuedAt = Number(headers[CHECK_ISSUED_AT_HEADER]);
+  const ok = await verifyBytes(edgeKey.publicKey, headers[CHECK_SIGNATURE_HEADER]!, utf8(checkRequestMessage(fake.id, issuedAt, await sha256Hex(utf8(body)))));
+  if (!ok) return new Response('{"error":{"code":"invalid_signature"}}', { status: 401 });
+  const req = checkRequestSchema.parse(JSON.parse(body));
+  fake.received++;
+  now += checkTakesMs;
+  const ticket = req.signedTicket.ticket;
+  const last = ticket.route.length - 1;
+  const verdict: CheckVerdict =
+    fake.answer === 'route-fail'
+      ? req.disclosures?.length === ticket.route.length
+        ? { jobId: ticket.jobId, status: 'fail', reason: 'hop_output_mismatch', hop: 0, agentId: ticket.route[0]!.agentId, detail: 'hop 0 output differs', evidence: {} }
+        : { jobId: ticket.jobId, status: 'fail', reason: 'hidden_mismatch', detail: 'the route is wrong', evidence: {} }
+      : fake.answer === 'fail'
+      ? { jobId: ticket.jobId, status: 'fail', reason: 'sampling_mismatch', hop: last, agentId: ticket.route[last]!.agentId, detail: 'step 0: returned token 7, the sampler gives 9', evidence: { step: 0, returnedToken: 7, expectedToken: 9 } }
+      : fake.answer === 'inconclusive'
+        ? { jobId: ticket.jobId, status: 'inconclusive', reason: 'checker_error', detail: 'runtime failed', evidence: {} }
+        : { jobId: ticket.jobId, status: 'pass', detail: '1 steps agree', evidence: { stepsChecked: 1 } };
+  const signer = fake.answer === 'forged' ? (await generateSigningKey()).privateKey : fake.key.privateKey;
+  return Response.json(await signVerdict(signer, fake.id, fake.answer === 'forged' ? { ...verdict, status: 'fail', agentId: ticket.route[last]!.agentId, reason: 'hidden_mismatch' } : verdict, now));
+};
+
+async function deps(opts: { rate?: number | null; key?: boolean } = {}): Promise<CheckDeps> {
+  return {
+    store,
+    transport,
+    signingKey: { id: 'edge-test', publicKey: edgeKey.publicKey, privateKey: edgeKey.privateKey },
+    clock: { now: () => now },
+    log: (e) => void logs.push(e),
+    caches: { keys: new TtlCache(1000), models: new TtlCache(1000), modelList: new TtlCache(1000), candidates: new TtlCache<RouteCandidate[]>(60_000) },
+    config: resolveConfig({}),
+    random: () => 0.5,
+    checks: { key: opts.key === false ? null : await importCheckSecret(new Uint8Array(32).fill(7)), rateOverride: opts.rate === undefined ? 1 : opts.rate },
+  };
+}
+
+/** A finished single-hop job served by `agent`, with a real signed ticket and attestation. */
+async function jobOn(agent: Fake, jobId = `job_${Math.random().toString(36).slice(2)}`) {
+  const candidates = await store.listRouteCandidates(MODEL, { heartbeatAfter: 0, limit: 100 });
+  const hop = candidates.find((c) => c.agentId === agent.id)!;
+  const promptIds = [1, 5, 6];
+  const { signed, hash } = await issueTicket(
+    { jobId, model: { id: MODEL, dtype: 'float32' }, hops: [hop], promptIds, prefixIds: [], maxTokens: 4, sampling: { temperature: 0, topP: 1, topK: 0, seed: 1 } as never, stopTokenIds: [2], now, ttlMs: 60_000, deadline: now + 300_000, edgeKeyId: 'edge-test' },
+    edgeKey.privateKey,
+  );
+  const att: SignedAttestation = await signAttestation(agent.key.privateKey, {
+    v: 1, ticketHash: hash, jobId, agentId: agent.id, modelId: MODEL, hop: 0, layers: [0, NUM_LAYERS], steps: [0, 1],
+    inputCommitment: signed.ticket.inputHash, outputCommitment: 'cd'.repeat(32), outputTokenIds: [7], prevHash: null, issuedAt: now,
+  });
+  const attempts: JobAttemptRecord[] = [{ ticket: signed, chunks: [[att]], outcome: 'completed' }];
+  await store.recordJobStart({ id: jobId, accountId: 'acct', apiKeyId: 'key', modelId: MODEL, createdAt: now, route: [agent.id], promptTokens: 3 });
+  await store.recordJobFinish({ id: jobId, status: 'completed', finishReason: 'length', attempts, tokenIds: [7], promptTokens: 3, completionTokens: 1, costMicroUsd: 0, finishedAt: now });
+  return { jobId, modelId: MODEL, numLayers: NUM_LAYERS, promptIds, tokenIds: [7], attempts };
+}
+
+/** A finished two-hop job over `hops` (layers [0, 2) and [2, 4)). */
+async function jobOnRoute(hops: Fake[], jobId = `job_${Math.random().toString(36).slice(2)}`) {
+  const candidates = await store.listRouteCandidates(MODEL, { heartbeatAfter: 0, limit: 100 });
+  const route = hops.map((h) => candidates.find((c) => c.agentId === h.id)!);
+  const promptIds = [1, 5, 6];
+  const { signed, hash } = await issueTicket(
+    { jobId, model: { id: MODEL, dtype: 'float32' }, hops: route, promptIds, prefixIds: [], maxTokens: 4, sampling: { temperature: 0, topP: 1, topK: 0, seed: 1 }, stopTokenIds: [2], now, ttlMs: 60_000, deadline: now + 300_000, edgeKeyId: 'edge-test' },
+    edgeKey.privateKey,
+  );
+  const chunk: SignedAttestation[] = [];
+  for (const [i, h] of hops.entries()) {
+    const lastHop = i === hops.length - 1;
+    chunk.push(
+      await signAttestation(h.key.privateKey, {
+        v: 1, ticketHash: hash, jobId, agentId: h.id, modelId: MODEL, hop: i, layers: route[i]!.layers, steps: [0, 1],
+        inputCommitment: signed.ticket.inputHash, outputCommitment: 'cd'.repeat(32), ...(lastHop ? { outputTokenIds: [7] } : {}), prevHash: null, issuedAt: now,
+      }),
+    );
+  }
+  const attempts: JobAttemptRecord[] = [{ ticket: signed, chunks: [chunk], outcome: 'completed' }];
+  return { jobId, modelId: MODEL, numLayers: NUM_LAYERS, promptIds, tokenIds: [7], attempts };
+}
+
+beforeEach(async () => {
+  store = createMemoryStore();
+  edgeKey = await generateSigningKey();
+  fakes = new Map();
+  logs = [];
+  now = Date.now();
+  checkTakesMs = 0;
+});
+
+describe('edge re-execution checks', () => {
+  it('checks nothing when CHECK_SECRET is absent', async () => {
+    const served = await addAgent('a', 'owner-a', 'pass');
+    const checker = await addAgent('b', 'owner-b', 'pass');
+    const out = await checkFinishedJob(await deps({ key: false }), await jobOn(served));
+    expect(out).toMatchObject({ checked: false, skipped: 'off' });
+    expect(checker.received).toBe(0);
+  });
+
+  it('checks nothing when the sampled rate is 0', async () => {
+    const served = await addAgent('a', 'owner-a', 'pass');
+    const checker = await addAgent('b', 'owner-b', 'pass');
+    const out = await checkFinishedJob(await deps({ rate: 0 }), await jobOn(served));
+    expect(out).toMatchObject({ checked: false, skipped: 'not_sampled' });
+    expect(checker.received).toBe(0);
+  });
+
+  it('samples new agents (on probation) at the policy rate 1 without an override', async () => {
+    const served = await addAgent('a', 'owner-a', 'pass');
+    const checker = await addAgent('b', 'owner-b', 'pass');
+    const out = await checkFinishedJob(await deps({ rate: null }), await jobOn(served));
+    expect(out).toMatchObject({ checked: true, rate: 1, status: 'pass' });
+    expect(checker.received).toBe(1);
+  });
+
+  it('a passed check goes to an agent of another owner holding the whole model, and raises the hop reputation', async () => {
+    const served = await addAgent('a', 'owner-a', 'pass');
+    const sameOwner = await addAgent('a2', 'owner-a', 'pass');
+    const partial = await addAgent('p', 'owner-p', 'pass', [0, 2]);
+    const checker = await addAgent('b', 'owner-b', 'pass');
+    const job = await jobOn(served);
+    const before = (await store.getAgent(served.id))!.reputation;
+    const out = await checkFinishedJob(await deps(), job);
+    expect(out).toMatchObject({ checked: true, status: 'pass', steps: [{ checkerId: checker.id, status: 'pass' }] });
+    expect(sameOwner.received + partial.received).toBe(0);
+    expect((await store.getAgent(served.id))!.reputation).toBeGreaterThan(before);
+    expect(store.checkCounters(served.id)).toEqual({ jobsChecked: 1, checksPassed: 1 });
+    expect((await store.getJob(job.jobId, 'acct'))!.checkStatus).toBe('pass');
+    expect(store.disputes).toHaveLength(0);
+    const signed = store.jobChecks.get(job.jobId)![0] as { verdict: unknown };
+    expect(await verifyVerdict(signed.verdict, checker.key.publicKey)).not.toBeNull();
+  });
+
+  it('a failed check opens a dispute; an upheld third check slashes the agent and excludes it from routing at once', async () => {
+    const lazy = await addAgent('lazy', 'owner-a', 'pass');
+    const first = await addAgent('b', 'owner-b', 'fail');
+    const third = await addAgent('c', 'owner-c', 'fail');
+    const d = await deps();
+    // A warm candidate cache that still lists the lazy agent.
+    const cached = await d.caches.candidates.get('k', () => store.listRouteCandidates(MODEL, { heartbeatAfter: 0, limit: 10 }), now);
+    expect(cached.some((c) => c.agentId === lazy.id)).toBe(true);
+    const job = await jobOn(lazy);
+    const out = await checkFinishedJob(d, job);
+    expect(out.status).toBe('upheld');
+    expect(out.steps.map((s) => s.checkerId).sort()).toEqual([first.id, third.id].sort());
+    expect(out.slashed).toEqual([lazy.id]);
+    const agent = (await store.getAgent(lazy.id))!;
+    expect(agent.status).toBe('slashed');
+    expect(agent.reputation).toBe(0);
+    const slash = store.ledger.find((l) => l.kind === 'slash')!;
+    expect(slash).toMatchObject({ agentId: lazy.id, amount: 1_000_000 });
+    expect((slash.evidence as { verdicts: unknown[] }).verdicts).toHaveLength(2);
+    expect(store.disputes[0]).toMatchObject({ agentId: lazy.id, jobId: job.jobId, status: 'upheld' });
+    expect((await store.getJob(job.jobId, 'acct'))!.checkStatus).toBe('upheld');
+    // Registry and this isolate's cache both leave it out now.
+    expect((await store.listRouteCandidates(MODEL, { heartbeatAfter: 0, limit: 10 })).some((c) => c.agentId === lazy.id)).toBe(false);
+    const fresh = await d.caches.candidates.get('k', () => store.listRouteCandidates(MODEL, { heartbeatAfter: 0, limit: 10 }), now);
+    expect(fresh.some((c) => c.agentId === lazy.id)).toBe(false);
+  });
+
+  it('a dispute whose third check passes is dismissed: nobody is slashed and probation ends', async () => {
+    const served = await addAgent('a', 'owner-a', 'pass');
+    await addAgent('b', 'owner-b', 'fail');
+    await addAgent('c', 'owner-c', 'pass');
+    // Make the order deterministic: the accusing checker has the higher reputation.
+    store.setFigures([...fakes.values()].find((f) => f.owner === 'owner-b')!.id, { reputation: 0.9 });
+    const out = await checkFinishedJob(await deps(), await jobOn(served));
+    expect(out.status).toBe('dismissed');
+    const agent = (await store.getAgent(served.id))!;
+    expect(agent.status).toBe('active');
+    expect(agent.probation).toBe(false);
+    expect(store.ledger.some((l) => l.kind === 'slash')).toBe(false);
+    expect(store.disputes[0]!.status).toBe('rejected');
+  });
+
+  it('a third checker of the first checker\'s owner is not asked', async () => {
+    const served = await addAgent('a', 'owner-a', 'pass');
+    const first = await addAgent('b', 'owner-b', 'fail');
+    const sameAsFirst = await addAgent('b2', 'owner-b', 'fail');
+    store.setFigures(first.id, { reputation: 0.9 });
+    const out = await checkFinishedJob(await deps(), await jobOn(served));
+    expect(out.status).toBe('fail');
+    expect(out.dispute?.state).toBe('open');
+    expect(sameAsFirst.received).toBe(0);
+    expect((await store.getAgent(served.id))!.status).toBe('active');
+    expect((await store.getAgent(served.id))!.probation).toBe(true);
+  });
+
+  it('an inconclusive check is retried once on another checker', async () => {
+    const served = await addAgent('a', 'owner-a', 'pass');
+    const flaky = await addAgent('b', 'owner-b', 'inconclusive');
+    const good = await addAgent('c', 'owner-c', 'pass');
+    store.setFigures(flaky.id, { reputation: 0.9 });
+    const out = await checkFinishedJob(await deps(), await jobOn(served));
+    expect(out.steps).toEqual([
+      { checkerId: flaky.id, status: 'inconclusive' },
+      { checkerId: good.id, status: 'pass' },
+    ]);
+    expect(out.status).toBe('pass');
+  });
+
+  it('a verdict not signed by the checker\'s registered key is ignored: no dispute, no slash', async () => {
+    const served = await addAgent('a', 'owner-a', 'pass');
+    await addAgent('b', 'owner-b', 'forged');
+    const out = await checkFinishedJob(await deps(), await jobOn(served));
+    expect(out.status).toBe('inconclusive');
+    expect(store.disputes).toHaveLength(0);
+    expect((await store.getAgent(served.id))!.status).toBe('active');
+  });
+
+  it('a multi-hop failure that names no hop is checked again with the hops\' disclosures, which name the cheating hop', async () => {
+    const head = await addAgent('head', 'owner-a', 'pass', [0, 2]);
+    const tail = await addAgent('tail', 'owner-x', 'pass', [2, NUM_LAYERS]);
+    const first = await addAgent('b', 'owner-b', 'route-fail');
+    await addAgent('c', 'owner-c', 'route-fail');
+    store.setFigures(first.id, { reputation: 0.9 });
+    const out = await checkFinishedJob(await deps(), await jobOnRoute([head, tail]));
+    expect(head.disclosed + tail.disclosed).toBe(2);
+    expect(out.steps.map((s) => s.checkerId)[0]).toBe(first.id);
+    expect(out.steps[1]!.checkerId).toBe(first.id);
+    expect(out.status).toBe('upheld');
+    expect(out.slashed).toEqual([head.id]);
+    expect((await store.getAgent(tail.id))!.status).toBe('active');
+  });
+
+  it('without disclosures a multi-hop failure convicts no one', async () => {
+    const head = await addAgent('head', 'owner-a', 'pass', [0, 2]);
+    const tail = await addAgent('tail', 'owner-x', 'pass', [2, NUM_LAYERS]);
+    fakes.delete(head.endpoint);
+    fakes.delete(tail.endpoint);
+    await addAgent('b', 'owner-b', 'route-fail');
+    await addAgent('c', 'owner-c', 'route-fail');
+    // The hops are unreachable (no disclosures): the job fails its check, nobody is accused.
+    const job = await jobOnRoute([head, tail]);
+    const out = await checkFinishedJob(await deps(), job);
+    expect(out.status).toBe('fail');
+    expect(store.disputes).toHaveLength(0);
+    expect(store.ledger.some((l) => l.kind === 'slash')).toBe(false);
+  });
+
+  it('stops asking checkers when the time budget is spent: the dispute stays open, nobody is slashed', async () => {
+    const served = await addAgent('a', 'owner-a', 'pass');
+    const first = await addAgent('b', 'owner-b', 'fail');
+    const third = await addAgent('c', 'owner-c', 'fail');
+    store.setFigures(first.id, { reputation: 0.9 });
+    checkTakesMs = 24_500;
+    const out = await checkFinishedJob(await deps(), await jobOn(served));
+    expect(first.received).toBe(1);
+    expect(third.received).toBe(0);
+    expect(out.dispute?.state).toBe('open');
+    expect((await store.getAgent(served.id))!.status).toBe('active');
+  });
+
+  it('without an independent checker, nothing is checked and the edge says so', async () => {
+    const served = await addAgent('a', 'owner-a', 'pass');
+    await addAgent('a2', 'owner-a', 'fail');
+    const out = await checkFinishedJob(await deps(), await jobOn(served));
+    expect(out).toMatchObject({ checked: false, skipped: 'no_checker' });
+    expect(logs.some((l) => String(l.msg).includes('no independent checker'))).toBe(true);
+  });
+});
+
+describe('check settings from the environment', () => {
+  const base = { DATABASE_URL: 'postgres://x@127.0.0.1/db', EDGE_SIGNING_KEY: 'A'.repeat(64), EDGE_KEY_ID: 'k' };
+  it('accepts a 32-byte base64url CHECK_SECRET and a rate override in [0, 1]', () => {
+    const parsed = parseEdgeEnv({ ...base, CHECK_SECRET: 'a'.repeat(43), CHECK_RATE_OVERRIDE: '0.5' });
+    expect(parsed.ok && parsed.env.CHECK_RATE_OVERRIDE).toBe(0.5);
+  });
+  it('refuses a short CHECK_SECRET and an out-of-range override, naming the variable but not the value', () => {
+    const short = parseEdgeEnv({ ...base, CHECK_SECRET: 'short-secret-value' });
+    expect(short.ok).toBe(false);
+    expect(!short.ok && short.variables).toEqual(['CHECK_SECRET']);
+    expect(!short.ok && short.message).not.toContain('short-secret-value');
+    const rate = parseEdgeEnv({ ...base, CHECK_RATE_OVERRIDE: '2' });
+    expect(!rate.ok && rate.variables).toEqual(['CHECK_RATE_OVERRIDE']);
+  });
+});
+
+// ---------------------------------------------------------------- the agent's endpoint
+
+describe('agent POST /v1/checks', () => {
+  let server: Server;
+  let url: string;
+  let agentKey: SigningKey;
+  let runs: number;
+  let release: (() => void) | null;
+  let layers: [number, number];
+
+  const span = (): LoadedSpan =>
+    ({ modelId: MODEL, layers, first: layers[0] === 0, last: layers[1] === NUM_LAYERS, manifest: { architecture: { numLayers: NUM_LAYERS } } }) as unknown as LoadedSpan;
+
+  beforeEach(async () => {
+    agentKey = await generateSigningKey();
+    runs = 0;
+    release = null;
+    layers = [0, NUM_LAYERS];
+  });
+
+  const start = async (opts: { hold?: boolean } = {}) => {
+    const checks = createCheckService({
+      agentId: 'checker-1',
+      signingKey: agentKey,
+      edgeKeys: () => ({ 'edge-test': edgeKey.publicKey }),
+      span: span(),
+      run: async (input) => {
+        runs++;
+        if (opts.hold) await new Promise<void>((r) => (release = r));
+        return { jobId: input.ticket.jobId, status: 'pass', detail: 'ok', evidence: {} };
+      },
+    });
+    server = createServer((req, res) => void checks.handle(req, res).catch((err) => sendError(res, toAgentError(err))));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/checks`;
+  };
+
+  afterEach(async () => {
+    release?.();
+    server?.closeAllConnections();
+    await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+  });
+
+  const body = async () => {
+    const agent = await addAgent('served', 'owner-a', 'pass');
+    const job = await jobOn(agent);
+    return JSON.stringify({ signedTicket: job.attempts[0]!.ticket, promptIds: job.promptIds, prefixIds: [], attestations: job.attempts[0]!.chunks });
+  };
+  const post = async (text: string, sign: { key?: CryptoKey; checkerId?: string; issuedAt?: number } | null = {}) => {
+    const issuedAt = sign?.issuedAt ?? Date.now();
+    const headers: Record<string, string> = { 'content-type': 'application/json' };
+    if (sign) {
+      headers[CHECK_ISSUED_AT_HEADER] = String(issuedAt);
+      headers[CHECK_SIGNATURE_HEADER] = await signBytes(sign.key ?? edgeKey.privateKey, utf8(checkRequestMessage(sign.checkerId ?? 'checker-1', issuedAt, await sha256Hex(utf8(text)))));
+    }
+    return fetch(url, { method: 'POST', headers, body: text });
+  };
+
+  it('answers a signed request with a verdict signed by the agent key', async () => {
+    await start();
+    const res = await post(await body());
+    expect(res.status).toBe(200);
+    const v = await verifyVerdict(await res.json(), agentKey.publicKey);
+    expect(v).toMatchObject({ checkerId: 'checker-1', verdict: { status: 'pass' } });
+    expect(runs).toBe(1);
+  });
+
+  it('refuses unsigned, foreign-signed, misaddressed, stale and replayed requests without running anything', async () => {
+    await start();
+    const text = await body();
+    expect((await post(text, null)).status).toBe(401);
+    expect((await post(text, { key: (await generateSigningKey()).privateKey })).status).toBe(401);
+    expect((await post(text, { checkerId: 'another-agent' })).status).toBe(401);
+    expect((await post(text, { issuedAt: Date.now() - 10 * 60_000 })).status).toBe(401);
+    const issuedAt = Date.now();
+    expect((await post(text, { issuedAt })).status).toBe(200);
+    expect((await post(text, { issuedAt })).status).toBe(409);
+    expect(runs).toBe(1);
+  });
+
+  it('refuses a ticket not signed by a trusted edge key, and a body that is not a check request', async () => {
+    await start();
+    const parsed = JSON.parse(await body()) as { signedTicket: { ticket: { maxTokens?: number; jobId: string } } };
+    parsed.signedTicket.ticket.jobId = 'tampered';
+    expect((await post(JSON.stringify(parsed))).status).toBe(401);
+    expect((await post('{"signedTicket":1}')).status).toBe(400);
+    expect(runs).toBe(0);
+  });
+
+  it('runs one check at a time: 503 while busy', async () => {
+    await start({ hold: true });
+    const text = await body();
+    const firstReq = post(text);
+    while (runs === 0) await new Promise((r) => setTimeout(r, 5));
+    const busy = await post(text);
+    expect(busy.status).toBe(503);
+    release!();
+    expect((await firstReq).status).toBe(200);
+  });
+
+  it('an agent without the whole model runs no checks', async () => {
+    layers = [0, 2];
+    await start();
+    expect((await post(await body())).status).toBe(404);
+    expect(runs).toBe(0);
+  });
+});
