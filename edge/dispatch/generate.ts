@@ -356,9 +356,18 @@ export class Generation {
         const check = await verifier.verifyChunk(ev.attestations);
         if (!check.ok) {
           // A validly signed but wrong attestation is the signer's doing (provable, with the
-          // evidence). A missing or invalid signature proves nothing about the named hop: the
-          // head agent relayed those bytes, so it carries the blame.
-          const signedByHop = check.hop !== undefined && (await signedBy(ev.attestations[check.hop], route.hops[check.hop]));
+          // evidence) — but only if it is this chunk's: bound to this ticket and these steps.
+          // A missing or invalid signature, or a genuine signature replayed from another ticket
+          // or another chunk, proves nothing about the named hop: the head agent relayed those
+          // bytes, so it carries the blame (otherwise a head could frame an honest later hop).
+          const named = check.hop !== undefined ? ev.attestations[check.hop] : undefined;
+          const thisChunk =
+            named !== undefined &&
+            named.att.ticketHash === hash &&
+            named.att.jobId === signed.ticket.jobId &&
+            named.att.steps[0] === ev.steps[0] &&
+            named.att.steps[1] === ev.steps[1];
+          const signedByHop = thisChunk && (await signedBy(named, route.hops[check.hop!]));
           const blamed = signedByHop ? route.hops[check.hop!]!.agentId : head.agentId;
           throw new AttemptFailure('bad_attestation', `${check.reason}: ${check.detail}`, blamed, {
             reason: check.reason,

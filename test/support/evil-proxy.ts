@@ -224,7 +224,7 @@ export async function addProxiedAgent(net: TestNetwork, spec: ProxiedAgentSpec):
   const proxy = await startEvilProxy();
   const dir = await mkdtemp(join(tmpdir(), `layernet-evil-${spec.name}-`));
   const logs: string[] = [];
-  const io = { out: () => undefined, err: (l: string) => void logs.push(l), env: { ...process.env, LAYERNET_OWNER_TOKEN: net.ownerToken } };
+  const io = { out: () => undefined, err: (l: string) => void logs.push(l), env: { ...process.env, LAYERNET_OWNER_TOKEN: spec.ownerToken ?? net.ownerToken } };
   const layers = spec.layers ?? [0, net.numLayers];
   if ((await runInit(['--dir', dir], io)) !== 0) throw new Error(`pool-agent init failed for ${spec.name}`);
   const reg = await runRegister(
