@@ -401,6 +401,12 @@ export class Generation {
     } catch (err) {
       if (err instanceof StreamFailure) {
         if (req.signal.aborted) throw new DOMException('client went away', 'AbortError');
+        if (err.kind === 'malformed' || err.kind === 'too_large') {
+          // A complete line that is not a valid event is the head agent's doing (it wrote the
+          // stream): treat it like an unverifiable attestation, so dropping signatures costs
+          // reputation, without a provable claim.
+          throw new AttemptFailure('bad_attestation', err.message, head.agentId, { reason: 'malformed', detail: err.message, provable: false });
+        }
         throw new AttemptFailure(err.kind === 'timeout' ? 'timeout' : 'stream', err.message, head.agentId);
       }
       throw err;

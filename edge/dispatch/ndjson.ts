@@ -43,7 +43,8 @@ export async function* readJobEvents(body: ReadableStream<Uint8Array>, timeoutMs
         }
         if (step.done) {
           finished = true;
-          if (buffer.trim()) throw new StreamFailure('malformed', 'agent stream ended inside an event');
+          // A stream cut inside an event is a broken connection, not a malformed event.
+          if (buffer.trim()) throw new StreamFailure('disconnected', 'agent stream ended inside an event');
           return;
         }
         buffer += decoder.decode(step.value, { stream: true });

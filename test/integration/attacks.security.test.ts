@@ -242,8 +242,9 @@ describe('1. forged or missing attestation signatures', () => {
     await expectCaught(res, 1, evil.id, 'bad_signature', false);
   });
 
-  // A chunk whose attestation has no `sig` field fails the event schema: the edge treats it as a
-  // malformed stream (cooldown and failover, no reputation loss and no ledger entry).
+  // A chunk whose attestation has no `sig` field fails the event schema. The head agent wrote
+  // that line, so it is treated like an unverifiable attestation: failover, cooldown, a
+  // reputation loss and a ledger entry, but no provable claim (no dispute).
   it('a missing signature mid-stream: detected, the stream resumes on the honest route with no lost or duplicated token', async () => {
     const res = await underAttack(
       evil,
@@ -253,7 +254,7 @@ describe('1. forged or missing attestation signatures', () => {
       [evil.id, honestId],
       2,
     );
-    await expectCaught(res, 2, evil.id, null);
+    await expectCaught(res, 2, evil.id, 'malformed', false);
     const chain = await jobChain(res.attestation.job_id);
     // Two verified tokens came from the tamperer's route before it was caught.
     expect(chain.attempts[0]!.chunks.length).toBe(2);
