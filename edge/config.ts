@@ -5,6 +5,7 @@
  * @example
  * const config = resolveConfig({ keyCacheTtlMs: 1000 });
  */
+import { EXPLORATION_SHARE } from './routing/score.js';
 export interface EdgeConfig {
   /** Largest request body accepted, bytes (413 above). */
   maxBodyBytes: number;
@@ -42,6 +43,8 @@ export interface EdgeConfig {
   location: string;
   /** Registration proofs older than this are refused, ms. */
   registrationProofMaxAgeMs: number;
+  /** Share of requests that try a random eligible route first, so recovered agents get traffic back. */
+  explorationShare: number;
 }
 
 export const DEFAULT_CONFIG: EdgeConfig = {
@@ -63,6 +66,7 @@ export const DEFAULT_CONFIG: EdgeConfig = {
   defaultMaxTokens: 256,
   location: 'local',
   registrationProofMaxAgeMs: 300_000,
+  explorationShare: EXPLORATION_SHARE,
 };
 
 export function resolveConfig(overrides: Partial<EdgeConfig> = {}): EdgeConfig {

@@ -29,6 +29,8 @@ export const envSchema = z.object({
   MAX_BODY_BYTES: int(1_024, 64 * 1024 * 1024),
   MAX_ATTEMPTS: int(1, 16),
   KEEPALIVE_MS: int(10, 60_000),
+  /** Share of requests routed to a random eligible route first (0..0.5, default 0.05). */
+  EXPLORATION_SHARE: z.coerce.number().min(0).max(0.5).optional(),
   /** Re-execution checks: HMAC secret (base64url, >= 32 bytes) choosing the sampled jobs. Absent: checks off. */
   CHECK_SECRET: z
     .string()
@@ -61,5 +63,6 @@ export function parseEdgeEnv(raw: unknown): ParsedEnv {
   if (env.MAX_BODY_BYTES !== undefined) config.maxBodyBytes = env.MAX_BODY_BYTES;
   if (env.MAX_ATTEMPTS !== undefined) config.maxAttempts = env.MAX_ATTEMPTS;
   if (env.KEEPALIVE_MS !== undefined) config.keepAliveMs = env.KEEPALIVE_MS;
+  if (env.EXPLORATION_SHARE !== undefined) config.explorationShare = env.EXPLORATION_SHARE;
   return { ok: true, env, databaseUrl, config };
 }

@@ -113,6 +113,7 @@ export class Generation {
       random: this.deps.random,
       staleAfterMs: this.deps.config.heartbeatStaleMs,
       exclude: this.excluded,
+      explorationShare: this.deps.config.explorationShare,
     });
     if (!plan.ok) throw new ApiError('no_route', plan.reason);
     return plan.routes;

@@ -47,6 +47,8 @@ export interface PlanInput {
   perGroup?: number;
   maxHops?: number;
   maxRoutes?: number;
+  /** Share of requests that explore a random eligible route (default EXPLORATION_SHARE). */
+  explorationShare?: number;
 }
 
 export type Plan = { ok: true; routes: ScoredRoute[]; explored: boolean } | { ok: false; reason: string };
@@ -176,7 +178,7 @@ export function planRoutes(candidates: readonly RouteCandidate[], input: PlanInp
   const ordered = [...preferred, ...rest];
   let explored = false;
   let first: number;
-  if (ordered.length > 1 && input.random() < EXPLORATION_SHARE) {
+  if (ordered.length > 1 && input.random() < (input.explorationShare ?? EXPLORATION_SHARE)) {
     explored = true;
     first = Math.floor(input.random() * ordered.length);
   } else {

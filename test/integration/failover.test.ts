@@ -12,6 +12,8 @@ let net: TestNetwork;
 
 beforeAll(async () => {
   net = await startNetwork({
+    // No exploration: these tests need to know which route the edge tries first.
+    edgeVars: { EXPLORATION_SHARE: '0' },
     agents: [
       { name: 'cheap', region: 'eu-west', price: 0.1 },
       { name: 'mid', region: 'eu-west', price: 0.2 },

@@ -12,6 +12,8 @@ let client: OpenAI;
 
 beforeAll(async () => {
   net = await startNetwork({
+    // No exploration: the price-routing test needs the best route every time.
+    edgeVars: { EXPLORATION_SHARE: '0' },
     agents: [
       { name: 'whole', region: 'eu-west', price: 0.4 },
       { name: 'head', region: 'eu-west', price: 0.1, layers: [0, 2] },

@@ -179,6 +179,14 @@ describe('route scoring', () => {
     expect(explored.ok && explored.routes[1]!.hops[0]!.agentId).toBe(good.agentId);
   });
 
+  it('an exploration share of 0 (EXPLORATION_SHARE) never explores', () => {
+    const good = cand([0, 8], { ttftMsEwma: 20 });
+    const recovering = cand([0, 8], { ttftMsEwma: 400, failureRateEwma: 0.3 });
+    const plan = planRoutes([good, recovering], input({ random: () => 0.001, explorationShare: 0 }));
+    expect(plan.ok && plan.explored).toBe(false);
+    expect(plan.ok && plan.routes[0]!.hops[0]!.agentId).toBe(good.agentId);
+  });
+
   it('withoutAgent drops every route through a failed agent', () => {
     const shared = cand([0, 4]);
     const chains = [shared, cand([4, 8]), cand([4, 8]), cand([0, 8])];
