@@ -7,15 +7,8 @@
  * @example
  * const w = uniformWeights(42, 'model.layers.0.self_attn.q_proj.weight', 64 * 64, 64);
  */
+import { fmix32 } from '../hash32.js';
 
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 /** FNV-1a over the UTF-16 code units of a name. */
 export function hashName(name: string): number {

@@ -7,6 +7,7 @@
  * @example
  * const token = sampleToken(logits, { temperature: 0.7, topP: 0.9, topK: 40, seed: 42 }, step);
  */
+import { fmix32 } from '../hash32.js';
 
 export interface SamplingParams {
   /** 0 means greedy. */
@@ -19,14 +20,6 @@ export interface SamplingParams {
   seed: number;
 }
 
-function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 /** Uniform double in [0, 1) from (seed, step): 53 bits from two rounds of a 32-bit mixer. */
 export function uniformAt(seed: number, step: number): number {
