@@ -9,7 +9,6 @@
  */
 import { fmix32 } from '../hash32.js';
 
-
 /** FNV-1a over the UTF-16 code units of a name. */
 export function hashName(name: string): number {
   let h = 0x811c9dc5;
