@@ -15,35 +15,9 @@ import { seedAgents } from '../../db/seed-agents.js';
 import { pruneObservations } from '../../db/maintenance.js';
 import { EWMA_ALPHA, StoreConflictError, type JobAttemptRecord, type RegisterAgentInput, type RegistryStore } from '../../edge/store/interface.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { testManifest } from '../unit/edge-fixtures.js';
 
-function manifest(name: string, numLayers = 4): Manifest {
-  const sha = (s: string) => s.padEnd(64, '0').slice(0, 64);
-  return {
-    format: 'layernet.manifest/1',
-    name,
-    architecture: {
-      family: 'llama',
-      vocabSize: 259,
-      hiddenSize: 16,
-      intermediateSize: 32,
-      numLayers,
-      numAttentionHeads: 2,
-      numKeyValueHeads: 1,
-      headDim: 8,
-      rmsNormEps: 1e-5,
-      ropeTheta: 10000,
-      maxPositionEmbeddings: 2048,
-    },
-    dtype: 'float32',
-    seed: 1,
-    tokenizer: { kind: 'llama-sentencepiece-bpe', package: 'llama-tokenizer-js', bosTokenId: 1, eosTokenId: 2, chatTemplate: 'llama-2' },
-    files: [
-      { path: 'embed.onnx', kind: 'embed', layers: [0, 0], sha256: sha('e'), bytes: 1 },
-      ...Array.from({ length: numLayers }, (_, i) => ({ path: `layer-${i}.onnx`, kind: 'layers' as const, layers: [i, i + 1] as [number, number], sha256: sha(`${i + 1}`), bytes: 1 })),
-      { path: 'head.onnx', kind: 'head', layers: [numLayers, numLayers], sha256: sha('f'), bytes: 1 },
-    ],
-  };
-}
+const manifest = (name: string, numLayers = 4): Manifest => testManifest(numLayers, name);
 
 const publicKey = () => toBase64Url(crypto.getRandomValues(new Uint8Array(32)));
 const hardware = { devices: [{ kind: 'cpu' as const, name: 'test', memoryBytes: 1 << 30 }], memoryBytes: 1 << 30, platform: 'linux' };
