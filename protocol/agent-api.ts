@@ -62,6 +62,17 @@ export const forwardMetaSchema = z.object({
   prevHash: z.string().regex(/^[0-9a-f]{64}$/),
   /** Whether this is the session's first (prefill) frame: it opens the KV session. */
   open: z.boolean(),
+  /**
+   * Hop k-1's signed attestation for these steps: hash(prev.att) = prevHash and
+   * prev.att.outputCommitment = sha256(payload bytes). Optional in the schema for older senders,
+   * but agents built from this repo always send it and refuse (`bad_input`, nothing run, nothing
+   * signed) a forward frame without it or whose payload/prevHash it does not vouch for, so
+   * activations changed on the link make hop k refuse instead of signing an attestation that
+   * would blame it. Hop k cannot check prev's signature (it has no key for hop k-1): a tamperer
+   * that also forges prev and prevHash is caught by the sending hop, which refuses to relay a next
+   * hop's attestation that binds other input or another prevHash than it sent.
+   */
+  prev: signedAttestationSchema.optional(),
 });
 export type ForwardMeta = z.infer<typeof forwardMetaSchema>;
 

@@ -8,7 +8,7 @@
  * const job = await agent.prepareJob(body);          // throws AgentError before any byte is sent
  * for await (const ev of job.events(signal)) write(ev);
  */
-import { cancelMessage, cancelRequestSchema, checkInputsMessage, checkInputsRequestSchema, closeMetaSchema, errorFrameMetaSchema, forwardMetaSchema, jobRequestSchema, type CheckInputsResponse, type ForwardResultMeta, type JobEvent } from '../../protocol/agent-api.js';
+import { cancelMessage, cancelRequestSchema, checkInputsMessage, checkInputsRequestSchema, closeMetaSchema, errorFrameMetaSchema, forwardMetaSchema, jobRequestSchema, type CheckInputsResponse, type ForwardMeta, type ForwardResultMeta, type JobEvent } from '../../protocol/agent-api.js';
 import { attestationBytes, type SignedAttestation } from '../../protocol/attestation.js';
 import { bytesOf, encodeTokenIds, sha256Hex, toBase64Url, utf8 } from '../../protocol/bytes.js';
 import { decodeFrame, encodeFrame, FrameError, framePayloadAs, type Frame } from '../../protocol/frame.js';
@@ -18,7 +18,7 @@ import { sampleToken } from '../runtime/sampler.js';
 import type { LoadedSpan, SpanInput } from '../runtime/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { AgentMetrics } from '../metrics.js';
-import { attestChunk, headInputCommitment, hiddenCommitmentOf, tokenCommitmentSync, type AgentCrypto, type HopContext } from './attest.js';
+import { attestChunk, checkPrevAttestation, headInputCommitment, hiddenCommitmentOf, tokenCommitmentSync, type AgentCrypto, type HopContext } from './attest.js';
 import { nodeAgentCrypto } from './node-crypto.js';
 import { AgentError, toAgentError } from './errors.js';
 import { DEFAULT_INPUT_STORE_LIMITS, InputStore, type InputStoreLimits } from './input-store.js';
@@ -230,7 +230,7 @@ export class AgentCore {
     if (!next) throw new AgentError('internal_error', 'a span that is not the last of the model ends the route');
     const outputBytes = bytesOf(out.data);
     const { signed, hash } = attestChunk(ctx, { steps, inputCommitment, outputCommitment: this.crypto.sha256Hex(outputBytes), prevHash });
-    const rest: ForwardResultMeta = await next.forward({ data: out.data, seqLen: out.seqLen }, steps, hash, open);
+    const rest: ForwardResultMeta = await next.forward({ data: out.data, seqLen: out.seqLen }, steps, signed, hash, open);
     return { attestations: [signed, ...rest.attestations], tokenIds: rest.tokenIds, outputBytes };
   }
 
@@ -380,6 +380,19 @@ export class AgentCore {
     return encodeFrame({ kind: 'close', meta: { closed: entry !== undefined } });
   }
 
+  /**
+   * Refuses (`bad_input`, nothing run, nothing signed) a forward frame whose activations or
+   * prevHash are not what the previous hop attested: signing them would make this hop's own
+   * attestation the evidence against it (broken commitment/chain at this hop) for a tampered link.
+   */
+  private checkPrev(meta: ForwardMeta, ticket: JobTicket, hash: string, payload: Uint8Array): void {
+    const why = checkPrevAttestation(this.crypto, meta, ticket, hash, payload);
+    if (why) {
+      this.log.warn('forward refused: input not attested by the previous hop', { jobId: ticket.jobId, hop: meta.hop, detail: why });
+      throw new AgentError('bad_input', `hop ${meta.hop} refuses steps [${meta.steps[0]}, ${meta.steps[1]}): ${why}`);
+    }
+  }
+
   private async handleForward(frame: Frame): Promise<Uint8Array> {
     const parsed = forwardMetaSchema.safeParse(frame.meta);
     if (!parsed.success) throw new AgentError('bad_frame', `forward meta does not match the schema: ${parsed.error.issues[0]?.path.join('.')}`);
@@ -403,6 +416,7 @@ export class AgentCore {
       if (seqLen !== ticket.promptTokens + ticket.prefixTokens || from !== ticket.prefixTokens) {
         throw new AgentError('bad_frame', `the opening frame must carry ${ticket.promptTokens + ticket.prefixTokens} positions at step ${ticket.prefixTokens}`);
       }
+      this.checkPrev(meta, ticket, hash, frame.payload);
       entry = this.openSession(ticket, hash, meta.hop);
     } else {
       ticket = claimed;
@@ -411,6 +425,8 @@ export class AgentCore {
       if (!found) throw new AgentError('unknown_session', `no open session for job ${ticket.jobId} on this agent (expired, closed or never opened)`);
       if (found.hop !== meta.hop) throw new AgentError('wrong_hop', `job ${ticket.jobId} is open here as hop ${found.hop}, not ${meta.hop}`);
       if (seqLen !== 1) throw new AgentError('bad_frame', 'a decode frame carries one position');
+      if (found.ticketHash !== hash) throw new AgentError('invalid_ticket', `job ${ticket.jobId} was opened with another ticket`);
+      this.checkPrev(meta, ticket, hash, frame.payload);
       entry = found;
     }
     if (this.clock() > ticket.limits.deadline) {

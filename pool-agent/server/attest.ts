@@ -76,3 +76,41 @@ export function hiddenCommitmentOf(finalHidden: Float32Array, seqLen: number, ro
   const hidden = finalHidden.length / seqLen;
   return commitHidden(finalHidden.subarray((seqLen - rows) * hidden, seqLen * hidden), rows, hidden, { k: Math.min(DEFAULT_TOPK, hidden) });
 }
+
+/** What a forward frame tells hop k about hop k-1 (a subset of ForwardMeta). */
+export interface ForwardClaim {
+  hop: number;
+  steps: readonly [number, number];
+  prevHash: string;
+  prev?: SignedAttestation | undefined;
+}
+
+/**
+ * Checks, before hop k runs or signs anything, that the activations it received are what hop k-1
+ * attested for these steps: `prev` is hop k-1's attestation of this ticket and these steps, it
+ * hashes to `prevHash`, and its output commitment is the hash of the received payload. Returns
+ * why not, or null. The signature of `prev` is not checked (hop k does not know hop k-1's key);
+ * the edge checks it with the rest of the chain.
+ *
+ * @example
+ * const why = checkPrevAttestation(crypto, meta, ticket, ticketHash, frame.payload);
+ * if (why) throw new AgentError('bad_input', why);
+ */
+export function checkPrevAttestation(crypto: AgentCrypto, claim: ForwardClaim, ticket: JobTicket, ticketHash: string, payload: Uint8Array): string | null {
+  const { hop, steps, prev } = claim;
+  if (hop < 1) return `hop ${hop} has no previous hop`;
+  if (!prev) return `hop ${hop} needs hop ${hop - 1}'s signed attestation (meta.prev) for steps [${steps[0]}, ${steps[1]})`;
+  const att = prev.att;
+  const expected = ticket.route[hop - 1];
+  if (!expected) return `the route has no hop ${hop - 1}`;
+  if (att.ticketHash !== ticketHash || att.jobId !== ticket.jobId) return 'prev is bound to another ticket';
+  if (att.hop !== hop - 1) return `prev is the attestation of hop ${att.hop}, not hop ${hop - 1}`;
+  if (att.agentId !== expected.agentId) return `prev is signed as ${att.agentId}, the ticket names ${expected.agentId} as hop ${hop - 1}`;
+  if (att.layers[0] !== expected.layers[0] || att.layers[1] !== expected.layers[1]) return `prev covers layers [${att.layers[0]}, ${att.layers[1]}), the ticket gives hop ${hop - 1} [${expected.layers[0]}, ${expected.layers[1]})`;
+  if (att.modelId !== ticket.modelId) return 'prev names another model';
+  if (att.steps[0] !== steps[0] || att.steps[1] !== steps[1]) return `prev covers steps [${att.steps[0]}, ${att.steps[1]}), the frame [${steps[0]}, ${steps[1]})`;
+  if (att.outputTokenIds !== undefined || att.hiddenCommitment !== undefined) return 'prev commits to tokens: only the last hop does';
+  if (crypto.sha256Hex(attestationBytes(att)) !== claim.prevHash) return "prevHash is not the hash of prev (hop k-1's attestation)";
+  if (att.outputCommitment !== crypto.sha256Hex(payload)) return `the activations received differ from what hop ${hop - 1} attested (output commitment mismatch)`;
+  return null;
+}

@@ -11,6 +11,8 @@ export const AGENT_ERRORS = {
   invalid_json: { status: 400, type: 'invalid_request_error' },
   bad_frame: { status: 400, type: 'invalid_request_error' },
   input_mismatch: { status: 400, type: 'invalid_request_error' },
+  /** A forward frame's activations or prevHash differ from what the previous hop attested. */
+  bad_input: { status: 400, type: 'invalid_request_error' },
   invalid_ticket: { status: 401, type: 'authentication_error' },
   invalid_signature: { status: 401, type: 'authentication_error' },
   expired: { status: 401, type: 'authentication_error' },

@@ -5,13 +5,14 @@
  *
  * @example
  * const next = new RemoteStage({ signedTicket, ticketHash, hop: 1, fetch });
- * const { attestations, tokenIds } = await next.forward({ data, seqLen }, [0, 1], att0Hash, true);
+ * const { attestations, tokenIds } = await next.forward({ data, seqLen }, [0, 1], signedAtt0, att0Hash, true);
  * await next.close();
  */
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { closeMetaSchema, errorFrameMetaSchema, forwardResultMetaSchema, type ForwardMeta, type ForwardResultMeta } from '../../protocol/agent-api.js';
 import { decodeFrame, encodeFrame, FrameError } from '../../protocol/frame.js';
+import type { SignedAttestation } from '../../protocol/attestation.js';
 import type { SignedTicket } from '../../protocol/ticket.js';
 import { AgentError, isAgentErrorCode } from './errors.js';
 
@@ -129,11 +130,14 @@ export class RemoteStage {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
   }
 
-  /** Runs one step on the next hop (and, through it, every later hop). */
-  async forward(hidden: HiddenActivation, steps: [number, number], prevHash: string, open: boolean): Promise<ForwardResultMeta> {
+  /**
+   * Runs one step on the next hop (and, through it, every later hop). `prev` is this hop's signed
+   * attestation of `hidden` (hash `prevHash`): the next hop refuses activations it does not match.
+   */
+  async forward(hidden: HiddenActivation, steps: [number, number], prev: SignedAttestation, prevHash: string, open: boolean): Promise<ForwardResultMeta> {
     const ticket = this.opts.signedTicket.ticket;
     const hiddenSize = hidden.data.length / hidden.seqLen;
-    const meta: ForwardMeta = { signedTicket: this.opts.signedTicket, hop: this.opts.hop, steps, prevHash, open };
+    const meta: ForwardMeta = { signedTicket: this.opts.signedTicket, hop: this.opts.hop, steps, prevHash, open, prev };
     const body = encodeFrame({ kind: 'forward', dtype: ticket.dtype, dims: [1, hidden.seqLen, hiddenSize], meta, payload: hidden.data });
     const bytes = await this.post(body);
     let frame;
@@ -155,6 +159,13 @@ export class RemoteStage {
     const expectedHops = ticket.route.length - this.opts.hop;
     if (parsed.data.attestations.length !== expectedHops || parsed.data.tokenIds.length !== steps[1] - steps[0]) {
       throw new AgentError('upstream_error', `hop ${this.opts.hop} returned ${parsed.data.attestations.length} attestations and ${parsed.data.tokenIds.length} tokens`, { agentId: this.agentId });
+    }
+    // The next hop attests what it received: other bytes or another prevHash than this hop sent
+    // means the link was tampered with. Relaying that would make this chunk fail verification with
+    // a signed attestation of the next hop as the evidence, so stop here without a provable claim.
+    const nextAtt = parsed.data.attestations[0]!.att;
+    if (nextAtt.prevHash !== prevHash || nextAtt.inputCommitment !== prev.att.outputCommitment) {
+      throw new AgentError('upstream_error', `hop ${this.opts.hop} attests other input than this hop sent (${nextAtt.prevHash !== prevHash ? 'prevHash' : 'activations'} differ): the link was tampered with`, { agentId: this.agentId });
     }
     return parsed.data;
   }

@@ -166,6 +166,15 @@ async function ledgerFor(agentId: string, jobId: string) {
   }, `a ledger entry for ${agentId} on job ${jobId}`);
 }
 
+async function ledgerRows(agentId: string, jobId: string) {
+  return net.registry.sql<{ reason: string }[]>`select reason from ledger_entries where agent_id = ${agentId} and evidence->>'jobId' = ${jobId}`;
+}
+
+async function failedObservations(agentId: string): Promise<number> {
+  const [row] = await net.registry.sql<{ n: number }[]>`select count(*)::int as n from observations where agent_id = ${agentId} and not ok`;
+  return row!.n;
+}
+
 async function disputesFor(agentId: string, jobId: string) {
   return net.registry.sql<{ reason: string; status: string }[]>`select reason, status from disputes where agent_id = ${agentId} and job_id = ${jobId}`;
 }
@@ -324,7 +333,7 @@ describe('2b. tokens altered mid-stream (SSE)', () => {
 });
 
 describe('3. activations altered between hops', () => {
-  it('the proxy in front of hop 2 changes the activation bytes: hop 2 input differs from hop 1 output, hop 2 is blamed with signed evidence', async () => {
+  it('the proxy in front of hop 2 changes the activation bytes: hop 2 refuses them (they are not what hop 1 attested) and signs nothing, so it is not framed; the failover gives the honest answer', async () => {
     const tamper: Tamper = {
       forwardRequest(bytes) {
         const frame = decodeFrame(bytes, { maxPayloadBytes: 64 << 20 });
@@ -334,13 +343,25 @@ describe('3. activations altered between hops', () => {
         return encodeFrame({ kind: 'forward', dtype: frame.dtype, dims: frame.dims, meta: frame.meta, payload: data });
       },
     };
+    const failedBefore = await failedObservations(tail.id);
+    const logsBefore = net.edgeLogs.length;
     const res = await underAttack(tail, tamper, [headId, tail.id, honestId], 6);
     const chain = await jobChain(res.attestation.job_id);
     expect(chain.attempts[0]!.ticket.ticket.route.map((h) => h.agentId)).toEqual([headId, tail.id]);
-    await expectCaught(res, 6, tail.id, 'broken_commitment', true);
-    const [dispute] = await disputesFor(tail.id, res.attestation.job_id);
-    expect(dispute!.status).toBe('open');
-    expect((await agentRow(headId)).reputation).toBe(0.5);
+    // Hop 2 refused the first (prefill) frame: no attestation of it, or of anyone, for the failed attempt.
+    expect(chain.attempts[0]!.chunks).toEqual([]);
+    // Not provable: no reputation penalty, no dispute; hop 2 only sits out a cooldown (it reported the error).
+    await expectCaught(res, 6, tail.id, null, false);
+    expect(await ledgerRows(tail.id, res.attestation.job_id)).toEqual([]);
+    // The failure is recorded: a failed observation of hop 2 and the edge's log of the agent error.
+    await eventually(async () => ((await failedObservations(tail.id)) > failedBefore ? true : undefined), `a failed observation of ${tail.id}`);
+    const logged = net.edgeLogs.slice(logsBefore).filter((l) => l.includes('route attempt failed') && l.includes(tail.id));
+    expect(logged.some((l) => l.includes('agent_error') && l.includes('bad_input'))).toBe(true);
+    // The head that forwarded honest bytes is not blamed either.
+    const head = await agentRow(headId);
+    expect(head.reputation).toBe(0.5);
+    expect(head.cooldown_until).toBeNull();
+    expect(await disputesFor(headId, res.attestation.job_id)).toEqual([]);
   });
 });
 
