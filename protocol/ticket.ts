@@ -24,6 +24,11 @@ export const routeHopSchema = z.object({
   layers: layerRangeSchema,
   /** Where the previous hop sends activations (the head hop is called by the edge). */
   endpoint: z.string().url().max(512),
+  /**
+   * The hop's registered Ed25519 public key (raw, base64url), vouched for by the edge's
+   * signature, so a later hop can verify the earlier hop's attestation before building on it.
+   */
+  publicKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/).optional(),
 });
 export type RouteHop = z.infer<typeof routeHopSchema>;
 

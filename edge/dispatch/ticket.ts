@@ -31,7 +31,7 @@ export async function issueTicket(input: TicketInput, privateKey: CryptoKey): Pr
     jobId: input.jobId,
     modelId: input.model.id,
     dtype: input.model.dtype,
-    route: input.hops.map((h) => ({ agentId: h.agentId, layers: [h.layers[0], h.layers[1]] as [number, number], endpoint: h.endpoint })),
+    route: input.hops.map((h) => ({ agentId: h.agentId, layers: [h.layers[0], h.layers[1]] as [number, number], endpoint: h.endpoint, publicKey: h.publicKey })),
     inputHash: await sha256Hex(encodeTokenIds([...input.promptIds, ...input.prefixIds])),
     promptTokens: input.promptIds.length,
     prefixTokens: input.prefixIds.length,

@@ -15,6 +15,8 @@ export interface AgentCrypto {
   sha256Hex(bytes: Uint8Array): string;
   /** Ed25519 signature of the agent key, base64url (as protocol/keys.ts signBytes). */
   sign(bytes: Uint8Array): string;
+  /** Verifies an Ed25519 signature (base64url) by a raw base64url public key; never throws. */
+  verify(publicKey: string, signature: string, bytes: Uint8Array): boolean;
 }
 
 export interface HopContext {
@@ -110,7 +112,11 @@ export function checkPrevAttestation(crypto: AgentCrypto, claim: ForwardClaim, t
   if (att.modelId !== ticket.modelId) return 'prev names another model';
   if (att.steps[0] !== steps[0] || att.steps[1] !== steps[1]) return `prev covers steps [${att.steps[0]}, ${att.steps[1]}), the frame [${steps[0]}, ${steps[1]})`;
   if (att.outputTokenIds !== undefined || att.hiddenCommitment !== undefined) return 'prev commits to tokens: only the last hop does';
-  if (crypto.sha256Hex(attestationBytes(att)) !== claim.prevHash) return "prevHash is not the hash of prev (hop k-1's attestation)";
+  const bytes = attestationBytes(att);
+  if (crypto.sha256Hex(bytes) !== claim.prevHash) return "prevHash is not the hash of prev (hop k-1's attestation)";
+  // The edge vouches for hop k-1's key in the signed ticket: a forged prev is refused here,
+  // so a malicious previous hop cannot make this hop sign on top of a lie.
+  if (expected.publicKey !== undefined && !crypto.verify(expected.publicKey, prev.sig, bytes)) return `prev's signature does not verify against hop ${hop - 1}'s registered key`;
   if (att.outputCommitment !== crypto.sha256Hex(payload)) return `the activations received differ from what hop ${hop - 1} attested (output commitment mismatch)`;
   return null;
 }

@@ -117,7 +117,7 @@ export async function startChain(opts: StartChainOptions): Promise<InProcessChai
     await Promise.all(agents.map((a) => a.close()));
     throw err;
   }
-  const route = agents.map((a, i) => ({ agentId: a.core.agentId, layers: [opts.spans[i]!.layers[0], opts.spans[i]!.layers[1]] as [number, number], endpoint: a.url }));
+  const route = agents.map((a, i) => ({ agentId: a.core.agentId, layers: [opts.spans[i]!.layers[0], opts.spans[i]!.layers[1]] as [number, number], endpoint: a.url, publicKey: publicKeys[a.core.agentId] }));
   return { agents, route, publicKeys, url: agents[0]!.url, close: async () => void (await Promise.all(agents.map((a) => a.close()))) };
 }
 

@@ -194,19 +194,32 @@ describe('a missing or wrong prev is refused', () => {
 });
 
 describe('a tamperer that rewrites prev and prevHash consistently', () => {
-  it('hop 1 cannot tell (it has no key for hop 0) and signs, but the sending hop sees the mismatch and never relays that chunk', async () => {
-    link01.tamper = (meta, data) => {
-      if (meta.steps[0] !== 2) return;
-      const bytes = shift(data);
-      const forged: SignedAttestation = structuredClone(meta.prev!);
-      forged.att.outputCommitment = sha(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
-      return { meta: { ...meta, prev: forged, prevHash: sha(attestationBytes(forged.att)) }, data: bytes };
-    };
+  const forge = (meta: Parameters<NonNullable<typeof link01.tamper>>[0], data: Parameters<NonNullable<typeof link01.tamper>>[1]) => {
+    const bytes = shift(data);
+    const forged: SignedAttestation = structuredClone(meta.prev!);
+    forged.att.outputCommitment = sha(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    return { meta: { ...meta, prev: forged, prevHash: sha(attestationBytes(forged.att)) }, data: bytes };
+  };
+
+  it("hop 1 checks the forged prev against hop 0's key from the signed ticket: refused, nothing signed", async () => {
+    link01.tamper = (meta, data) => (meta.steps[0] !== 2 ? undefined : forge(meta, data));
     const r = await run(two);
+    const hop1 = two.route[1]!.agentId;
+    expect(r.last).toMatchObject({ type: 'error', code: 'bad_input', agentId: hop1 });
+    expect((r.last as { message: string }).message).toMatch(/signature does not verify/);
+    expect(signedSteps(hop1)).not.toContain(2);
+    expect(r.chunks.map((c) => c.steps[0])).toEqual([0, 1]);
+    expect(r.verdicts.every((v) => v.ok)).toBe(true);
+  });
+
+  it('without keys in the ticket, hop 1 cannot tell and signs, but the sending hop sees the mismatch and never relays that chunk', async () => {
+    link01.tamper = (meta, data) => (meta.steps[0] !== 2 ? undefined : forge(meta, data));
+    const keyless = { ...two, route: two.route.map(({ publicKey: _omit, ...hop }) => hop) };
+    const r = await run(keyless);
     const hop1 = two.route[1]!.agentId;
     expect(r.last).toMatchObject({ type: 'error', code: 'upstream_error', agentId: hop1 });
     expect((r.last as { message: string }).message).toMatch(/attests other input than this hop sent/);
-    // Hop 1 did sign for step 2 (the residual gap: it cannot check hop 0's signature)...
+    // Hop 1 did sign for step 2 (it cannot check hop 0's signature without its key)...
     expect(signedSteps(hop1)).toContain(2);
     // ...but the chunk that would carry that attestation never reaches the edge.
     expect(r.chunks.map((c) => c.steps[0])).toEqual([0, 1]);
