@@ -22,6 +22,8 @@ import { registerJobAttestation } from './routes/job-attestation.js';
 import { registerPools } from './routes/pools.js';
 import { registerEdgeKeys } from './routes/edge-keys.js';
 import { registerOpenApi } from './routes/openapi.js';
+import { registerAdminStake } from './routes/admin-stake.js';
+import { UnstakedTrafficWindow } from './trust/unstaked-window.js';
 import { registerOwnerPools } from './routes/owner-pools.js';
 import { registerOwnerModels } from './routes/owner-models.js';
 import { registerOwnerAgents } from './routes/owner-agents.js';
@@ -65,6 +67,7 @@ export function buildDeps(opts: CreateAppOptions): EdgeDeps {
       models: opts.caches?.models ?? new TtlCache(config.modelCacheTtlMs, 1_000),
       candidates: opts.caches?.candidates ?? new TtlCache(config.candidateCacheTtlMs, 1_000),
       modelList: opts.caches?.modelList ?? new TtlCache(config.candidateCacheTtlMs, 4),
+      unstakedTraffic: opts.caches?.unstakedTraffic ?? new UnstakedTrafficWindow(),
     },
     random: opts.random ?? Math.random,
     checks: opts.checks ?? null,
@@ -116,5 +119,6 @@ export function createApp(opts: CreateAppOptions): Hono<AppEnv> {
   registerOwnerAgents(app);
   registerHeartbeat(app);
   registerOpenApi(app);
+  registerAdminStake(app);
   return app;
 }

@@ -45,6 +45,13 @@ export interface EdgeConfig {
   registrationProofMaxAgeMs: number;
   /** Share of requests that try a random eligible route first, so recovered agents get traffic back. */
   explorationShare: number;
+  /**
+   * Share of requests (0..1) that may go to a route with a hop whose pool holds no stake, when a
+   * fully staked route exists. 1 (the default) allows all: a fresh network has no stake yet;
+   * production sets it low (e.g. 0.1). With no staked route at all, unstaked routes serve only
+   * within the share; beyond it the answer is 503.
+   */
+  unstakedTrafficShare: number;
 }
 
 export const DEFAULT_CONFIG: EdgeConfig = {
@@ -67,6 +74,7 @@ export const DEFAULT_CONFIG: EdgeConfig = {
   location: 'local',
   registrationProofMaxAgeMs: 300_000,
   explorationShare: EXPLORATION_SHARE,
+  unstakedTrafficShare: 1,
 };
 
 export function resolveConfig(overrides: Partial<EdgeConfig> = {}): EdgeConfig {

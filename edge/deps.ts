@@ -6,6 +6,7 @@
 import type { RegistryStore, RouteCandidate, ModelRecord, ApiKeyRecord, ModelSummary } from './store/interface.js';
 import type { EdgeConfig } from './config.js';
 import type { TtlCache } from './cache.js';
+import type { UnstakedTrafficWindow } from './trust/unstaked-window.js';
 import type { CheckSettings } from './checks/run-checks.js';
 
 export interface Clock {
@@ -46,6 +47,8 @@ export interface EdgeCaches {
   candidates: TtlCache<RouteCandidate[]>;
   /** GET /v1/models answers: counting live agents per model is a full aggregate, so share it for a short TTL. */
   modelList: TtlCache<ModelSummary[]>;
+  /** Recent traffic to routes with an unstaked hop, for `unstakedTrafficShare`. */
+  unstakedTraffic: UnstakedTrafficWindow;
 }
 
 export interface EdgeDeps {

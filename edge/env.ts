@@ -31,6 +31,8 @@ export const envSchema = z.object({
   KEEPALIVE_MS: int(10, 60_000),
   /** Share of requests routed to a random eligible route first (0..0.5, default 0.05). */
   EXPLORATION_SHARE: z.coerce.number().min(0).max(0.5).optional(),
+  /** Share of requests routes with an unstaked hop may take (0..1, default 1 = no limit). */
+  UNSTAKED_TRAFFIC_SHARE: z.coerce.number().min(0).max(1).optional(),
   /** Re-execution checks: HMAC secret (base64url, >= 32 bytes) choosing the sampled jobs. Absent: checks off. */
   CHECK_SECRET: z
     .string()
@@ -64,5 +66,6 @@ export function parseEdgeEnv(raw: unknown): ParsedEnv {
   if (env.MAX_ATTEMPTS !== undefined) config.maxAttempts = env.MAX_ATTEMPTS;
   if (env.KEEPALIVE_MS !== undefined) config.keepAliveMs = env.KEEPALIVE_MS;
   if (env.EXPLORATION_SHARE !== undefined) config.explorationShare = env.EXPLORATION_SHARE;
+  if (env.UNSTAKED_TRAFFIC_SHARE !== undefined) config.unstakedTrafficShare = env.UNSTAKED_TRAFFIC_SHARE;
   return { ok: true, env, databaseUrl, config };
 }

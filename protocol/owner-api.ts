@@ -112,3 +112,13 @@ export const edgeKeysSchema = z.object({ keys: z.array(z.object({ id: z.string()
 export const publishModelSchema = z.object({ manifest: manifestSchema });
 /** Answer of `POST /v1/owner/models`. */
 export const publishedModelSchema = z.object({ id: z.string(), name: z.string(), num_layers: z.number().int(), dtype: z.string(), created: z.boolean() });
+
+/**
+ * `POST /v1/admin/pools/:id/stake` (scope `admin`): an operator credits stake a pool owner has
+ * deposited (payment happens outside this API). Recorded in the ledger; slashes draw on it.
+ */
+export const creditStakeSchema = z.object({
+  amount_micro_usd: z.number().int().positive().max(1e12),
+  reason: z.string().min(1).max(256),
+});
+export type CreditStake = z.infer<typeof creditStakeSchema>;

@@ -32,6 +32,8 @@ import { coolDownLocally, loadCandidates } from '../routing/candidates.js';
 import { issueTicket } from './ticket.js';
 import { readJobEvents, StreamFailure } from './ndjson.js';
 import { checkFinishedJob } from '../checks/run-checks.js';
+import { DEFAULT_TRUST_POLICY } from '../trust/policy.js';
+import { routeIsStaked, unstakedRouteAllowed } from '../trust/reputation.js';
 
 export interface GenerationRequest {
   jobId: string;
@@ -94,6 +96,27 @@ export class Generation {
     readonly req: GenerationRequest,
   ) {}
 
+  /**
+   * Unstaked pools get only the traffic the operator allows (`unstakedTrafficShare`): while this
+   * isolate's recent share of unstaked routes is used up, only fully staked routes are offered;
+   * with none, the request is refused (503).
+   */
+  private stakePolicy(routes: ScoredRoute[]): ScoredRoute[] {
+    const now = this.deps.clock.now();
+    const window = this.deps.caches.unstakedTraffic;
+    const share = this.deps.config.unstakedTrafficShare;
+    const allowed = share >= 1 || unstakedRouteAllowed(window.counts(now), { ...DEFAULT_TRUST_POLICY, unstakedTrafficShare: share });
+    const offered = allowed ? routes : routes.filter((r) => routeIsStaked(r.hops));
+    if (offered.length === 0) {
+      // A refused request still counts as demand: the share is of all requests, so unstaked
+      // pools keep their share even when no staked route exists.
+      window.record(true, now);
+      throw new ApiError('no_route', 'only routes through unstaked pools are available, and their share of traffic is used up');
+    }
+    window.record(routeIsStaked(offered[0]!.hops), now);
+    return offered;
+  }
+
   /** Plans routes; throws 503 no_route when none meets the constraints. */
   async prepare(): Promise<void> {
     // The bounded candidate read favours the asked-for region, else the client's own.
@@ -116,7 +139,7 @@ export class Generation {
       explorationShare: this.deps.config.explorationShare,
     });
     if (!plan.ok) throw new ApiError('no_route', plan.reason);
-    return plan.routes;
+    return this.stakePolicy(plan.routes);
   }
 
   /** The route that produced (the end of) the answer, for responses and headers. */

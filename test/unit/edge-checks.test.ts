@@ -3,6 +3,7 @@
  * checker agents that verify the edge's signed request and sign their verdicts with real keys;
  * and the agent's `POST /v1/checks` service (pool-agent/server/checks.ts) with a checker double.
  */
+import { UnstakedTrafficWindow } from '../../edge/trust/unstaked-window.js';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -118,7 +119,7 @@ async function deps(opts: { rate?: number | null; key?: boolean } = {}): Promise
     signingKey: { id: 'edge-test', publicKey: edgeKey.publicKey, privateKey: edgeKey.privateKey },
     clock: { now: () => now },
     log: (e) => void logs.push(e),
-    caches: { keys: new TtlCache(1000), models: new TtlCache(1000), modelList: new TtlCache(1000), candidates: new TtlCache<RouteCandidate[]>(60_000) },
+    caches: { keys: new TtlCache(1000), models: new TtlCache(1000), modelList: new TtlCache(1000), candidates: new TtlCache<RouteCandidate[]>(60_000), unstakedTraffic: new UnstakedTrafficWindow() },
     config: resolveConfig({}),
     random: () => 0.5,
     checks: { key: opts.key === false ? null : await importCheckSecret(new Uint8Array(32).fill(7)), rateOverride: opts.rate === undefined ? 1 : opts.rate },
