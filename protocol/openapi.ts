@@ -28,6 +28,7 @@ import {
   heartbeatSchema,
   poolSchema,
   publishModelSchema,
+  creditStakeSchema,
   publishedModelSchema,
   registerAgentSchema,
   updateAgentSchema,
@@ -66,6 +67,7 @@ const INPUT_SCHEMAS = {
   UpdateAgentRequest: updateAgentSchema,
   HeartbeatRequest: heartbeatSchema,
   PublishModelRequest: publishModelSchema,
+  CreditStakeRequest: creditStakeSchema,
 } as const;
 
 /** Response bodies: documented as what the edge sends. */
@@ -320,6 +322,17 @@ function paths(): Record<string, JsonObject> {
         parameters: [pathId('Agent id.')],
         requestBody: jsonBody('HeartbeatRequest'),
         responses: { '200': jsonAnswer('HeartbeatAck', 'Accepted.'), ...errors('400', '401', '404', '409', '500') },
+      },
+    },
+    '/v1/admin/pools/{id}/stake': {
+      post: {
+        operationId: 'creditStake',
+        tags: ['admin'],
+        summary: "Credit a pool's deposited stake (scope admin)",
+        description: 'Recorded in the ledger; slashes draw on it. Routes through unstaked pools only get the share of traffic the operator allows.',
+        parameters: [pathId('Pool id.')],
+        requestBody: jsonBody('CreditStakeRequest'),
+        responses: { '200': jsonAnswer('Pool', 'The pool with its stake.'), ...errors('400', '401', '403', '404', '500') },
       },
     },
     '/healthz': {
