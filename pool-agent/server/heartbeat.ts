@@ -48,8 +48,10 @@ export function startHeartbeats(opts: HeartbeatOptions): Heartbeats {
   const log = opts.log ?? silentLogger;
   const doFetch = opts.fetch ?? ((u: string, i: RequestInit) => fetch(u, i));
   let last: number | null = null;
-  let sending: Promise<number> | null = null;
-  const beat = async (): Promise<number> => {
+  // One heartbeat at a time: the seq file and `last` are read and written by each beat.
+  let chain: Promise<unknown> = Promise.resolve();
+  let inFlight = 0;
+  const beatOnce = async (): Promise<number> => {
     last ??= await readSeq(opts.dir);
     const seq = Math.max(last + 1, clock());
     last = seq;
@@ -75,9 +77,14 @@ export function startHeartbeats(opts: HeartbeatOptions): Heartbeats {
       return 0;
     }
   };
+  const beat = (): Promise<number> => {
+    inFlight++;
+    const sent = chain.then(beatOnce).finally(() => inFlight--);
+    chain = sent.catch(() => undefined);
+    return sent;
+  };
   const tick = () => {
-    if (sending) return;
-    sending = beat().finally(() => (sending = null));
+    if (inFlight === 0) void beat();
   };
   const timer = setInterval(tick, opts.intervalMs);
   timer.unref();

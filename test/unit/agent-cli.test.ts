@@ -215,4 +215,23 @@ describe('heartbeats', () => {
       expect(h).toMatchObject({ agent_id: 'agt_1', free_kv_bytes: 1000, active_sessions: 0 });
     }
   });
+
+  it('serializes beats: concurrent calls and the timer never race on the seq file', async () => {
+    const dir = join(root, 'hb-race');
+    await main(['init', '--dir', dir], io().io);
+    const key = await loadIdentity(dir);
+    const seqs: number[] = [];
+    const fetch = async (_url: string, init: RequestInit) => {
+      seqs.push(heartbeatSchema.parse(JSON.parse(init.body as string)).seq);
+      await new Promise((r) => setTimeout(r, 5));
+      return new Response('{}', { status: 200 });
+    };
+    const core = { sessions: new SessionManager({ maxSessions: 4, maxKvBytes: 1000, idleMs: 1000 }), activeJobs: 0 };
+    const hb = startHeartbeats({ dir, agentId: 'agt_1', signingKey: key, url: 'http://edge/hb', intervalMs: 60_000, core, fetch, clock: () => 5_000 });
+    const statuses = await Promise.all(Array.from({ length: 8 }, () => hb.beat()));
+    hb.stop();
+    expect(statuses.every((st) => st === 200)).toBe(true);
+    expect(seqs.length).toBe(9); // the first tick and eight beats
+    for (let i = 1; i < seqs.length; i++) expect(seqs[i]!).toBe(seqs[i - 1]! + 1);
+  });
 });
