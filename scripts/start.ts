@@ -47,11 +47,15 @@ Starts the local network: registry, edge (workerd), three pool agents, the tiny 
   --port N      edge port on 127.0.0.1 (default 8787)
   --help        this text`;
 
-/** The demo agents: two regions, different prices, one whole-model agent and a two-hop chain. */
+/**
+ * The demo agents: two regions, different prices, one whole-model agent and a two-hop chain.
+ * The whole-model agent belongs to a second pool owner, so it can independently re-execute
+ * (check) jobs served by the chain.
+ */
 const AGENTS = [
-  { name: 'eu-whole', region: 'eu-west', price: 0.4, layers: 'all' },
-  { name: 'eu-head', region: 'eu-west', price: 0.1, layers: 'first-half' },
-  { name: 'us-tail', region: 'us-east', price: 0.15, layers: 'second-half' },
+  { name: 'eu-whole', owner: 'second', region: 'eu-west', price: 0.4, layers: 'all' },
+  { name: 'eu-head', owner: 'demo', region: 'eu-west', price: 0.1, layers: 'first-half' },
+  { name: 'us-tail', owner: 'demo', region: 'us-east', price: 0.15, layers: 'second-half' },
 ] as const;
 
 const secretsSchema = z.object({
@@ -62,6 +66,8 @@ const secretsSchema = z.object({
   edgeSigningKey: z.string(),
   /** Keys the edge's unpredictable choice of jobs to re-execute (edge/checks). */
   checkSecret: z.string().optional(),
+  /** Pool-owner token of the second demo owner (the independent checker's pool). */
+  secondOwnerToken: z.string().optional(),
 });
 type Secrets = z.infer<typeof secretsSchema>;
 
@@ -143,7 +149,7 @@ async function main(): Promise<void> {
     const agents: { id: string; url: string; pid: number; region: string; name: string }[] = [];
     for (const a of AGENTS) {
       const layers = a.layers === 'all' ? `0:${numLayers}` : a.layers === 'first-half' ? `0:${half}` : `${half}:${numLayers}`;
-      const dir = join(DEV, 'agents', a.name);
+      const dir = join(DEV, 'agents', `${a.name}.${a.owner}`);
       if (!existsSync(join(dir, 'identity.json'))) {
         await runCli(['init', '--dir', dir]);
         // Measured throughput is part of the registration, as a real owner's would be.
@@ -152,7 +158,7 @@ async function main(): Promise<void> {
       // The endpoint is announced before serving, so pick the port first.
       const agentPort = await freePort();
       const endpoint = `http://127.0.0.1:${agentPort}`;
-      const ownerEnv = { LAYERNET_OWNER_TOKEN: secrets.ownerToken };
+      const ownerEnv = { LAYERNET_OWNER_TOKEN: a.owner === 'demo' ? secrets.ownerToken : secrets.secondOwnerToken! };
       await runCli(
         ['register', '--dir', dir, '--edge', edge.url, '--region', a.region, '--price', String(a.price), '--pool-name', `demo-${a.region}`,
           '--endpoint', endpoint, '--model', MODEL_DIR, '--layers', layers],
@@ -207,20 +213,19 @@ async function ensureSecrets(sql: ReturnType<typeof createDb>['sql'], db: Return
     const parsed = secretsSchema.safeParse(JSON.parse(readFileSync(SECRETS_FILE, 'utf8')));
     if (parsed.success) {
       const s = parsed.data;
-      const ok = await Promise.all(
-        [s.apiKey, s.ownerToken].map(async (key) => {
-          const p = parseApiKey(key);
-          if (!p) return false;
-          const rows = await sql<{ hash: string }[]>`select hash from api_keys where prefix = ${p.prefix} and revoked_at is null`;
-          return rows[0]?.hash === (await hashApiKey(key));
-        }),
-      );
+      const ok = await Promise.all([s.apiKey, s.ownerToken].map((key) => keyIsLive(sql, key)));
       if (ok.every(Boolean)) {
         log('demo account and keys reused from .dev/secrets.json');
+        let changed = false;
         if (!s.checkSecret) {
           s.checkSecret = toBase64Url(randomBytes(32));
-          writeFileSync(SECRETS_FILE, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
+          changed = true;
         }
+        if (!s.secondOwnerToken || !(await keyIsLive(sql, s.secondOwnerToken))) {
+          s.secondOwnerToken = await createSecondOwner(db);
+          changed = true;
+        }
+        if (changed) writeFileSync(SECRETS_FILE, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
         return s;
       }
     }
@@ -229,10 +234,31 @@ async function ensureSecrets(sql: ReturnType<typeof createDb>['sql'], db: Return
   const apiKey = await createApiKey(db, { accountId: account.id, scopes: ['inference'], name: 'demo inference key' });
   const owner = await createApiKey(db, { accountId: account.id, scopes: ['pool-owner'], name: 'demo pool-owner token' });
   const edgeKey = await generateSigningKey();
-  const s: Secrets = { accountId: account.id, apiKey: apiKey.key, ownerToken: owner.key, edgeKeyId: `local-${edgeKey.publicKey.slice(0, 8)}`, edgeSigningKey: edgeKey.privateKeyPkcs8, checkSecret: toBase64Url(randomBytes(32)) };
+  const s: Secrets = {
+    accountId: account.id,
+    apiKey: apiKey.key,
+    ownerToken: owner.key,
+    edgeKeyId: `local-${edgeKey.publicKey.slice(0, 8)}`,
+    edgeSigningKey: edgeKey.privateKeyPkcs8,
+    checkSecret: toBase64Url(randomBytes(32)),
+    secondOwnerToken: await createSecondOwner(db),
+  };
   writeFileSync(SECRETS_FILE, JSON.stringify(s, null, 2) + '\n', { mode: 0o600 });
   log('created demo account, API key and pool-owner token');
   return s;
+}
+
+/** Whether a key is still in the registry, unrevoked (keys are shown once, so we keep them). */
+async function keyIsLive(sql: ReturnType<typeof createDb>['sql'], key: string): Promise<boolean> {
+  const p = parseApiKey(key);
+  if (!p) return false;
+  const rows = await sql<{ hash: string }[]>`select hash from api_keys where prefix = ${p.prefix} and revoked_at is null`;
+  return rows[0]?.hash === (await hashApiKey(key));
+}
+
+async function createSecondOwner(db: ReturnType<typeof createDb>['db']): Promise<string> {
+  const account = await createAccount(db, { name: 'demo pool owner B', kind: 'pool-owner' });
+  return (await createApiKey(db, { accountId: account.id, scopes: ['pool-owner'], name: 'demo pool-owner token B' })).key;
 }
 
 function runCli(args: string[], env: Record<string, string> = {}): Promise<void> {
