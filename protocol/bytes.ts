@@ -18,6 +18,11 @@ export function fromUtf8(bytes: Uint8Array): string {
 }
 
 export function concatBytes(...parts: Uint8Array[]): Uint8Array {
+  return concatByteList(parts);
+}
+
+/** `concatBytes` over a list (no spread: a streamed body can arrive in very many chunks). */
+export function concatByteList(parts: readonly Uint8Array[]): Uint8Array {
   let length = 0;
   for (const p of parts) length += p.byteLength;
   const out = new Uint8Array(length);

@@ -7,6 +7,7 @@
  */
 import { z } from 'zod';
 import { ApiError } from '../../protocol/errors.js';
+import { concatByteList } from '../../protocol/bytes.js';
 
 export async function readBodyBytes(req: Request, maxBytes: number, timeoutMs: number): Promise<Uint8Array> {
   const declared = req.headers.get('content-length');
@@ -37,13 +38,7 @@ export async function readBodyBytes(req: Request, maxBytes: number, timeoutMs: n
   } finally {
     clearTimeout(timer);
   }
-  const out = new Uint8Array(total);
-  let offset = 0;
-  for (const p of parts) {
-    out.set(p, offset);
-    offset += p.byteLength;
-  }
-  return out;
+  return concatByteList(parts);
 }
 
 export async function readJsonBody(req: Request, maxBytes: number, timeoutMs: number): Promise<unknown> {

@@ -9,6 +9,7 @@
  * w.string(1, 'name');
  * const bytes = w.finish();
  */
+import { concatByteList } from '../../protocol/bytes.js';
 
 const WIRE_VARINT = 0;
 const WIRE_I64 = 1;
@@ -120,14 +121,7 @@ export class ProtoWriter {
   }
 
   finish(): Uint8Array {
-    const chunks = this.chunks();
-    const out = new Uint8Array(this.flushedLength);
-    let o = 0;
-    for (const c of chunks) {
-      out.set(c, o);
-      o += c.byteLength;
-    }
-    return out;
+    return concatByteList(this.chunks());
   }
 }
 

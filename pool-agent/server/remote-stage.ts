@@ -12,6 +12,7 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { closeMetaSchema, errorFrameMetaSchema, forwardResultMetaSchema, type ForwardMeta, type ForwardResultMeta } from '../../protocol/agent-api.js';
 import { decodeFrame, encodeFrame, FrameError } from '../../protocol/frame.js';
+import { concatByteList } from '../../protocol/bytes.js';
 import type { SignedAttestation } from '../../protocol/attestation.js';
 import type { SignedTicket } from '../../protocol/ticket.js';
 import { AgentError, isAgentErrorCode } from './errors.js';
@@ -106,13 +107,7 @@ async function readBounded(res: Response, max: number): Promise<Uint8Array> {
     }
     parts.push(value);
   }
-  const out = new Uint8Array(size);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.byteLength;
-  }
-  return out;
+  return concatByteList(parts);
 }
 
 export class RemoteStage {

@@ -10,7 +10,7 @@
  * const events = await runJob(chain.url, { signedTicket: signed, promptIds: [1, 5, 9], prefixIds: [] });
  * await chain.close();
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -178,6 +178,38 @@ export interface StartAgentOptions {
 
 const REPO = resolve(import.meta.dirname, '../..');
 
+/**
+ * Waits for a `pool-agent serve` child's `{"event":"listening","url"}` stdout line and resolves
+ * its URL; collects stderr (JSON logs) and non-JSON stdout into `logs` (bounded). Rejects, with
+ * the last log lines, if the child exits first or does not listen within `timeoutMs` (then it is
+ * killed).
+ */
+export function waitListening(child: ChildProcess, logs: string[], name: string, timeoutMs = 60_000): Promise<string> {
+  const keep = (l: string) => void (logs.length < 2000 && logs.push(l));
+  createInterface({ input: child.stderr! }).on('line', keep);
+  return new Promise((resolveUrl, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`agent ${name} did not listen within ${timeoutMs} ms: ${logs.slice(-5).join('\n')}`));
+    }, timeoutMs);
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      try {
+        const msg = JSON.parse(line) as { event?: string; url?: string };
+        if (msg.event === 'listening' && msg.url) {
+          clearTimeout(timer);
+          resolveUrl(msg.url);
+        }
+      } catch {
+        keep(line);
+      }
+    });
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`agent ${name} exited with ${code} before listening: ${logs.slice(-5).join('\n')}`));
+    });
+  });
+}
+
 /** Runs `pool-agent serve` as a child process on port 0 and waits for its "listening" JSON line. */
 export async function startAgent(opts: StartAgentOptions): Promise<ChildAgent> {
   const ownDir = !opts.dir;
@@ -190,28 +222,8 @@ export async function startAgent(opts: StartAgentOptions): Promise<ChildAgent> {
   args.push(...(opts.extraArgs ?? []));
   const child = spawn(process.execPath, args, { cwd: REPO, env: { ...process.env, ...opts.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: string[] = [];
-  createInterface({ input: child.stderr! }).on('line', (l) => {
-    if (logs.length < 2000) logs.push(l);
-  });
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
-  const url = await new Promise<string>((resolveUrl, reject) => {
-    const timer = setTimeout(() => reject(new Error(`agent did not start within ${opts.startTimeoutMs ?? 60_000} ms: ${logs.slice(-5).join('\n')}`)), opts.startTimeoutMs ?? 60_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const msg = JSON.parse(line) as { event?: string; url?: string };
-        if (msg.event === 'listening' && msg.url) {
-          clearTimeout(timer);
-          resolveUrl(msg.url);
-        }
-      } catch {
-        // Not a JSON line.
-      }
-    });
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`agent exited with ${code} before listening: ${logs.slice(-5).join('\n')}`));
-    });
-  }).catch(async (err) => {
+  const url = await waitListening(child, logs, opts.agentId, opts.startTimeoutMs).catch(async (err: unknown) => {
     child.kill('SIGKILL');
     if (ownDir) await rm(dir, { recursive: true, force: true });
     throw err;

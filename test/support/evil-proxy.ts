@@ -11,13 +11,12 @@
  * // ... run requests through the edge, then:
  * evil.proxy.tamper = {};
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { attestationHash, signAttestation, tokenCommitment, type SignedAttestation } from '../../protocol/attestation.js';
 import type { SigningKey } from '../../protocol/keys.js';
 import { loadState } from '../../pool-agent/config.js';
@@ -30,6 +29,7 @@ import type { LoadedSpan } from '../../pool-agent/runtime/types.js';
 import { startAgentServer, type AgentServer } from '../../pool-agent/server/app.js';
 import { startHeartbeats } from '../../pool-agent/server/heartbeat.js';
 import { manifestHash } from '../../protocol/manifest.js';
+import { waitListening } from './agents.js';
 import { TEST_MODEL_DIR } from './model.js';
 import type { AgentSpec, NetworkAgent, TestNetwork } from './network.js';
 
@@ -284,31 +284,6 @@ export async function addProxiedAgent(net: TestNetwork, spec: ProxiedAgentSpec):
   const agent: ProxiedAgent = { name: spec.name, id: state.agentId!, url: proxy.url, directUrl: url, pid: child.pid!, region: spec.region, dir, logs, kill, stop: kill, proxy, key };
   net.agents.push(agent);
   return agent;
-}
-
-function waitListening(child: ChildProcess, logs: string[], name: string): Promise<string> {
-  createInterface({ input: child.stderr! }).on('line', (l) => void (logs.length < 2000 && logs.push(l)));
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`agent ${name} did not listen within 60 s: ${logs.slice(-5).join('\n')}`));
-    }, 60_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const msg = JSON.parse(line) as { event?: string; url?: string };
-        if (msg.event === 'listening' && msg.url) {
-          clearTimeout(timer);
-          resolvePromise(msg.url);
-        }
-      } catch {
-        if (logs.length < 2000) logs.push(line);
-      }
-    });
-    child.once('exit', () => {
-      clearTimeout(timer);
-      reject(new Error(`agent ${name} exited before listening: ${logs.slice(-5).join('\n')}`));
-    });
-  });
 }
 
 /**

@@ -13,7 +13,6 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { createDb, type Db } from '../../db/client.js';
 import { createAccount, createApiKey } from '../../db/seed.js';
 import { generateSigningKey } from '../../protocol/keys.js';
@@ -22,6 +21,7 @@ import { runRegister } from '../../pool-agent/cli/register.js';
 import { loadState } from '../../pool-agent/config.js';
 import { startEdgeProcess, type EdgeProcess } from '../../scripts/edge-process.js';
 import { freePort } from '../../scripts/ports.js';
+import { waitListening } from './agents.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 import { TEST_MODEL_DIR, testModel } from './model.js';
 
@@ -143,7 +143,7 @@ export async function startNetwork(opts: StartNetworkOptions): Promise<TestNetwo
           '--model', TEST_MODEL_DIR, '--layers', `${layers[0]}:${layers[1]}`, '--threads', '1', ...(spec.serveArgs ?? [])],
         { cwd: REPO, env: { ...process.env, ...spec.env }, stdio: ['ignore', 'pipe', 'pipe'] },
       );
-      const agent = await waitListening(child, spec, dir, state.agentId!);
+      const agent = await listeningAgent(child, spec, dir, state.agentId!);
       agents.push(agent);
       return agent;
     };
@@ -186,10 +186,9 @@ export async function startNetwork(opts: StartNetworkOptions): Promise<TestNetwo
   }
 }
 
-function waitListening(child: ChildProcess, spec: AgentSpec, dir: string, id: string): Promise<NetworkAgent> {
+async function listeningAgent(child: ChildProcess, spec: AgentSpec, dir: string, id: string): Promise<NetworkAgent> {
   const logs: string[] = [];
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  createInterface({ input: child.stderr! }).on('line', (l) => void (logs.length < 2000 && logs.push(l)));
   const kill = async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGKILL');
@@ -204,25 +203,6 @@ function waitListening(child: ChildProcess, spec: AgentSpec, dir: string, id: st
       clearTimeout(t);
     }
   };
-  return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => {
-      void kill();
-      reject(new Error(`agent ${spec.name} did not listen within 60 s: ${logs.slice(-5).join('\n')}`));
-    }, 60_000);
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      try {
-        const msg = JSON.parse(line) as { event?: string; url?: string };
-        if (msg.event === 'listening' && msg.url) {
-          clearTimeout(timer);
-          resolvePromise({ name: spec.name, id, url: msg.url, pid: child.pid!, region: spec.region, dir, logs, kill, stop });
-        }
-      } catch {
-        if (logs.length < 2000) logs.push(line);
-      }
-    });
-    void exited.then(() => {
-      clearTimeout(timer);
-      reject(new Error(`agent ${spec.name} exited before listening: ${logs.slice(-5).join('\n')}`));
-    });
-  });
+  const url = await waitListening(child, logs, spec.name);
+  return { name: spec.name, id, url, pid: child.pid!, region: spec.region, dir, logs, kill, stop };
 }
