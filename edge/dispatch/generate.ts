@@ -73,6 +73,8 @@ class AttemptFailure extends Error {
   }
 }
 
+const UNSTAKED_SHARE_USED_UP = 'only routes through unstaked pools are available, and their share of traffic is used up';
+
 export class Generation {
   /** Tokens handed to the consumer, in order (EOS excluded). */
   readonly tokens: number[] = [];
@@ -96,24 +98,17 @@ export class Generation {
     readonly req: GenerationRequest,
   ) {}
 
+  /** Whether this request may use routes through unstaked pools (decided once, in prepare). */
+  private unstakedAllowed = true;
+
   /**
    * Unstaked pools get only the traffic the operator allows (`unstakedTrafficShare`): while this
    * isolate's recent share of unstaked routes is used up, only fully staked routes are offered;
    * with none, the request is refused (503).
    */
   private stakePolicy(routes: ScoredRoute[]): ScoredRoute[] {
-    const now = this.deps.clock.now();
-    const window = this.deps.caches.unstakedTraffic;
-    const share = this.deps.config.unstakedTrafficShare;
-    const allowed = share >= 1 || unstakedRouteAllowed(window.counts(now), { ...DEFAULT_TRUST_POLICY, unstakedTrafficShare: share });
-    const offered = allowed ? routes : routes.filter((r) => routeIsStaked(r.hops));
-    if (offered.length === 0) {
-      // A refused request still counts as demand: the share is of all requests, so unstaked
-      // pools keep their share even when no staked route exists.
-      window.record(true, now);
-      throw new ApiError('no_route', 'only routes through unstaked pools are available, and their share of traffic is used up');
-    }
-    window.record(routeIsStaked(offered[0]!.hops), now);
+    const offered = this.unstakedAllowed ? routes : routes.filter((r) => routeIsStaked(r.hops));
+    if (offered.length === 0) throw new ApiError('no_route', UNSTAKED_SHARE_USED_UP);
     return offered;
   }
 
@@ -122,7 +117,20 @@ export class Generation {
     // The bounded candidate read favours the asked-for region, else the client's own.
     const region = this.req.prefs.region ?? this.req.client.region;
     this.candidates = await loadCandidates(this.deps, this.req.model.id, region);
-    this.routes = this.plan();
+    // The stake decision and its count are per request: re-plans after a failure reuse them.
+    const now = this.deps.clock.now();
+    const window = this.deps.caches.unstakedTraffic;
+    const share = this.deps.config.unstakedTrafficShare;
+    this.unstakedAllowed = share >= 1 || unstakedRouteAllowed(window.counts(now), { ...DEFAULT_TRUST_POLICY, unstakedTrafficShare: share });
+    try {
+      this.routes = this.plan();
+    } catch (err) {
+      // A request refused for its share still counts as demand: the share is of all requests,
+      // so unstaked pools keep their share even when no staked route exists.
+      if (err instanceof ApiError && err.message === UNSTAKED_SHARE_USED_UP) window.record(true, now);
+      throw err;
+    }
+    window.record(routeIsStaked(this.routes[0]!.hops), now);
   }
 
   private plan(): ScoredRoute[] {
