@@ -80,40 +80,57 @@ function ranked(logits: Float32Array, threshold: number): Uint32Array {
   return ids;
 }
 
-/** The k-th largest non-NaN value (k >= 1), by quickselect on a copy. */
-function kthLargest(logits: Float32Array, k: number): number {
-  const a = new Float32Array(logits.length);
-  let n = 0;
-  for (let i = 0; i < logits.length; i++) if (logits[i] === logits[i]) a[n++] = logits[i]!;
-  if (k >= n) {
-    let min = Infinity;
-    for (let i = 0; i < n; i++) if (a[i]! < min) min = a[i]!;
-    return min;
-  }
-  // Position of the k-th largest in ascending order.
-  const target = n - k;
-  let lo = 0;
-  let hi = n - 1;
-  while (lo < hi) {
-    const pivot = a[(lo + hi) >>> 1]!;
-    let i = lo;
-    let j = hi;
-    while (i <= j) {
-      while (a[i]! < pivot) i++;
-      while (a[j]! > pivot) j--;
-      if (i <= j) {
-        const tmp = a[i]!;
-        a[i] = a[j]!;
-        a[j] = tmp;
-        i++;
-        j--;
+/**
+ * The first k ids in rank order (logit descending, id ascending; NaN never), in one pass with a
+ * bounded heap whose root is the worst id kept. Ids arrive in ascending order, so a later id
+ * displaces the root only with a strictly larger logit.
+ */
+function topKRanked(logits: Float32Array, k: number): Uint32Array {
+  const heapIds = new Uint32Array(k);
+  const heapValues = new Float32Array(k);
+  let size = 0;
+  // Worse = lower logit, or the same logit and a higher id.
+  const worse = (a: number, b: number): boolean =>
+    heapValues[a]! < heapValues[b]! || (heapValues[a] === heapValues[b] && heapIds[a]! > heapIds[b]!);
+  const swap = (a: number, b: number): void => {
+    const id = heapIds[a]!;
+    heapIds[a] = heapIds[b]!;
+    heapIds[b] = id;
+    const v = heapValues[a]!;
+    heapValues[a] = heapValues[b]!;
+    heapValues[b] = v;
+  };
+  for (let i = 0; i < logits.length; i++) {
+    const v = logits[i]!;
+    if (v !== v) continue;
+    if (size < k) {
+      heapIds[size] = i;
+      heapValues[size] = v;
+      let c = size++;
+      while (c > 0) {
+        const parent = (c - 1) >> 1;
+        if (!worse(c, parent)) break;
+        swap(c, parent);
+        c = parent;
+      }
+    } else if (v > heapValues[0]!) {
+      heapIds[0] = i;
+      heapValues[0] = v;
+      let c = 0;
+      for (;;) {
+        const l = 2 * c + 1;
+        if (l >= size) break;
+        const r = l + 1;
+        const w = r < size && worse(r, l) ? r : l;
+        if (!worse(w, c)) break;
+        swap(w, c);
+        c = w;
       }
     }
-    if (target <= j) hi = j;
-    else if (target >= i) lo = i;
-    else break;
   }
-  return a[target]!;
+  const order = Array.from({ length: size }, (_, i) => i);
+  order.sort((a, b) => (heapValues[b]! - heapValues[a]!) || heapIds[a]! - heapIds[b]!);
+  return Uint32Array.from(order, (i) => heapIds[i]!);
 }
 
 /**
@@ -133,19 +150,24 @@ export function sampleToken(logits: Float32Array, params: SamplingParams, step: 
   if (!(Number.isInteger(step) && step >= 0)) throw new RangeError(`step must be a non-negative integer, got ${step}`);
   if (logits.length === 0) throw new RangeError('empty logits');
   if (logits.length > 1048576) throw new RangeError('vocabularies over 2^20 tokens are not supported');
-  const best = argmax(logits);
-  if (params.temperature === 0) return best;
+  if (params.temperature === 0) return argmax(logits);
+  // The top-k path finds the maximum itself (its first ranked id is argmax's answer).
+  const top = params.topK > 0 ? topKRanked(logits, Math.min(params.topK, logits.length)) : undefined;
+  if (top !== undefined && top.length === 0) throw new RangeError('logits are all NaN');
+  const best = top !== undefined ? top[0]! : argmax(logits);
   const maxLogit = logits[best]!;
   if (maxLogit === Infinity || maxLogit === -Infinity) return best;
   const t = params.temperature;
   const u = uniformAt(params.seed, step);
   const n = logits.length;
 
-  if (params.topK === 0) {
+  if (top === undefined) {
+    // The weights are computed once and summed in id order; the draw walks the same values.
+    const weights = new Float64Array(n);
     let total = 0;
     for (let i = 0; i < n; i++) {
       const l = logits[i]!;
-      if (l === l) total += Math.exp((l - maxLogit) / t);
+      if (l === l) total += weights[i] = Math.exp((l - maxLogit) / t);
     }
     if (params.topP >= 1) {
       const target = u * total;
@@ -154,7 +176,7 @@ export function sampleToken(logits: Float32Array, params: SamplingParams, step: 
       for (let i = 0; i < n; i++) {
         const l = logits[i]!;
         if (l !== l) continue;
-        acc += Math.exp((l - maxLogit) / t);
+        acc += weights[i]!;
         lastValid = i;
         if (target < acc) return i;
       }
@@ -167,8 +189,6 @@ export function sampleToken(logits: Float32Array, params: SamplingParams, step: 
     return drawRanked(logits, ranked(logits, threshold), maxLogit, t, total, params.topP, u);
   }
 
-  const k = Math.min(params.topK, n);
-  const top = ranked(logits, kthLargest(logits, k)).subarray(0, k);
   let total = 0;
   for (let i = 0; i < top.length; i++) total += Math.exp((logits[top[i]!]! - maxLogit) / t);
   return drawRanked(logits, top, maxLogit, t, total, params.topP, u);

@@ -70,6 +70,34 @@ describe('sampleToken', () => {
     for (let s = 0; s < 200; s++) expect(nucleus.has(sampleToken(logits, { ...P, topP: 0.3 }, s))).toBe(true);
   });
 
+  it('top-k over a large vocabulary with ties and NaN draws exactly as the documented ranking', () => {
+    // About 25 ids share each value, so ties fall at the k-th place and the heap evicts among them.
+    const logits = Float32Array.from({ length: 50257 }, (_, i) => {
+      const u = Math.sin(i * 12.9898) * 43758.5453;
+      return i % 997 === 0 ? NaN : Math.round((u - Math.floor(u)) * 2000) / 250;
+    });
+    const ranked = Array.from(logits.keys()).filter((i) => !Number.isNaN(logits[i]!)).sort((a, b) => logits[b]! - logits[a]! || a - b);
+    for (const [topK, topP, temperature] of [[40, 1, 0.8], [40, 0.5, 1.3], [1, 1, 1], [500, 0.9, 0.7]] as const) {
+      const top = ranked.slice(0, topK);
+      const max = logits[top[0]!]!;
+      const probs = top.map((i) => Math.exp((logits[i]! - max) / temperature));
+      const total = probs.reduce((a, b) => a + b, 0);
+      let keep = top.length;
+      if (topP < 1) {
+        let cum = 0;
+        for (let i = 0; i < top.length; i++) if ((cum += probs[i]! / total) >= topP) { keep = i + 1; break; }
+      }
+      const mass = probs.slice(0, keep).reduce((a, b) => a + b, 0);
+      for (let step = 0; step < 100; step++) {
+        const target = uniformAt(7, step) * mass;
+        let acc = 0;
+        let expected = top[keep - 1]!;
+        for (let i = 0; i < keep; i++) if (target < (acc += probs[i]!)) { expected = top[i]!; break; }
+        expect(sampleToken(logits, { temperature, topP, topK, seed: 7 }, step)).toBe(expected);
+      }
+    }
+  });
+
   it('rejects invalid parameters', () => {
     const l = Float32Array.of(1, 2);
     expect(() => sampleToken(l, { ...P, temperature: -1 }, 0)).toThrow(/temperature/);
