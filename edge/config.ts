@@ -52,6 +52,17 @@ export interface EdgeConfig {
    * within the share; beyond it the answer is 503.
    */
   unstakedTrafficShare: number;
+  /**
+   * Attestation chunks written into tickets: the route signs once per this many generation steps
+   * (1 = every step). Longer chunks divide signing and verification per token.
+   */
+  attestChunkSteps: number;
+  /**
+   * Streams: a chunk also closes once open this long, ms, so tokens reach the client at most about
+   * this late (the prefill is always a chunk of its own). Answers that are not streamed use at
+   * least 1000 ms.
+   */
+  attestChunkDelayMs: number;
 }
 
 export const DEFAULT_CONFIG: EdgeConfig = {
@@ -75,6 +86,8 @@ export const DEFAULT_CONFIG: EdgeConfig = {
   registrationProofMaxAgeMs: 300_000,
   explorationShare: EXPLORATION_SHARE,
   unstakedTrafficShare: 1,
+  attestChunkSteps: 16,
+  attestChunkDelayMs: 50,
 };
 
 export function resolveConfig(overrides: Partial<EdgeConfig> = {}): EdgeConfig {

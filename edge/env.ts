@@ -33,6 +33,10 @@ export const envSchema = z.object({
   EXPLORATION_SHARE: z.coerce.number().min(0).max(0.5).optional(),
   /** Share of requests routes with an unstaked hop may take (0..1, default 1 = no limit). */
   UNSTAKED_TRAFFIC_SHARE: z.coerce.number().min(0).max(1).optional(),
+  /** Generation steps per attestation chunk (1..256, default 16; 1 = one signature per step). */
+  ATTEST_CHUNK_STEPS: int(1, 256),
+  /** Streams: longest a chunk stays open, ms (default 50). */
+  ATTEST_CHUNK_DELAY_MS: int(0, 60_000),
   /** Re-execution checks: HMAC secret (base64url, >= 32 bytes) choosing the sampled jobs. Absent: checks off. */
   CHECK_SECRET: z
     .string()
@@ -67,5 +71,7 @@ export function parseEdgeEnv(raw: unknown): ParsedEnv {
   if (env.KEEPALIVE_MS !== undefined) config.keepAliveMs = env.KEEPALIVE_MS;
   if (env.EXPLORATION_SHARE !== undefined) config.explorationShare = env.EXPLORATION_SHARE;
   if (env.UNSTAKED_TRAFFIC_SHARE !== undefined) config.unstakedTrafficShare = env.UNSTAKED_TRAFFIC_SHARE;
+  if (env.ATTEST_CHUNK_STEPS !== undefined) config.attestChunkSteps = env.ATTEST_CHUNK_STEPS;
+  if (env.ATTEST_CHUNK_DELAY_MS !== undefined) config.attestChunkDelayMs = env.ATTEST_CHUNK_DELAY_MS;
   return { ok: true, env, databaseUrl, config };
 }

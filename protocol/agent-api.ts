@@ -54,31 +54,71 @@ export type CancelRequest = z.infer<typeof cancelRequestSchema>;
 export const cancelMessage = (r: Omit<CancelRequest, 'signature'>) => `layernet.cancel/1\n${r.jobId}\n${r.ticketHash}\n${r.issuedAt}`;
 
 /** Meta of a `forward` frame from hop k-1 to hop k. */
-export const forwardMetaSchema = z.object({
-  signedTicket: signedTicketSchema,
-  hop: z.number().int().positive().max(15),
-  steps: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
-  /** Hash of hop k-1's attestation for these steps (hop k binds it as prevHash). */
-  prevHash: z.string().regex(/^[0-9a-f]{64}$/),
-  /** Whether this is the session's first (prefill) frame: it opens the KV session. */
-  open: z.boolean(),
-  /**
-   * Hop k-1's signed attestation for these steps: hash(prev.att) = prevHash and
-   * prev.att.outputCommitment = sha256(payload bytes). Optional in the schema for older senders,
-   * but agents built from this repo always send it and refuse (`bad_input`, nothing run, nothing
-   * signed) a forward frame without it or whose payload/prevHash it does not vouch for, so
-   * activations changed on the link make hop k refuse instead of signing an attestation that
-   * would blame it. Hop k cannot check prev's signature (it has no key for hop k-1): a tamperer
-   * that also forges prev and prevHash is caught by the sending hop, which refuses to relay a next
-   * hop's attestation that binds other input or another prevHash than it sent.
-   */
-  prev: signedAttestationSchema.optional(),
-});
+const jobRefSchema = z.object({ jobId: z.string().min(1).max(64), ticketHash: z.string().regex(/^[0-9a-f]{64}$/) });
+
+export const forwardMetaSchema = z
+  .object({
+    /** The signed ticket: required on the opening frame; later frames may name the job by `job` alone. */
+    signedTicket: signedTicketSchema.optional(),
+    /** The job and the hash of the ticket its session was opened with (frames after the first). */
+    job: jobRefSchema.optional(),
+    hop: z.number().int().positive().max(15),
+    /** The generation step this frame computes, [s, s + 1). */
+    steps: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]),
+    /**
+     * First step of the attestation chunk this step belongs to (default: this step). Every hop
+     * keeps what it received and sent since then and signs it all when the chunk is sealed.
+     */
+    chunkFrom: z.number().int().nonnegative().optional(),
+    /**
+     * Whether this step closes the chunk [chunkFrom, steps[1]) (default true: one chunk per step).
+     * A sealing frame carries hop k-1's attestation of the whole chunk (`prev`, `prevHash`); an
+     * open one carries neither and is answered with the token but no attestation.
+     */
+    seal: z.boolean().optional(),
+    /** Hash of hop k-1's attestation of the chunk (hop k binds it as prevHash); sealing frames only. */
+    prevHash: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .optional(),
+    /** Whether this is the session's first (prefill) frame: it opens the KV session. */
+    open: z.boolean(),
+    /**
+     * Hop k-1's signed attestation of the chunk: hash(prev.att) = prevHash and
+     * prev.att.outputCommitment = sha256 of every payload of the chunk, concatenated in step
+     * order. Hop k refuses (`bad_input`, nothing signed) a sealing frame whose payloads or prevHash
+     * it does not vouch for, or whose signature does not verify against the key the ticket gives
+     * for hop k-1, so activations changed on the link make hop k refuse instead of signing an
+     * attestation that would blame it. The sending hop also refuses to relay a next hop's
+     * attestation that binds other input or another prevHash than it sent.
+     */
+    prev: signedAttestationSchema.optional(),
+  })
+  .refine((m) => m.signedTicket !== undefined || (m.job !== undefined && !m.open), { message: 'the opening frame carries the signed ticket, later ones the ticket or a job reference', path: ['signedTicket'] })
+  .refine((m) => m.seal === false || m.prevHash !== undefined, { message: 'a sealing frame carries prevHash', path: ['prevHash'] })
+  .refine((m) => m.chunkFrom === undefined || m.chunkFrom <= m.steps[0], { message: 'chunkFrom is after the step', path: ['chunkFrom'] });
 export type ForwardMeta = z.infer<typeof forwardMetaSchema>;
 
-/** Meta of the response: the attestations of this hop and every hop after it, in order. */
+/**
+ * Meta of a `seal` frame: closes the open chunk [chunk[0], chunk[1]) without computing a step
+ * (the head learned after the last step that the job ends there, e.g. on a stop token). Answered
+ * like a sealing forward frame, with no token ids.
+ */
+export const sealMetaSchema = z.object({
+  job: jobRefSchema,
+  hop: z.number().int().positive().max(15),
+  chunk: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]).refine(([a, b]) => a < b, 'a chunk is [from, to) with from < to'),
+  prevHash: z.string().regex(/^[0-9a-f]{64}$/),
+  prev: signedAttestationSchema,
+});
+export type SealMeta = z.infer<typeof sealMetaSchema>;
+
+/**
+ * Meta of the response: the attestations of this hop and every hop after it, in order (none for
+ * a step that does not seal its chunk), and the token sampled at this step (none for a seal frame).
+ */
 export const forwardResultMetaSchema = z.object({
-  attestations: z.array(signedAttestationSchema).min(1).max(15),
+  attestations: z.array(signedAttestationSchema).max(15),
   tokenIds: z.array(z.number().int().nonnegative()).max(4096),
 });
 export type ForwardResultMeta = z.infer<typeof forwardResultMetaSchema>;

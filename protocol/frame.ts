@@ -4,7 +4,7 @@
  *
  * Layout (little-endian):
  *   0  magic   'LNF1' (4 bytes)
- *   4  kind    u8   (1 forward, 2 hidden, 3 tokens, 4 error, 5 close)
+ *   4  kind    u8   (1 forward, 2 hidden, 3 tokens, 4 error, 5 close, 6 seal)
  *   5  dtype   u8   (0 none, 1 float32, 2 float16, 3 int32)
  *   6  ndim    u16  (<= 4)
  *   8  metaLen u32  (<= MAX_META_BYTES)
@@ -23,11 +23,11 @@ export const FRAME_HEADER_BYTES = 12;
 export const MAX_META_BYTES = 256 * 1024;
 export const MAX_DIMS = 4;
 
-export type FrameKind = 'forward' | 'hidden' | 'tokens' | 'error' | 'close';
+export type FrameKind = 'forward' | 'hidden' | 'tokens' | 'error' | 'close' | 'seal';
 export type FrameDtype = 'none' | 'float32' | 'float16' | 'int32';
 
-const KINDS: readonly FrameKind[] = ['forward', 'forward', 'hidden', 'tokens', 'error', 'close'];
-const KIND_CODE: Record<FrameKind, number> = { forward: 1, hidden: 2, tokens: 3, error: 4, close: 5 };
+const KINDS: readonly FrameKind[] = ['forward', 'forward', 'hidden', 'tokens', 'error', 'close', 'seal'];
+const KIND_CODE: Record<FrameKind, number> = { forward: 1, hidden: 2, tokens: 3, error: 4, close: 5, seal: 6 };
 const DTYPES: readonly FrameDtype[] = ['none', 'float32', 'float16', 'int32'];
 const DTYPE_CODE: Record<FrameDtype, number> = { none: 0, float32: 1, float16: 2, int32: 3 };
 export const DTYPE_BYTES: Record<FrameDtype, number> = { none: 0, float32: 4, float16: 2, int32: 4 };
@@ -99,7 +99,7 @@ export function decodeFrame(bytes: Uint8Array, limits: DecodeFrameLimits): Frame
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (dv.getUint32(0, true) !== FRAME_MAGIC) throw new FrameError('bad_magic', 'not a layernet frame');
   const kindCode = dv.getUint8(4);
-  if (kindCode < 1 || kindCode > 5) throw new FrameError('bad_kind', `unknown frame kind ${kindCode}`);
+  if (kindCode < 1 || kindCode > 6) throw new FrameError('bad_kind', `unknown frame kind ${kindCode}`);
   const dtypeCode = dv.getUint8(5);
   if (dtypeCode > 3) throw new FrameError('bad_dtype', `unknown dtype ${dtypeCode}`);
   const ndim = dv.getUint16(6, true);

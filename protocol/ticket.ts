@@ -40,6 +40,19 @@ export const samplingSchema = z.object({
 });
 export type SamplingParams = z.infer<typeof samplingSchema>;
 
+/**
+ * How often the route signs: a chunk closes after `maxSteps` generation steps, or once it has been
+ * open `maxDelayMs` (the head agent's clock), whichever comes first, and at the end of the job.
+ * The prefill step is always a chunk of its own (time to first token is not delayed). Absent: one
+ * chunk per step. Longer chunks divide the signing and verification cost per token; tokens reach
+ * the client only when their chunk is verified, so `maxDelayMs` bounds the added latency.
+ */
+export const chunkingSchema = z.object({
+  maxSteps: z.number().int().min(1).max(256),
+  maxDelayMs: z.number().int().min(0).max(60_000),
+});
+export type ChunkingPolicy = z.infer<typeof chunkingSchema>;
+
 export const ticketSchema = z.object({
   v: z.literal(1),
   jobId: z.string().min(1).max(64),
@@ -59,6 +72,7 @@ export const ticketSchema = z.object({
   }),
   sampling: samplingSchema,
   stopTokenIds: z.array(z.number().int().nonnegative()).max(64),
+  chunking: chunkingSchema.optional(),
   nonce: z.string().regex(/^[A-Za-z0-9_-]{16,64}$/),
   issuedAt: z.number().int().positive(),
   expiresAt: z.number().int().positive(),

@@ -67,6 +67,7 @@ export async function serveCompletion(c: Context<AppEnv>, deps: EdgeDeps, input:
     sampling: { temperature: body.temperature ?? 1, topP: body.top_p ?? 1, topK: body.top_k ?? 0, seed },
     prefs,
     client: clientLocation(c.req.raw),
+    stream: body.stream ?? false,
     signal: abort.signal,
   });
   try {

@@ -44,6 +44,8 @@ export interface GenerationRequest {
   sampling: SamplingParams;
   prefs: RoutePrefs;
   client: ClientLocation;
+  /** Whether tokens are streamed to the client (attestation chunks then close within attestChunkDelayMs). */
+  stream: boolean;
   /** Aborted when the client goes away. */
   signal: AbortSignal;
 }
@@ -229,6 +231,10 @@ export class Generation {
             maxTokens: req.maxTokens,
             sampling: req.sampling,
             stopTokenIds: [eos],
+            chunking: {
+              maxSteps: deps.config.attestChunkSteps,
+              maxDelayMs: req.stream ? deps.config.attestChunkDelayMs : Math.max(deps.config.attestChunkDelayMs, 1_000),
+            },
             now,
             ttlMs: deps.config.firstTokenTimeoutMs + 30_000,
             deadline: now + deps.config.jobDeadlineMs,

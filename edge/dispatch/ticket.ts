@@ -5,7 +5,7 @@
  * const signed = await issueTicket({ jobId, model, hops, promptIds, prefixIds: [], maxTokens: 64, sampling, ... });
  */
 import { encodeTokenIds, randomBytes, sha256Hex, toBase64Url } from '../../protocol/bytes.js';
-import { signTicket, ticketHash, type JobTicket, type SamplingParams, type SignedTicket } from '../../protocol/ticket.js';
+import { signTicket, ticketHash, type ChunkingPolicy, type JobTicket, type SamplingParams, type SignedTicket } from '../../protocol/ticket.js';
 import type { ModelRecord, RouteCandidate } from '../store/interface.js';
 
 export interface TicketInput {
@@ -17,6 +17,8 @@ export interface TicketInput {
   maxTokens: number;
   sampling: SamplingParams;
   stopTokenIds: number[];
+  /** How often the route signs (absent: every step). */
+  chunking?: ChunkingPolicy;
   now: number;
   /** Ticket must be presented by then, ms from now. */
   ttlMs: number;
@@ -38,6 +40,7 @@ export async function issueTicket(input: TicketInput, privateKey: CryptoKey): Pr
     limits: { maxTokens: input.maxTokens, deadline: input.deadline },
     sampling: input.sampling,
     stopTokenIds: input.stopTokenIds,
+    ...(input.chunking ? { chunking: input.chunking } : {}),
     nonce: toBase64Url(randomBytes(18)),
     issuedAt: input.now,
     expiresAt: input.now + input.ttlMs,

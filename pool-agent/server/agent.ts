@@ -1,6 +1,6 @@
 /**
  * The agent's core, free of HTTP: ticket checks, the head hop's generation loop (prefill, decode,
- * sampling by absolute step, one attested chunk per step), a downstream hop's step on its KV
+ * sampling by absolute step, attested chunks of steps as the ticket's chunking policy says), a downstream hop's step on its KV
  * session, cancel, close and committed-input disclosure. `app.ts` wires it to node:http.
  *
  * @example
@@ -8,17 +8,17 @@
  * const job = await agent.prepareJob(body);          // throws AgentError before any byte is sent
  * for await (const ev of job.events(signal)) write(ev);
  */
-import { cancelMessage, cancelRequestSchema, checkInputsMessage, checkInputsRequestSchema, closeMetaSchema, errorFrameMetaSchema, forwardMetaSchema, jobRequestSchema, type CheckInputsResponse, type ForwardMeta, type ForwardResultMeta, type JobEvent } from '../../protocol/agent-api.js';
+import { cancelMessage, cancelRequestSchema, checkInputsMessage, checkInputsRequestSchema, closeMetaSchema, errorFrameMetaSchema, forwardMetaSchema, jobRequestSchema, sealMetaSchema, type CheckInputsResponse, type ForwardResultMeta, type JobEvent } from '../../protocol/agent-api.js';
 import { attestationBytes, type SignedAttestation } from '../../protocol/attestation.js';
-import { bytesOf, encodeTokenIds, sha256Hex, toBase64Url, utf8 } from '../../protocol/bytes.js';
+import { bytesOf, concatByteList, encodeTokenIds, sha256Hex, toBase64Url, utf8 } from '../../protocol/bytes.js';
 import { decodeFrame, encodeFrame, FrameError, framePayloadAs, type Frame } from '../../protocol/frame.js';
 import { verifyBytes, type SigningKey } from '../../protocol/keys.js';
-import { routeCoversModel, signedTicketSchema, ticketBytes, verifyTicket, type JobTicket, type SignedTicket } from '../../protocol/ticket.js';
+import { routeCoversModel, signedTicketSchema, ticketBytes, verifyTicket, type ChunkingPolicy, type JobTicket, type SignedTicket } from '../../protocol/ticket.js';
 import { sampleToken } from '../runtime/sampler.js';
 import type { LoadedSpan, SpanInput } from '../runtime/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { AgentMetrics } from '../metrics.js';
-import { attestChunk, checkPrevAttestation, headInputCommitment, hiddenCommitmentOf, tokenCommitmentSync, type AgentCrypto, type HopContext } from './attest.js';
+import { attestChunk, checkPrevAttestation, chunkHiddenCommitment, headInputCommitment, lastHiddenRow, openChunk, tokenCommitmentSync, type AgentCrypto, type ForwardClaim, type HopContext, type OpenChunk } from './attest.js';
 import { nodeAgentCrypto } from './node-crypto.js';
 import { AgentError, toAgentError } from './errors.js';
 import { DEFAULT_INPUT_STORE_LIMITS, InputStore, type InputStoreLimits } from './input-store.js';
@@ -72,14 +72,22 @@ interface RunningJob {
 export interface PreparedJob {
   ticket: JobTicket;
   ticketHash: string;
-  /** NDJSON events: one `chunk` per step, then `done` or `error`. Frees the session at the end. */
+  /** NDJSON events: one `chunk` per attested chunk of steps, then `done` or `error`. Frees the session at the end. */
   events(signal?: AbortSignal): AsyncGenerator<JobEvent>;
 }
 
-/** A step's result at some hop: its attestation and every later one, and the sampled tokens. */
+/** A step's result at some hop: its attestation and every later one (sealing steps only), and the sampled token. */
 interface StepResult {
   attestations: SignedAttestation[];
   tokenIds: number[];
+}
+
+/**
+ * Whether the head closes its open chunk with this step: always without a policy (one chunk per
+ * step), else once it holds `steps` >= maxSteps or has been open about `elapsedMs` >= maxDelayMs.
+ */
+export function closesChunk(policy: ChunkingPolicy | undefined, steps: number, elapsedMs: number): boolean {
+  return !policy || steps >= policy.maxSteps || elapsedMs >= policy.maxDelayMs;
 }
 
 export class AgentCore {
@@ -194,44 +202,105 @@ export class AgentCore {
     return { ticket, ticketHash: hash, agentId: this.agentId, hop, layers: this.span.layers, crypto: this.crypto, clock: this.clock };
   }
 
+  /** The hop's open chunk, started at `from` if none is open; a frame naming another start is refused. */
+  private chunkOf(entry: SessionEntry, from: number): OpenChunk {
+    if (!entry.chunk) entry.chunk = openChunk(from);
+    else if (entry.chunk.from !== from) throw new AgentError('bad_frame', `the open chunk of job ${entry.jobId} starts at step ${entry.chunk.from}, the frame says ${from}`);
+    return entry.chunk;
+  }
+
+  /** Signs this hop's attestation of its open chunk, steps [chunk.from, to). */
+  private signChunk(entry: SessionEntry, ctx: HopContext, to: number, prevHash: string | null, last: boolean): { signed: SignedAttestation; hash: string } {
+    const chunk = entry.chunk!;
+    const inputCommitment =
+      ctx.hop === 0
+        ? headInputCommitment(this.crypto, ctx.ticket, chunk.from === ctx.ticket.prefixTokens, chunk.fed)
+        : this.crypto.sha256Hex(concatByteList(chunk.inputs));
+    if (last) {
+      return attestChunk(ctx, {
+        steps: [chunk.from, to],
+        inputCommitment,
+        outputCommitment: tokenCommitmentSync(this.crypto, chunk.tokens),
+        outputTokenIds: [...chunk.tokens],
+        hiddenCommitment: chunkHiddenCommitment(chunk),
+        prevHash,
+      });
+    }
+    return attestChunk(ctx, { steps: [chunk.from, to], inputCommitment, outputCommitment: this.crypto.sha256Hex(concatByteList(chunk.outputs)), prevHash });
+  }
+
+  /** The chunk is attested by the whole route: keep what this hop committed to (for checks) and start afresh. */
+  private closeChunk(entry: SessionEntry, ctx: HopContext, to: number): void {
+    const chunk = entry.chunk!;
+    entry.chunk = undefined;
+    const meta = { dtype: ctx.ticket.dtype, hiddenSize: this.span.manifest.architecture.hiddenSize };
+    this.inputs.record(ctx.ticket.jobId, ctx.hop, meta, {
+      steps: [chunk.from, to],
+      ...(ctx.hop === 0 ? { inputTokenIds: chunk.fed } : { input: concatByteList(chunk.inputs) }),
+      ...(chunk.outputs.length > 0 ? { output: concatByteList(chunk.outputs) } : {}),
+    });
+  }
+
   /**
-   * Runs one step on this hop's session and, when the span is not the last, on every later hop.
-   * `input` is what this hop received; `inputCommitment` what it attests to having received.
+   * Runs one step on this hop's session and, when the span is not the last, on every later hop,
+   * adding what it received and computed to the hop's open chunk. A sealing step signs the chunk
+   * [link.chunkFrom, steps[1]) and returns this hop's attestation and every later one; an open
+   * step returns the sampled token alone. `received` is the payload of a downstream hop's frame.
    */
   private async runStep(
     entry: SessionEntry,
     ctx: HopContext,
     input: SpanInput,
+    received: Uint8Array | null,
     steps: [number, number],
-    inputCommitment: string,
-    prevHash: string | null,
+    link: { chunkFrom: number; seal: boolean; prevHash: string | null },
     next: RemoteStage | null,
     open: boolean,
-  ): Promise<StepResult & { outputBytes?: Uint8Array }> {
+  ): Promise<StepResult> {
     const seqLen = input.kind === 'tokens' ? input.ids.length : input.seqLen;
     if (entry.session.length + seqLen > entry.maxPositions) {
       throw new AgentError('invalid_request', `step would hold ${entry.session.length + seqLen} positions, the ticket allows ${entry.maxPositions}`);
     }
+    const chunk = this.chunkOf(entry, link.chunkFrom);
     const out = await entry.session.forward(input);
+    if (input.kind === 'tokens') chunk.fed.push(...input.ids);
+    else chunk.inputs.push(received!);
     if (out.kind === 'logits') {
       if (next) throw new AgentError('internal_error', 'the last span of the model is not the last hop');
       const vocab = out.logits.length / out.logitsKept;
       const token = sampleToken(out.logits.subarray((out.logitsKept - 1) * vocab), ctx.ticket.sampling, steps[0]);
-      const { signed } = attestChunk(ctx, {
-        steps,
-        inputCommitment,
-        outputCommitment: tokenCommitmentSync(this.crypto, [token]),
-        outputTokenIds: [token],
-        hiddenCommitment: hiddenCommitmentOf(out.finalHidden, out.seqLen, 1),
-        prevHash,
-      });
+      chunk.tokens.push(token);
+      chunk.hiddenRows.push(lastHiddenRow(out.finalHidden, out.seqLen));
+      if (!link.seal) return { attestations: [], tokenIds: [token] };
+      const { signed } = this.signChunk(entry, ctx, steps[1], link.prevHash, true);
+      this.closeChunk(entry, ctx, steps[1]);
       return { attestations: [signed], tokenIds: [token] };
     }
     if (!next) throw new AgentError('internal_error', 'a span that is not the last of the model ends the route');
-    const outputBytes = bytesOf(out.data);
-    const { signed, hash } = attestChunk(ctx, { steps, inputCommitment, outputCommitment: this.crypto.sha256Hex(outputBytes), prevHash });
-    const rest: ForwardResultMeta = await next.forward({ data: out.data, seqLen: out.seqLen }, steps, signed, hash, open);
-    return { attestations: [signed, ...rest.attestations], tokenIds: rest.tokenIds, outputBytes };
+    // A copy: the chunk keeps it until it is sealed.
+    chunk.outputs.push(bytesOf(out.data).slice());
+    const hidden = { data: out.data, seqLen: out.seqLen };
+    if (!link.seal) {
+      const rest = await next.forward(hidden, steps, { chunkFrom: link.chunkFrom, seal: false }, open);
+      return { attestations: [], tokenIds: rest.tokenIds };
+    }
+    const { signed, hash } = this.signChunk(entry, ctx, steps[1], link.prevHash, false);
+    const rest = await next.forward(hidden, steps, { chunkFrom: link.chunkFrom, seal: true, prev: signed, prevHash: hash }, open);
+    this.closeChunk(entry, ctx, steps[1]);
+    return { attestations: [signed, ...rest.attestations], tokenIds: rest.tokenIds };
+  }
+
+  /**
+   * Seals the open chunk, which ends at step `to`, without running a step (the job ended inside
+   * it): signs it here and has every later hop sign it too.
+   */
+  private async sealOnly(entry: SessionEntry, ctx: HopContext, to: number, prevHash: string | null, next: RemoteStage | null): Promise<SignedAttestation[]> {
+    const chunk = entry.chunk;
+    if (!chunk || to <= chunk.from) throw new AgentError('bad_frame', `job ${entry.jobId} has no open chunk to seal at step ${to} on this hop`);
+    const { signed, hash } = this.signChunk(entry, ctx, to, prevHash, next === null);
+    const rest = next ? await next.seal([chunk.from, to], signed, hash) : [];
+    this.closeChunk(entry, ctx, to);
+    return [signed, ...rest];
   }
 
   // ---- head hop: POST /v1/jobs ------------------------------------------------------------
@@ -252,6 +321,7 @@ export class AgentCore {
     if (inputIds.some((t) => t >= vocab)) this.fail('invalid_request', `token ids must be below the vocabulary size ${vocab}`);
     if (!this.nonces.claim(ticket.nonce, ticket.expiresAt)) this.fail('replayed', 'ticket nonce already used');
     const entry = this.openSession(ticket, hash, 0);
+    entry.ticket = ticket;
     const signedTicket = req.signedTicket as SignedTicket;
     let next: RemoteStage | null = null;
     try {
@@ -281,25 +351,47 @@ export class AgentCore {
       let fed = inputIds;
       let prevHash: string | null = null;
       let first = true;
+      // The open chunk: its first step, when it began, and the tokens it holds so far.
+      let chunkFrom = step;
+      let chunkStartedAt = started;
+      let chunkTokens: number[] = [];
+      let lastStepMs = 0;
+      const sealed = (attestations: SignedAttestation[], to: number): JobEvent => {
+        const lastAtt = attestations[attestations.length - 1]!;
+        const attested = lastAtt.att.outputTokenIds ?? [];
+        if (attested.length !== chunkTokens.length || attested.some((t, i) => t !== chunkTokens[i])) {
+          throw new AgentError('upstream_error', `the last hop attests other tokens than it returned for steps [${chunkFrom}, ${to})`, { agentId: lastAtt.att.agentId });
+        }
+        prevHash = this.crypto.sha256Hex(attestationBytes(lastAtt.att));
+        const ev: JobEvent = { type: 'chunk', steps: [chunkFrom, to], tokenIds: chunkTokens, attestations };
+        chunkTokens = [];
+        return ev;
+      };
       this.log.info('job started', { jobId: ticket.jobId, hops: ticket.route.length, promptTokens: ticket.promptTokens, prefixTokens: ticket.prefixTokens });
       while (step < ticket.limits.maxTokens) {
         if (controller.signal.aborted) break;
         if (this.clock() > ticket.limits.deadline) throw new AgentError('deadline', `job deadline passed at step ${step}`);
         const t0 = this.clock();
         const steps: [number, number] = [step, step + 1];
-        const inputCommitment = headInputCommitment(this.crypto, ticket, first, fed);
-        const result = await this.sessions.withSession(ticket.jobId, hash, (e) =>
-          this.runStep(e, ctx, { kind: 'tokens', ids: Int32Array.from(fed) }, steps, inputCommitment, prevHash, next, first),
-        );
-        this.inputs.record(ticket.jobId, 0, meta, { steps, inputTokenIds: fed, ...(result.outputBytes ? { output: result.outputBytes } : {}) });
-        const lastAtt = result.attestations[result.attestations.length - 1]!;
-        prevHash = this.crypto.sha256Hex(attestationBytes(lastAtt.att));
-        this.metrics.tokens.inc({ role: 'head' }, result.tokenIds.length);
-        this.metrics.stepDuration.observe((this.clock() - t0) / 1000);
-        if (controller.signal.aborted && controller.signal.reason === 'disconnect') break;
-        yield { type: 'chunk', steps, tokenIds: result.tokenIds, attestations: result.attestations };
+        if (chunkTokens.length === 0) {
+          chunkFrom = step;
+          chunkStartedAt = t0;
+        }
+        // The prefill is a chunk of its own (first token as soon as possible); later chunks close
+        // on the ticket's policy, estimating this step to take as long as the last one.
+        const seal = first || step + 1 >= ticket.limits.maxTokens || closesChunk(ticket.chunking, step + 1 - chunkFrom, t0 - chunkStartedAt + lastStepMs);
+        const link = { chunkFrom, seal, prevHash };
+        const result = await this.sessions.withSession(ticket.jobId, hash, (e) => this.runStep(e, ctx, { kind: 'tokens', ids: Int32Array.from(fed) }, null, steps, link, next, first));
         const token = result.tokenIds[0]!;
-        if (stop.has(token)) {
+        chunkTokens.push(token);
+        lastStepMs = this.clock() - t0;
+        this.metrics.tokens.inc({ role: 'head' }, 1);
+        this.metrics.stepDuration.observe(lastStepMs / 1000);
+        if (controller.signal.aborted && controller.signal.reason === 'disconnect') break;
+        const stopped = stop.has(token);
+        if (seal) yield sealed(result.attestations, step + 1);
+        else if (stopped) yield sealed(await this.sessions.withSession(ticket.jobId, hash, (e) => this.sealOnly(e, ctx, step + 1, prevHash, next)), step + 1);
+        if (stopped) {
           outcome = 'stop';
           yield { type: 'done', finishReason: 'stop' };
           return;
@@ -307,6 +399,14 @@ export class AgentCore {
         fed = [token];
         step++;
         first = false;
+      }
+      if (chunkTokens.length > 0 && controller.signal.reason === 'shutdown') {
+        // Hand back what was computed: the edge resumes the job after the last attested token.
+        try {
+          yield sealed(await this.sessions.withSession(ticket.jobId, hash, (e) => this.sealOnly(e, ctx, step, prevHash, next)), step);
+        } catch (err) {
+          this.log.warn('could not seal the open chunk at shutdown', { jobId: ticket.jobId, detail: (err as Error).message });
+        }
       }
       const reason = controller.signal.aborted ? String(controller.signal.reason) : null;
       if (reason === 'shutdown') {
@@ -356,6 +456,7 @@ export class AgentCore {
         throw err;
       }
       if (frame.kind === 'close') return { status: 200, body: await this.handleClose(frame) };
+      if (frame.kind === 'seal') return { status: 200, body: await this.handleSeal(frame) };
       if (frame.kind !== 'forward') throw new AgentError('bad_frame', `expected a forward frame, got ${frame.kind}`);
       return { status: 200, body: await this.handleForward(frame) };
     } catch (err) {
@@ -381,25 +482,55 @@ export class AgentCore {
   }
 
   /**
-   * Refuses (`bad_input`, nothing run, nothing signed) a forward frame whose activations or
-   * prevHash are not what the previous hop attested: signing them would make this hop's own
-   * attestation the evidence against it (broken commitment/chain at this hop) for a tampered link.
+   * Refuses (`bad_input`, nothing run, nothing signed) a sealing frame whose activations (every
+   * payload of the chunk) or prevHash are not what the previous hop attested: signing them would
+   * make this hop's own attestation the evidence against it (broken commitment/chain at this hop)
+   * for a tampered link.
    */
-  private checkPrev(meta: ForwardMeta, ticket: JobTicket, hash: string, payload: Uint8Array): void {
-    const why = checkPrevAttestation(this.crypto, meta, ticket, hash, payload);
+  private checkPrev(claim: ForwardClaim, ticket: JobTicket, hash: string, payload: Uint8Array): void {
+    const why = checkPrevAttestation(this.crypto, claim, ticket, hash, payload);
     if (why) {
-      this.log.warn('forward refused: input not attested by the previous hop', { jobId: ticket.jobId, hop: meta.hop, detail: why });
-      throw new AgentError('bad_input', `hop ${meta.hop} refuses steps [${meta.steps[0]}, ${meta.steps[1]}): ${why}`);
+      this.log.warn('forward refused: input not attested by the previous hop', { jobId: ticket.jobId, hop: claim.hop, detail: why });
+      throw new AgentError('bad_input', `hop ${claim.hop} refuses steps [${claim.steps[0]}, ${claim.steps[1]}): ${why}`);
     }
+  }
+
+  /**
+   * The session a later frame of a job belongs to, with its ticket: named by the full signed
+   * ticket (hashed and compared) or by its hash alone.
+   */
+  private sessionFor(ref: { signedTicket?: { ticket: JobTicket } | undefined; job?: { jobId: string; ticketHash: string } | undefined }, hop: number): { entry: SessionEntry; ticket: JobTicket; hash: string } {
+    const jobId = ref.signedTicket?.ticket.jobId ?? ref.job!.jobId;
+    const hash = ref.signedTicket ? this.crypto.sha256Hex(ticketBytes(ref.signedTicket.ticket)) : ref.job!.ticketHash;
+    const found = this.sessions.get(jobId);
+    if (!found) throw new AgentError('unknown_session', `no open session for job ${jobId} on this agent (expired, closed or never opened)`);
+    if (found.hop !== hop) throw new AgentError('wrong_hop', `job ${jobId} is open here as hop ${found.hop}, not ${hop}`);
+    if (found.ticketHash !== hash || !found.ticket) throw new AgentError('invalid_ticket', `job ${jobId} was opened with another ticket`);
+    return { entry: found, ticket: found.ticket, hash };
+  }
+
+  /** The next hop of a job this agent serves as a middle hop, made when its session opens. */
+  private nextStage(entry: SessionEntry, signedTicket: SignedTicket | undefined, hash: string, hop: number): RemoteStage {
+    const jobId = entry.jobId;
+    const existing = this.downstream.get(jobId);
+    if (existing) return existing;
+    if (!signedTicket) throw new AgentError('bad_frame', `job ${jobId}: the opening frame did not reach this hop`);
+    const stage = new RemoteStage({ signedTicket, ticketHash: hash, hop: hop + 1, timeoutMs: this.limits.hopTimeoutMs, ...(this.fetch ? { fetch: this.fetch } : {}) });
+    this.downstream.set(jobId, stage);
+    // However this session ends (close frame, idle expiry, error), later hops free theirs too.
+    entry.onClose = () => {
+      this.downstream.delete(jobId);
+      void stage.close();
+    };
+    return stage;
   }
 
   private async handleForward(frame: Frame): Promise<Uint8Array> {
     const parsed = forwardMetaSchema.safeParse(frame.meta);
-    if (!parsed.success) throw new AgentError('bad_frame', `forward meta does not match the schema: ${parsed.error.issues[0]?.path.join('.')}`);
+    if (!parsed.success) throw new AgentError('bad_frame', `forward meta does not match the schema: ${parsed.error.issues[0]?.path.join('.')} ${parsed.error.issues[0]?.message ?? ''}`.trim());
     const meta = parsed.data;
-    const claimed = meta.signedTicket.ticket;
     const hidden = this.span.manifest.architecture.hiddenSize;
-    if (frame.dtype !== claimed.dtype || frame.dtype !== this.span.manifest.dtype) {
+    if (frame.dtype !== this.span.manifest.dtype) {
       throw new AgentError('bad_frame', `activations must be ${this.span.manifest.dtype}, got ${frame.dtype}`);
     }
     const [b, seqLen, h] = frame.dims;
@@ -408,27 +539,26 @@ export class AgentCore {
     }
     const [from, to] = meta.steps;
     if (to !== from + 1) throw new AgentError('bad_frame', `a forward frame covers one step, got [${from}, ${to})`);
+    const chunkFrom = meta.chunkFrom ?? from;
+    const seal = meta.seal ?? true;
     let ticket: JobTicket;
     let hash: string;
     let entry: SessionEntry;
     if (meta.open) {
+      if (!meta.signedTicket) throw new AgentError('bad_frame', 'the opening frame carries the signed ticket');
       ({ ticket, hash } = await this.checkTicket(meta.signedTicket, meta.hop, true));
       if (seqLen !== ticket.promptTokens + ticket.prefixTokens || from !== ticket.prefixTokens) {
         throw new AgentError('bad_frame', `the opening frame must carry ${ticket.promptTokens + ticket.prefixTokens} positions at step ${ticket.prefixTokens}`);
       }
-      this.checkPrev(meta, ticket, hash, frame.payload);
+      if (!seal || chunkFrom !== from) throw new AgentError('bad_frame', 'the opening (prefill) frame is a chunk of its own');
+      this.checkPrev({ hop: meta.hop, steps: [from, to], prevHash: meta.prevHash!, prev: meta.prev }, ticket, hash, frame.payload);
       entry = this.openSession(ticket, hash, meta.hop);
+      entry.ticket = ticket;
     } else {
-      ticket = claimed;
-      hash = this.crypto.sha256Hex(ticketBytes(claimed));
-      const found = this.sessions.get(ticket.jobId);
-      if (!found) throw new AgentError('unknown_session', `no open session for job ${ticket.jobId} on this agent (expired, closed or never opened)`);
-      if (found.hop !== meta.hop) throw new AgentError('wrong_hop', `job ${ticket.jobId} is open here as hop ${found.hop}, not ${meta.hop}`);
+      ({ entry, ticket, hash } = this.sessionFor(meta, meta.hop));
       if (seqLen !== 1) throw new AgentError('bad_frame', 'a decode frame carries one position');
-      if (found.ticketHash !== hash) throw new AgentError('invalid_ticket', `job ${ticket.jobId} was opened with another ticket`);
-      this.checkPrev(meta, ticket, hash, frame.payload);
-      entry = found;
     }
+    if (frame.dtype !== ticket.dtype) throw new AgentError('bad_frame', `activations must be ${ticket.dtype}, got ${frame.dtype}`);
     if (this.clock() > ticket.limits.deadline) {
       this.sessions.close(ticket.jobId, 'deadline');
       throw new AgentError('deadline', 'job deadline passed');
@@ -436,26 +566,17 @@ export class AgentCore {
     const data = framePayloadAs(frame) as Float32Array | Uint16Array;
     const ctx = this.hopContext(ticket, hash, meta.hop);
     const last = meta.hop === ticket.route.length - 1;
-    let next: RemoteStage | null = null;
-    if (!last) {
-      next = this.downstream.get(ticket.jobId) ?? null;
-      if (!next) {
-        const stage = new RemoteStage({ signedTicket: meta.signedTicket as SignedTicket, ticketHash: hash, hop: meta.hop + 1, timeoutMs: this.limits.hopTimeoutMs, ...(this.fetch ? { fetch: this.fetch } : {}) });
-        next = stage;
-        this.downstream.set(ticket.jobId, stage);
-        // However this session ends (close frame, idle expiry, error), later hops free theirs too.
-        entry.onClose = () => {
-          this.downstream.delete(ticket.jobId);
-          void stage.close();
-        };
-      }
-    }
-    const inputCommitment = this.crypto.sha256Hex(frame.payload);
-    let result: StepResult & { outputBytes?: Uint8Array };
+    const next = last ? null : this.nextStage(entry, meta.signedTicket as SignedTicket | undefined, hash, meta.hop);
+    let result: StepResult;
     try {
       result = await this.sessions.withSession(ticket.jobId, hash, async (e) => {
         if (from !== e.nextStep) throw new AgentError('bad_frame', `job ${ticket.jobId} expects step ${e.nextStep}, got ${from}`);
-        const r = await this.runStep(e, ctx, { kind: 'hidden', data, seqLen }, [from, to], inputCommitment, meta.prevHash, next, meta.open);
+        if (seal && !meta.open) {
+          // Before running anything: every payload of the chunk is what hop k-1 signed.
+          const received = e.chunk && e.chunk.from === chunkFrom ? [...e.chunk.inputs, frame.payload] : [frame.payload];
+          this.checkPrev({ hop: meta.hop, steps: [chunkFrom, to], prevHash: meta.prevHash!, prev: meta.prev }, ticket, hash, concatByteList(received));
+        }
+        const r = await this.runStep(e, ctx, { kind: 'hidden', data, seqLen }, frame.payload.slice(), [from, to], { chunkFrom, seal, prevHash: meta.prevHash ?? null }, next, meta.open);
         e.nextStep = to;
         return r;
       });
@@ -465,11 +586,38 @@ export class AgentCore {
       if (e.code !== 'busy' && e.code !== 'invalid_ticket' && e.code !== 'unknown_session') this.sessions.close(ticket.jobId, 'error');
       throw err;
     }
-    this.inputs.record(ticket.jobId, meta.hop, { dtype: ticket.dtype, hiddenSize: hidden }, { steps: [from, to], input: frame.payload, ...(result.outputBytes ? { output: result.outputBytes } : {}) });
     this.metrics.forwards.inc({ hop: String(meta.hop) });
     if (last) this.metrics.tokens.inc({ role: 'last' }, result.tokenIds.length);
     const resultMeta: ForwardResultMeta = { attestations: result.attestations, tokenIds: result.tokenIds };
     return encodeFrame({ kind: 'tokens', dtype: 'int32', dims: [result.tokenIds.length], meta: resultMeta, payload: Int32Array.from(result.tokenIds) });
+  }
+
+  /** A `seal` frame: signs the open chunk without running a step, then has later hops do the same. */
+  private async handleSeal(frame: Frame): Promise<Uint8Array> {
+    const parsed = sealMetaSchema.safeParse(frame.meta);
+    if (!parsed.success) throw new AgentError('bad_frame', `seal meta does not match the schema: ${parsed.error.issues[0]?.path.join('.')}`);
+    const meta = parsed.data;
+    const { entry, ticket, hash } = this.sessionFor(meta, meta.hop);
+    const [from, to] = meta.chunk;
+    const ctx = this.hopContext(ticket, hash, meta.hop);
+    const last = meta.hop === ticket.route.length - 1;
+    const next = last ? null : this.nextStage(entry, undefined, hash, meta.hop);
+    let attestations: SignedAttestation[];
+    try {
+      attestations = await this.sessions.withSession(ticket.jobId, hash, async (e) => {
+        if (!e.chunk || e.chunk.from !== from || e.nextStep !== to) {
+          throw new AgentError('bad_frame', `job ${ticket.jobId}: no open chunk [${from}, ${to}) on this hop`);
+        }
+        this.checkPrev({ hop: meta.hop, steps: [from, to], prevHash: meta.prevHash, prev: meta.prev }, ticket, hash, concatByteList(e.chunk.inputs));
+        return this.sealOnly(e, ctx, to, meta.prevHash, next);
+      });
+    } catch (err) {
+      const e = toAgentError(err);
+      if (e.code !== 'busy' && e.code !== 'invalid_ticket' && e.code !== 'unknown_session') this.sessions.close(ticket.jobId, 'error');
+      throw err;
+    }
+    const resultMeta: ForwardResultMeta = { attestations, tokenIds: [] };
+    return encodeFrame({ kind: 'tokens', dtype: 'int32', dims: [0], meta: resultMeta, payload: new Int32Array(0) });
   }
 
   // ---- signed edge requests -----------------------------------------------------------------

@@ -38,6 +38,37 @@ export interface ChunkCommitments {
   prevHash: string | null;
 }
 
+/**
+ * What one hop computed since its open chunk began, kept until the chunk is sealed and signed in
+ * one attestation: commitments cover the concatenation of every step's bytes, in step order.
+ */
+export interface OpenChunk {
+  /** First step of the chunk. */
+  from: number;
+  /** Hop 0: the token ids fed at these steps. */
+  fed: number[];
+  /** Hops > 0: the activation bytes received, one entry per step. */
+  inputs: Uint8Array[];
+  /** Hops before the last: the activation bytes sent on, one entry per step. */
+  outputs: Uint8Array[];
+  /** Last hop: the sampled tokens and the final hidden row that produced each. */
+  tokens: number[];
+  hiddenRows: Float32Array[];
+}
+
+export function openChunk(from: number): OpenChunk {
+  return { from, fed: [], inputs: [], outputs: [], tokens: [], hiddenRows: [] };
+}
+
+/** The last hop's TOPLOC commitment of a chunk: one row per step. */
+export function chunkHiddenCommitment(chunk: OpenChunk): string {
+  const rows = chunk.hiddenRows.length;
+  const hidden = chunk.hiddenRows[0]!.length;
+  const all = new Float32Array(rows * hidden);
+  chunk.hiddenRows.forEach((r, i) => all.set(r, i * hidden));
+  return commitHidden(all, rows, hidden, { k: Math.min(DEFAULT_TOPK, hidden) });
+}
+
 export function attestChunk(ctx: HopContext, c: ChunkCommitments): { signed: SignedAttestation; hash: string } {
   const att: Attestation = {
     v: 1,
@@ -73,13 +104,13 @@ export function tokenCommitmentSync(crypto: AgentCrypto, ids: readonly number[])
   return crypto.sha256Hex(encodeTokenIds(ids));
 }
 
-/** TOPLOC commitment of the final hidden row(s) that produced this chunk's tokens (last hop). */
-export function hiddenCommitmentOf(finalHidden: Float32Array, seqLen: number, rows: number): string {
+/** A copy of the final hidden row of a forward pass (the one that produced the step's token). */
+export function lastHiddenRow(finalHidden: Float32Array, seqLen: number): Float32Array {
   const hidden = finalHidden.length / seqLen;
-  return commitHidden(finalHidden.subarray((seqLen - rows) * hidden, seqLen * hidden), rows, hidden, { k: Math.min(DEFAULT_TOPK, hidden) });
+  return finalHidden.slice((seqLen - 1) * hidden, seqLen * hidden);
 }
 
-/** What a forward frame tells hop k about hop k-1 (a subset of ForwardMeta). */
+/** What a sealing frame tells hop k about hop k-1: the chunk's steps and hop k-1's attestation of it. */
 export interface ForwardClaim {
   hop: number;
   steps: readonly [number, number];
@@ -90,9 +121,10 @@ export interface ForwardClaim {
 /**
  * Checks, before hop k runs or signs anything, that the activations it received are what hop k-1
  * attested for these steps: `prev` is hop k-1's attestation of this ticket and these steps, it
- * hashes to `prevHash`, and its output commitment is the hash of the received payload. Returns
- * why not, or null. The signature of `prev` is not checked (hop k does not know hop k-1's key);
- * the edge checks it with the rest of the chain.
+ * hashes to `prevHash`, and its output commitment is the hash of the received payload (every
+ * payload of the chunk, concatenated in step order). Returns why not, or null. `prev`'s signature
+ * is checked against the key the signed ticket gives for hop k-1, when it gives one; the edge
+ * checks the whole chain again.
  *
  * @example
  * const why = checkPrevAttestation(crypto, meta, ticket, ticketHash, frame.payload);

@@ -1,16 +1,17 @@
 /**
  * The client side of `POST /v1/spans/forward`: hands one step's activations to the next hop and
- * returns that hop's attestation plus every later one, and the sampled token ids. Every call has
+ * returns the sampled token and, when the step seals its chunk, that hop's attestation plus every
+ * later one. Every call has
  * a timeout; a bad answer is an AgentError naming the agent at fault.
  *
  * @example
  * const next = new RemoteStage({ signedTicket, ticketHash, hop: 1, fetch });
- * const { attestations, tokenIds } = await next.forward({ data, seqLen }, [0, 1], signedAtt0, att0Hash, true);
+ * const { attestations, tokenIds } = await next.forward({ data, seqLen }, [0, 1], { chunkFrom: 0, seal: true, prev: signedAtt0, prevHash: att0Hash }, true);
  * await next.close();
  */
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { closeMetaSchema, errorFrameMetaSchema, forwardResultMetaSchema, type ForwardMeta, type ForwardResultMeta } from '../../protocol/agent-api.js';
+import { closeMetaSchema, errorFrameMetaSchema, forwardResultMetaSchema, type ForwardMeta, type ForwardResultMeta, type SealMeta } from '../../protocol/agent-api.js';
 import { decodeFrame, encodeFrame, FrameError } from '../../protocol/frame.js';
 import { concatByteList } from '../../protocol/bytes.js';
 import type { SignedAttestation } from '../../protocol/attestation.js';
@@ -87,6 +88,11 @@ export interface RemoteStageOptions {
   timeoutMs?: number;
 }
 
+/** How a step relates to the attestation chunk it belongs to (see ForwardMeta). */
+export type StepLink =
+  | { chunkFrom: number; seal: false }
+  | { chunkFrom: number; seal: true; prev: SignedAttestation; prevHash: string };
+
 export interface HiddenActivation {
   data: Float32Array | Uint16Array;
   seqLen: number;
@@ -126,14 +132,50 @@ export class RemoteStage {
   }
 
   /**
-   * Runs one step on the next hop (and, through it, every later hop). `prev` is this hop's signed
-   * attestation of `hidden` (hash `prevHash`): the next hop refuses activations it does not match.
+   * Runs one step on the next hop (and, through it, every later hop). A sealing step carries
+   * `prev`, this hop's signed attestation of the whole chunk (hash `prevHash`): the next hop
+   * refuses activations it does not match, and its answer holds every later hop's attestation.
+   * An open step is answered with the sampled token alone. The opening frame carries the signed
+   * ticket; later ones name the job by ticket hash.
    */
-  async forward(hidden: HiddenActivation, steps: [number, number], prev: SignedAttestation, prevHash: string, open: boolean): Promise<ForwardResultMeta> {
+  async forward(hidden: HiddenActivation, steps: [number, number], link: StepLink, open: boolean): Promise<ForwardResultMeta> {
     const ticket = this.opts.signedTicket.ticket;
     const hiddenSize = hidden.data.length / hidden.seqLen;
-    const meta: ForwardMeta = { signedTicket: this.opts.signedTicket, hop: this.opts.hop, steps, prevHash, open, prev };
+    const meta: ForwardMeta = {
+      ...(open ? { signedTicket: this.opts.signedTicket } : { job: { jobId: ticket.jobId, ticketHash: this.opts.ticketHash } }),
+      hop: this.opts.hop,
+      steps,
+      open,
+      ...(link.chunkFrom !== steps[0] ? { chunkFrom: link.chunkFrom } : {}),
+      ...(link.seal ? { prevHash: link.prevHash, prev: link.prev } : { seal: false }),
+    };
     const body = encodeFrame({ kind: 'forward', dtype: ticket.dtype, dims: [1, hidden.seqLen, hiddenSize], meta, payload: hidden.data });
+    const result = await this.exchange(body);
+    const attestations = link.seal ? ticket.route.length - this.opts.hop : 0;
+    if (result.attestations.length !== attestations || result.tokenIds.length !== steps[1] - steps[0]) {
+      throw new AgentError('upstream_error', `hop ${this.opts.hop} returned ${result.attestations.length} attestations and ${result.tokenIds.length} tokens`, { agentId: this.agentId });
+    }
+    if (link.seal) this.checkRelayed(result, link.prev, link.prevHash);
+    return result;
+  }
+
+  /**
+   * Seals the open chunk `chunk` on the next hop and every later one without running a step:
+   * returns their attestations of it.
+   */
+  async seal(chunk: [number, number], prev: SignedAttestation, prevHash: string): Promise<SignedAttestation[]> {
+    const ticket = this.opts.signedTicket.ticket;
+    const meta: SealMeta = { job: { jobId: ticket.jobId, ticketHash: this.opts.ticketHash }, hop: this.opts.hop, chunk, prevHash, prev };
+    const result = await this.exchange(encodeFrame({ kind: 'seal', meta }));
+    if (result.attestations.length !== ticket.route.length - this.opts.hop || result.tokenIds.length !== 0) {
+      throw new AgentError('upstream_error', `hop ${this.opts.hop} sealed with ${result.attestations.length} attestations and ${result.tokenIds.length} tokens`, { agentId: this.agentId });
+    }
+    this.checkRelayed(result, prev, prevHash);
+    return result.attestations;
+  }
+
+  /** Posts a frame and reads the next hop's `tokens` answer (an `error` frame becomes an AgentError). */
+  private async exchange(body: Uint8Array): Promise<ForwardResultMeta> {
     const bytes = await this.post(body);
     let frame;
     try {
@@ -151,18 +193,19 @@ export class RemoteStage {
     if (frame.kind !== 'tokens' || !parsed.success) {
       throw new AgentError('upstream_error', `hop ${this.opts.hop} answered a ${frame.kind} frame without a valid result`, { agentId: this.agentId });
     }
-    const expectedHops = ticket.route.length - this.opts.hop;
-    if (parsed.data.attestations.length !== expectedHops || parsed.data.tokenIds.length !== steps[1] - steps[0]) {
-      throw new AgentError('upstream_error', `hop ${this.opts.hop} returned ${parsed.data.attestations.length} attestations and ${parsed.data.tokenIds.length} tokens`, { agentId: this.agentId });
-    }
-    // The next hop attests what it received: other bytes or another prevHash than this hop sent
-    // means the link was tampered with. Relaying that would make this chunk fail verification with
-    // a signed attestation of the next hop as the evidence, so stop here without a provable claim.
-    const nextAtt = parsed.data.attestations[0]!.att;
+    return parsed.data;
+  }
+
+  /**
+   * The next hop attests what it received: other bytes or another prevHash than this hop sent
+   * means the link was tampered with. Relaying that would make the chunk fail verification with
+   * a signed attestation of the next hop as the evidence, so stop here without a provable claim.
+   */
+  private checkRelayed(result: ForwardResultMeta, prev: SignedAttestation, prevHash: string): void {
+    const nextAtt = result.attestations[0]!.att;
     if (nextAtt.prevHash !== prevHash || nextAtt.inputCommitment !== prev.att.outputCommitment) {
       throw new AgentError('upstream_error', `hop ${this.opts.hop} attests other input than this hop sent (${nextAtt.prevHash !== prevHash ? 'prevHash' : 'activations'} differ): the link was tampered with`, { agentId: this.agentId });
     }
-    return parsed.data;
   }
 
   /** Frees the job's sessions on this hop and every later one (best effort, short timeout). */

@@ -9,6 +9,8 @@
  * await sessions.withSession(jobId, ticketHash, async (entry) => entry.session.forward(input));
  * sessions.close(jobId);
  */
+import type { JobTicket } from '../../protocol/ticket.js';
+import type { OpenChunk } from './attest.js';
 import type { SpanSession } from '../runtime/types.js';
 import { AgentError } from './errors.js';
 
@@ -33,6 +35,10 @@ export interface SessionEntry {
   busy: boolean;
   /** Called once when the session is freed (cancel in-flight work, close later hops). */
   onClose?: (reason: string) => void;
+  /** The job's ticket, once verified (later frames may name it by hash only). */
+  ticket?: JobTicket;
+  /** What this hop computed since its open attestation chunk began (see attest.ts). */
+  chunk?: OpenChunk;
 }
 
 export interface OpenSession {

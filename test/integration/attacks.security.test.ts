@@ -49,6 +49,9 @@ beforeAll(async () => {
   await mkdir(SEED7_DIR, { recursive: true });
   seed7Id = (await buildModel({ preset: 'tiny', seed: 7, outDir: SEED7_DIR })).modelId;
   net = await startNetwork({
+    // Two steps per attestation chunk: a 6-token answer is then 4 chunks ([0,1) [1,3) [3,5)
+    // [5,6)), so attacks can hit a chunk mid-stream, and multi-step chunks are what is attacked.
+    edgeVars: { ATTEST_CHUNK_STEPS: '2' },
     agents: [
       { name: 'honest', region: 'eu-west', price: 0.4 },
       { name: 'head', region: 'eu-west', price: 0.01, layers: [0, 2] },
@@ -257,7 +260,7 @@ describe('1. forged or missing attestation signatures', () => {
   it('a missing signature mid-stream: detected, the stream resumes on the honest route with no lost or duplicated token', async () => {
     const res = await underAttack(
       evil,
-      onChunk(2, (c) => {
+      onChunk(1, (c) => {
         delete (c.attestations[0] as { sig?: string }).sig;
       }),
       [evil.id, honestId],
@@ -265,9 +268,10 @@ describe('1. forged or missing attestation signatures', () => {
     );
     await expectCaught(res, 2, evil.id, 'malformed', false);
     const chain = await jobChain(res.attestation.job_id);
-    // Two verified tokens came from the tamperer's route before it was caught.
-    expect(chain.attempts[0]!.chunks.length).toBe(2);
-    expect(chain.attempts[1]!.ticket.ticket.prefixTokens).toBe(2);
+    // The prefill chunk (one verified token) came from the tamperer's route before it was caught;
+    // the two tokens of the tampered chunk [1, 3) were never handed on.
+    expect(chain.attempts[0]!.chunks.length).toBe(1);
+    expect(chain.attempts[1]!.ticket.ticket.prefixTokens).toBe(1);
   });
 
   it('an empty signature string: detected as a bad signature', async () => {

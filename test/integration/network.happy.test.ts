@@ -53,7 +53,9 @@ describe('the openai client through the edge', () => {
     expect(res.usage!.completion_tokens).toBeLessThanOrEqual(12);
     expect(res.usage!.prompt_tokens).toBeGreaterThan(3);
     expect(body.attestation.verified).toBe(true);
-    expect(body.attestation.chunks).toBe(res.usage!.completion_tokens);
+    // Default attestation chunks: the prefill alone, then up to 16 steps (1 s open at most when
+    // not streamed), so a 12-token answer is signed twice along the route.
+    expect(body.attestation.chunks).toBe(Math.min(res.usage!.completion_tokens, 2));
     // The hops cover every layer exactly once, in order.
     let cursor = 0;
     for (const hop of body.route.hops) {
@@ -140,7 +142,7 @@ describe('the LayerNet SDK against the real network', () => {
     const theirs = await client.chat.completions.create(params);
     expect(ours.choices[0]!.message.content).toBe(theirs.choices[0]!.message.content);
     expect(ours.verification?.verified).toBe(true);
-    expect(ours.verification?.chunks).toBe(ours.usage!.completion_tokens);
+    expect(ours.verification?.chunks).toBe(Math.min(ours.usage!.completion_tokens, 2));
     expect(ours.verification?.chainHead).toBe(ours.attestation.chain_head);
   });
 

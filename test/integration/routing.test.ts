@@ -12,6 +12,9 @@ let proxy: DelayProxy | undefined;
 
 beforeAll(async () => {
   net = await startNetwork({
+    // The proxy delays each event of the agent's stream: with one attestation chunk per step,
+    // that is a delay per token, as a genuinely slow agent would show.
+    edgeVars: { ATTEST_CHUNK_STEPS: '1' },
     agents: [
       {
         name: 'slow-cheap',

@@ -180,7 +180,7 @@ describe('a missing or wrong prev is refused', () => {
     ['from another agent', (m) => void (m.prev!.att.agentId = 'mallory'), /signed as mallory/],
     ['for other layers', (m) => void (m.prev!.att.layers = [0, 3]), /layers/],
     ['for other steps', (m) => void (m.prev!.att.steps = [m.steps[0] + 1, m.steps[1] + 1]), /prev covers steps/],
-    ['that does not hash to prevHash', (m) => void (m.prevHash = other(m.prevHash)), /prevHash is not the hash of prev/],
+    ['that does not hash to prevHash', (m) => void (m.prevHash = other(m.prevHash!)), /prevHash is not the hash of prev/],
     ['with another output commitment (bytes intact)', (m) => void (m.prev!.att.outputCommitment = other(m.prev!.att.outputCommitment)), /prevHash is not the hash of prev/],
   ];
   it.each(cases)('prev %s', async (_, mutate, message) => {
