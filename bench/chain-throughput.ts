@@ -5,7 +5,10 @@
  * agent gets the whole budget). Prints tokens/s and the ratio to unsplit; target: a chain of 3
  * keeps >= 90% of unsplit decode.
  *
- *   npm run bench:chain -- [--model .models/small] [--tokens 64] [--threads 2] [--repeats 3] [--prompt 32]
+ * Each chain runs twice per round: signing every step, and under the edge's default chunking for
+ * streams (16 steps or 50 ms per attestation chunk), where tokens reach the client per chunk.
+ *
+ *   npm run bench:chain -- [--model .models/small] [--tokens 64] [--threads 2] [--repeats 3] [--prompt 32] [--chunk-steps 16] [--chunk-ms 50]
  */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
@@ -15,6 +18,7 @@ import { loadSpan } from '../pool-agent/runtime/span.js';
 import { createTestEdge, GREEDY, startAgent, type ChildAgent, type TestEdge } from '../test/support/agents.js';
 import { jobEventSchema } from '../protocol/agent-api.js';
 import { manifestHash } from '../protocol/manifest.js';
+import type { ChunkingPolicy, RouteHop } from '../protocol/ticket.js';
 
 const { values } = parseArgs({
   options: {
@@ -23,8 +27,13 @@ const { values } = parseArgs({
     threads: { type: 'string', default: '2' },
     repeats: { type: 'string', default: '3' },
     prompt: { type: 'string', default: '32' },
+    /** Attestation chunks for the second row of each chain (the edge's stream default); 1 = skip. */
+    'chunk-steps': { type: 'string', default: '16' },
+    'chunk-ms': { type: 'string', default: '50' },
   },
 });
+const CHUNK_STEPS = Number(values['chunk-steps']);
+const CHUNK_MS = Number(values['chunk-ms']);
 const modelDir = resolve(values.model!);
 const TOKENS = Number(values.tokens);
 const THREADS = Number(values.threads);
@@ -45,6 +54,8 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 
 interface Runner {
   name: string;
+  /** Attestation chunking in the ticket (chains only; undefined = one chunk per step). */
+  chunking?: ChunkingPolicy;
   /** One generation; per-token timestamps and the time to the first token. */
   run(): Promise<{ times: number[]; ttftMs: number }>;
   close(): Promise<void>;
@@ -69,7 +80,13 @@ async function unsplitRunner(): Promise<Runner> {
   };
 }
 
-async function chainRunner(k: number, edge: TestEdge): Promise<Runner> {
+interface ChainAgents {
+  k: number;
+  agents: ChildAgent[];
+  route: RouteHop[];
+}
+
+async function startChainAgents(k: number, edge: TestEdge): Promise<ChainAgents> {
   const layout = split(k);
   const agents: ChildAgent[] = [];
   try {
@@ -78,14 +95,22 @@ async function chainRunner(k: number, edge: TestEdge): Promise<Runner> {
     await Promise.all(agents.map((a) => a.stop(5_000)));
     throw err;
   }
-  const route = agents.map((a, i) => ({ agentId: a.agentId, layers: layout[i]!, endpoint: a.url }));
+  // Registered keys in the route, as the edge writes them: each hop checks the previous hop's signature.
+  return { k, agents, route: agents.map((a, i) => ({ agentId: a.agentId, layers: layout[i]!, endpoint: a.url, publicKey: a.publicKey })) };
+}
+
+function chainRunner(chain: ChainAgents, edge: TestEdge, chunking: ChunkingPolicy | undefined): Runner {
+  const { k, agents, route } = chain;
+  const signs = chunking ? `chunks <= ${chunking.maxSteps} steps / ${chunking.maxDelayMs} ms` : 'one chunk per step';
   return {
-    name: `${k} agent${k > 1 ? 's' : ''} over loopback [${layout.map(([a, b]) => `${a}:${b}`).join(' ')}]`,
+    name: `${k} agent${k > 1 ? 's' : ''} [${route.map((h) => `${h.layers[0]}:${h.layers[1]}`).join(' ')}], ${signs}`,
+    ...(chunking ? { chunking } : {}),
     async run() {
-      const { signed } = await edge.ticket({ route, modelId, promptIds: PROMPT, maxTokens: TOKENS });
+      const { signed } = await edge.ticket({ route, modelId, promptIds: PROMPT, maxTokens: TOKENS, ...(chunking ? { patch: { chunking } } : {}) });
       const t0 = performance.now();
       const res = await fetch(new URL('/v1/jobs', agents[0]!.url), { method: 'POST', body: JSON.stringify({ signedTicket: signed, promptIds: PROMPT, prefixIds: [] }) });
       if (!res.ok || !res.body) throw new Error(`job failed: ${res.status} ${await res.text()}`);
+      // One timestamp per token: a chunk's tokens arrive together, when the chunk is attested.
       const times: number[] = [];
       let buf = '';
       const decoder = new TextDecoder();
@@ -98,22 +123,29 @@ async function chainRunner(k: number, edge: TestEdge): Promise<Runner> {
         while ((nl = buf.indexOf('\n')) >= 0) {
           const ev = jobEventSchema.parse(JSON.parse(buf.slice(0, nl)));
           buf = buf.slice(nl + 1);
-          if (ev.type === 'chunk') times.push(performance.now());
+          if (ev.type === 'chunk') for (let i = 0; i < ev.tokenIds.length; i++) times.push(performance.now());
           if (ev.type === 'error') throw new Error(`job error ${ev.code}: ${ev.message}`);
         }
       }
       if (times.length !== TOKENS) throw new Error(`got ${times.length} tokens, expected ${TOKENS}`);
       return { times, ttftMs: times[0]! - t0 };
     },
-    close: async () => void (await Promise.all(agents.map((a) => a.stop(5_000)))),
+    close: async () => undefined,
   };
 }
 
 // Every layout runs once per round, in turn, so drift in a shared host's load hits them alike.
 const edge = await createTestEdge();
 const runners: Runner[] = [await unsplitRunner()];
+const chains: ChainAgents[] = [];
+const policy: ChunkingPolicy | undefined = CHUNK_STEPS > 1 ? { maxSteps: CHUNK_STEPS, maxDelayMs: CHUNK_MS } : undefined;
 try {
-  for (const k of [1, 2, 3]) runners.push(await chainRunner(k, edge));
+  for (const k of [1, 2, 3]) {
+    const chain = await startChainAgents(k, edge);
+    chains.push(chain);
+    runners.push(chainRunner(chain, edge, undefined));
+    if (policy) runners.push(chainRunner(chain, edge, policy));
+  }
   const rates = runners.map(() => [] as number[]);
   const ttfts = runners.map(() => [] as number[]);
   for (let round = 0; round <= REPEATS; round++) {
@@ -127,8 +159,9 @@ try {
   const base = median(rates[0]!);
   console.log(`model ${manifest.name} (${L} layers, hidden ${manifest.architecture.hiddenSize}), ${TOKENS} tokens after a ${PROMPT.length}-token prompt, ${THREADS} onnxruntime threads per process, median of ${REPEATS} interleaved rounds`);
   const rows = runners.map((r, i) => ({ layout: r.name, tokensPerS: median(rates[i]!), ratio: median(rates[i]!) / base, ttftMs: median(ttfts[i]!), all: rates[i]!.map((x) => Math.round(x * 10) / 10) }));
-  for (const r of rows) console.log(`${r.layout.padEnd(40)} ${r.tokensPerS.toFixed(1).padStart(8)} tok/s  ${(r.ratio * 100).toFixed(1).padStart(6)}% of unsplit  ttft ${r.ttftMs.toFixed(0)} ms  runs ${r.all.join(' ')}`);
+  for (const r of rows) console.log(`${r.layout.padEnd(64)} ${r.tokensPerS.toFixed(1).padStart(8)} tok/s  ${(r.ratio * 100).toFixed(1).padStart(6)}% of unsplit  ttft ${r.ttftMs.toFixed(0)} ms  runs ${r.all.join(' ')}`);
   console.log(JSON.stringify({ bench: 'chain-throughput', tokens: TOKENS, threads: THREADS, rows }));
 } finally {
   await Promise.all(runners.map((r) => r.close()));
+  await Promise.all(chains.flatMap((c) => c.agents.map((a) => a.stop(5_000))));
 }

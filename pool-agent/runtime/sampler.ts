@@ -162,12 +162,10 @@ export function sampleToken(logits: Float32Array, params: SamplingParams, step: 
   const n = logits.length;
 
   if (top === undefined) {
-    // The weights are computed once and summed in id order; the draw walks the same values.
-    const weights = new Float64Array(n);
     let total = 0;
     for (let i = 0; i < n; i++) {
       const l = logits[i]!;
-      if (l === l) total += weights[i] = Math.exp((l - maxLogit) / t);
+      if (l === l) total += Math.exp((l - maxLogit) / t);
     }
     if (params.topP >= 1) {
       const target = u * total;
@@ -176,7 +174,7 @@ export function sampleToken(logits: Float32Array, params: SamplingParams, step: 
       for (let i = 0; i < n; i++) {
         const l = logits[i]!;
         if (l !== l) continue;
-        acc += weights[i]!;
+        acc += Math.exp((l - maxLogit) / t);
         lastValid = i;
         if (target < acc) return i;
       }
