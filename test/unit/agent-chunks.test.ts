@@ -5,7 +5,7 @@
  * what each hop keeps for checks matching its attestations, and activations changed on a link
  * inside a chunk refused at the seal, with nothing of that chunk signed by the refusing hop.
  */
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createHash } from 'node:crypto';
 import { ChainVerifier } from '../../protocol/attestation.js';
 import type { ForwardMeta, JobEvent } from '../../protocol/agent-api.js';
@@ -150,5 +150,29 @@ describe('activations changed on the link inside a chunk', () => {
     expect(r.chunks.map((c) => c.steps)).toEqual([[0, 1]]);
     expect(r.verdicts.every((v) => v.ok)).toBe(true);
     expect(tampered.agents[1]!.core.inputs.get(r.jobId, 1)!.chunks.map((c) => c.steps)).toEqual([[0, 1]]);
+  });
+});
+
+describe('shutdown with a chunk open', () => {
+  it('the head seals what the route computed before ending with shutdown, so a resume loses nothing', async () => {
+    const chain = await startChain({ edge, spans: [fakeSpan(model, [0, 2], { delayMs: 5 }), fakeSpan(model, [2, 4])], agentIdPrefix: 'sd' });
+    try {
+      const { signed, hash } = await edge.ticket({ route: chain.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 10_000, patch: { chunking: { maxSteps: 256, maxDelayMs: 60_000 } } });
+      const running = runJob(chain.url, { signedTicket: signed, promptIds: PROMPT, prefixIds: [] });
+      // Past the prefill and a few steps into the first decode chunk.
+      await vi.waitFor(() => expect(chain.agents[0]!.core.metrics.tokens.get({ role: 'head' })).toBeGreaterThan(5));
+      await chain.agents[0]!.drain(0);
+      const res = await running;
+      expect(res.events.at(-1)).toMatchObject({ type: 'error', code: 'shutdown' });
+      const chunks = res.events.filter((e): e is Chunk => e.type === 'chunk');
+      expect(chunks).toHaveLength(2);
+      expect(chunks[1]!.steps[0]).toBe(1);
+      expect(chunks[1]!.steps[1]).toBeGreaterThan(5);
+      const verifier = new ChainVerifier({ ticket: signed.ticket, ticketHash: hash, numLayers: 4, keys: chain.publicKeys });
+      for (const c of chunks) expect((await verifier.verifyChunk(c.attestations)).ok).toBe(true);
+      expect(tokensOf(res.events)).toEqual(await reference(chunks[1]!.steps[1]));
+    } finally {
+      await chain.close();
+    }
   });
 });
