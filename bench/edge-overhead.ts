@@ -5,7 +5,10 @@
  * The fake head agent builds its whole signed NDJSON answer inside the transport call; that time
  * (the agents' work) is measured and subtracted from each request's wall time.
  *
- *   node --import tsx bench/edge-overhead.ts [--agents 10000] [--requests 2000] [--tokens 16] [--hops 1|2] [--workerd]
+ *   node --import tsx bench/edge-overhead.ts [--agents 10000] [--requests 2000] [--tokens 16] [--hops 1|2] [--chunkSteps 16] [--workerd]
+ *
+ * Tickets carry the edge's attestation chunking (default 16 steps per chunk: a 16-token answer is
+ * the prefill chunk plus one chunk of 15 steps); `--chunkSteps 1` measures one chunk per step.
  *
  * Uses the in-memory registry (store latency excluded too: Hyperdrive/Postgres round trips come
  * on top in production). With --workerd the same measurement runs inside workerd (`wrangler dev`
@@ -31,6 +34,8 @@ export interface BenchOptions {
   tokens: number;
   hops: number;
   warmup: number;
+  /** Steps per attestation chunk written into tickets (the edge default is 16; 1 = every step). */
+  chunkSteps: number;
 }
 
 function argValue(argv: readonly string[], name: string, fallback: number): number {
@@ -45,6 +50,7 @@ export function benchOptions(argv: readonly string[]): BenchOptions {
     tokens: argValue(argv, 'tokens', 16),
     hops: argValue(argv, 'hops', 1),
     warmup: argValue(argv, 'warmup', 200),
+    chunkSteps: argValue(argv, 'chunkSteps', 16),
   };
 }
 
@@ -84,7 +90,7 @@ function figure(xs: number[]): Figure {
 }
 
 export async function runBench(o: BenchOptions): Promise<Record<string, unknown>> {
-  const { agents: AGENTS, requests: REQUESTS, tokens: TOKENS, hops: HOPS, warmup: WARMUP } = o;
+  const { agents: AGENTS, requests: REQUESTS, tokens: TOKENS, hops: HOPS, warmup: WARMUP, chunkSteps: CHUNK_STEPS } = o;
   const store = createMemoryStore();
   const m = manifest();
   const modelId = await manifestHash(m);
@@ -136,25 +142,30 @@ export async function runBench(o: BenchOptions): Promise<Record<string, unknown>
     const lines: string[] = [];
     let prevHash: string | null = null;
     let lastToken: number | null = null;
-    for (let step = ticket.prefixTokens; step < ticket.limits.maxTokens; step++) {
-      const token = 3 + 97 + (step % 26);
+    // Chunks as a real head agent closes them under the ticket's policy (step count only: the
+    // fake agent takes no time): the prefill alone, then up to maxSteps steps per chunk.
+    for (let from = ticket.prefixTokens; from < ticket.limits.maxTokens; ) {
+      const steps = from === ticket.prefixTokens ? 1 : (ticket.chunking?.maxSteps ?? 1);
+      const to = Math.min(ticket.limits.maxTokens, from + steps);
+      const tokens = Array.from({ length: to - from }, (_, j) => 3 + 97 + ((from + j) % 26));
       const atts: SignedAttestation[] = [];
-      let input = lastToken === null ? ticket.inputHash : await tokenCommitment([lastToken]);
+      let input = lastToken === null ? ticket.inputHash : await tokenCommitment([lastToken, ...tokens.slice(0, -1)]);
       for (let i = 0; i < ticket.route.length; i++) {
         const hop = ticket.route[i]!;
         const last = i === ticket.route.length - 1;
-        const output = last ? await tokenCommitment([token]) : await sha256Hex(`h${i}:${step}`);
+        const output = last ? await tokenCommitment(tokens) : await sha256Hex(`h${i}:${from}`);
         const att: Attestation = {
           v: 1, ticketHash: hash, jobId: ticket.jobId, agentId: hop.agentId, modelId: ticket.modelId, hop: i,
-          layers: hop.layers, steps: [step, step + 1], inputCommitment: input, outputCommitment: output,
-          ...(last ? { outputTokenIds: [token] } : {}), prevHash, issuedAt: Date.now(),
+          layers: hop.layers, steps: [from, to], inputCommitment: input, outputCommitment: output,
+          ...(last ? { outputTokenIds: tokens } : {}), prevHash, issuedAt: Date.now(),
         };
         atts.push(await signAttestation(keyOf.get(hop.agentId)!.privateKey, att));
         prevHash = await attestationHash(att);
         input = output;
       }
-      lines.push(JSON.stringify({ type: 'chunk', steps: [step, step + 1], tokenIds: [token], attestations: atts }));
-      lastToken = token;
+      lines.push(JSON.stringify({ type: 'chunk', steps: [from, to], tokenIds: tokens, attestations: atts }));
+      lastToken = tokens[tokens.length - 1]!;
+      from = to;
     }
     lines.push(JSON.stringify({ type: 'done', finishReason: 'length' }));
     const body = lines.join('\n') + '\n';
@@ -168,7 +179,7 @@ export async function runBench(o: BenchOptions): Promise<Record<string, unknown>
     signingKey: { id: 'bench', publicKey: edgeKey.publicKey, privateKey: edgeKey.privateKey },
     transport,
     tokenizer: createByteTokenizer(),
-    config: { keepAliveMs: 60_000 },
+    config: { keepAliveMs: 60_000, attestChunkSteps: CHUNK_STEPS },
     waitUntil: () => undefined,
     log: () => undefined,
   });
@@ -235,6 +246,7 @@ export async function runBench(o: BenchOptions): Promise<Record<string, unknown>
     agents: AGENTS,
     hops: HOPS,
     tokens: TOKENS,
+    chunkSteps: CHUNK_STEPS,
     edge_overhead_per_request: figure(overhead),
     wall_including_fake_upstream: figure(walls),
     edge_overhead_per_token: figure(overhead.map((x) => x / TOKENS)),
@@ -245,7 +257,7 @@ export async function runBench(o: BenchOptions): Promise<Record<string, unknown>
 }
 
 function print(runtime: string, r: Record<string, unknown>): void {
-  console.log(`edge overhead in ${runtime}: ${r.agents} agents, ${r.hops}-hop routes, ${r.tokens} tokens per request`);
+  console.log(`edge overhead in ${runtime}: ${r.agents} agents, ${r.hops}-hop routes, ${r.tokens} tokens per request, ${r.chunkSteps} steps per attestation chunk`);
   for (const [k, v] of Object.entries(r)) {
     if (typeof v !== 'object' || v === null) continue;
     const f = v as Figure;
