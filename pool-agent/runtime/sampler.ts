@@ -86,51 +86,53 @@ function ranked(logits: Float32Array, threshold: number): Uint32Array {
  * displaces the root only with a strictly larger logit.
  */
 function topKRanked(logits: Float32Array, k: number): Uint32Array {
-  const heapIds = new Uint32Array(k);
-  const heapValues = new Float32Array(k);
+  const ids = new Uint32Array(k);
+  const vals = new Float32Array(k);
   let size = 0;
-  // Worse = lower logit, or the same logit and a higher id.
-  const worse = (a: number, b: number): boolean =>
-    heapValues[a]! < heapValues[b]! || (heapValues[a] === heapValues[b] && heapIds[a]! > heapIds[b]!);
-  const swap = (a: number, b: number): void => {
-    const id = heapIds[a]!;
-    heapIds[a] = heapIds[b]!;
-    heapIds[b] = id;
-    const v = heapValues[a]!;
-    heapValues[a] = heapValues[b]!;
-    heapValues[b] = v;
+  // Worse = lower logit, or the same logit and a higher id (ids arrive ascending).
+  const siftDown = (from: number): void => {
+    let c = from;
+    const id = ids[c]!;
+    const v = vals[c]!;
+    for (;;) {
+      const l = 2 * c + 1;
+      if (l >= size) break;
+      const r = l + 1;
+      let w = l;
+      if (r < size && (vals[r]! < vals[l]! || (vals[r] === vals[l] && ids[r]! > ids[l]!))) w = r;
+      if (!(vals[w]! < v || (vals[w] === v && ids[w]! > id))) break;
+      ids[c] = ids[w]!;
+      vals[c] = vals[w]!;
+      c = w;
+    }
+    ids[c] = id;
+    vals[c] = v;
   };
-  for (let i = 0; i < logits.length; i++) {
+  const n = logits.length;
+  let i = 0;
+  // Fill the heap with the first k non-NaN ids, then heapify.
+  for (; i < n && size < k; i++) {
     const v = logits[i]!;
     if (v !== v) continue;
-    if (size < k) {
-      heapIds[size] = i;
-      heapValues[size] = v;
-      let c = size++;
-      while (c > 0) {
-        const parent = (c - 1) >> 1;
-        if (!worse(c, parent)) break;
-        swap(c, parent);
-        c = parent;
-      }
-    } else if (v > heapValues[0]!) {
-      heapIds[0] = i;
-      heapValues[0] = v;
-      let c = 0;
-      for (;;) {
-        const l = 2 * c + 1;
-        if (l >= size) break;
-        const r = l + 1;
-        const w = r < size && worse(r, l) ? r : l;
-        if (!worse(w, c)) break;
-        swap(w, c);
-        c = w;
-      }
+    ids[size] = i;
+    vals[size++] = v;
+  }
+  for (let p = (size >> 1) - 1; p >= 0; p--) siftDown(p);
+  // The root is the worst kept; a later id displaces it only with a strictly larger logit
+  // (NaN compares false, so it never does).
+  let min = size > 0 ? vals[0]! : Infinity;
+  for (; i < n; i++) {
+    const v = logits[i]!;
+    if (v > min) {
+      ids[0] = i;
+      vals[0] = v;
+      siftDown(0);
+      min = vals[0]!;
     }
   }
-  const order = Array.from({ length: size }, (_, i) => i);
-  order.sort((a, b) => (heapValues[b]! - heapValues[a]!) || heapIds[a]! - heapIds[b]!);
-  return Uint32Array.from(order, (i) => heapIds[i]!);
+  const order = Array.from({ length: size }, (_, j) => j);
+  order.sort((a, b) => vals[b]! - vals[a]! || ids[a]! - ids[b]!);
+  return Uint32Array.from(order, (j) => ids[j]!);
 }
 
 /**
