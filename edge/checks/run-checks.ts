@@ -87,6 +87,8 @@ export interface CheckOutcome {
   /** Final status recorded on the job. */
   status?: 'pass' | 'fail' | 'inconclusive' | 'upheld' | 'dismissed' | 'voided';
   steps: CheckStep[];
+  /** Attempts before the final one that delivered tokens (a failover), each checked on its own. */
+  earlier?: CheckOutcome[];
   dispute?: { id: string; state: Dispute['state']; accusedAgentId: string };
   slashed?: string[];
 }
@@ -215,23 +217,45 @@ function shuffle<T>(list: T[], random: () => number): T[] {
 
 /**
  * Decides whether a finished job is checked and, when it is, runs the check, the dispute and
- * their effects. Never throws for a checker's misbehaviour; store failures propagate (waitUntil logs them).
+ * their effects, for every attempt that delivered tokens (the final one's outcome is returned,
+ * earlier ones in `earlier`). Never throws for a checker's misbehaviour; store failures propagate
+ * (waitUntil logs them).
  */
 export async function checkFinishedJob(deps: CheckDeps, job: FinishedJob): Promise<CheckOutcome> {
   const settings = deps.checks;
+  if (!settings?.key) return { checked: false, skipped: 'off', steps: [] };
+  // Every attempt whose verified tokens reached the client is checkable, failed ones included:
+  // a route that delivered tokens and then dropped the stream must not escape re-execution.
+  const delivered = job.attempts.filter((a) => a.chunks.length > 0);
+  const final = delivered[delivered.length - 1];
+  if (!final) return { checked: false, skipped: 'no_attempt', steps: [] };
+  const budgetEnd = deps.clock.now() + (settings.budgetMs ?? 25_000);
+  const earlier: CheckOutcome[] = [];
+  for (const attempt of delivered.slice(0, -1)) earlier.push(await checkAttempt(deps, settings, job, attempt, budgetEnd));
+  const outcome = await checkAttempt(deps, settings, job, final, budgetEnd);
+  if (earlier.length === 0) return outcome;
+  // The job's recorded status is the worst of its attempts' (the final attempt's record came last).
+  const worst = [outcome, ...earlier].reduce((w, o) => (severity(o.status) > severity(w.status) ? o : w));
+  if (worst !== outcome && worst.status) await deps.store.recordCheck({ jobId: job.jobId, status: worst.status, entry: { kind: 'attempts', statuses: [...earlier, outcome].map((o) => o.status ?? o.skipped ?? null) }, at: deps.clock.now() });
+  return { ...outcome, earlier };
+}
+
+const SEVERITY: Record<NonNullable<CheckOutcome['status']>, number> = { pass: 0, dismissed: 1, voided: 2, inconclusive: 3, fail: 4, upheld: 5 };
+function severity(status: CheckOutcome['status']): number {
+  return status === undefined ? -1 : SEVERITY[status];
+}
+
+/** Decides whether one attempt of a finished job is checked and, when it is, runs the check, the dispute and their effects. */
+async function checkAttempt(deps: CheckDeps, settings: CheckSettings, job: FinishedJob, attempt: JobAttemptRecord, budgetEnd: number): Promise<CheckOutcome> {
   const steps: CheckStep[] = [];
-  if (!settings?.key) return { checked: false, skipped: 'off', steps };
+  const key = settings.key!;
   const policy = settings.policy ?? DEFAULT_TRUST_POLICY;
-  const started = deps.clock.now();
-  const budgetEnd = started + (settings.budgetMs ?? 25_000);
   const perCheckMs = settings.timeoutMs ?? 20_000;
   /** Each call's timeout: the per-check limit, cut to what the budget has left (0: stop asking). */
   const remaining = () => {
     const left = budgetEnd - deps.clock.now();
     return left < 1_000 ? 0 : Math.min(perCheckMs, left);
   };
-  const attempt = [...job.attempts].reverse().find((a) => a.outcome === 'completed' && a.chunks.length > 0);
-  if (!attempt) return { checked: false, skipped: 'no_attempt', steps };
   const ticket = attempt.ticket.ticket;
   const route = ticket.route.map((h) => h.agentId);
   const now = deps.clock.now();
@@ -239,7 +263,8 @@ export async function checkFinishedJob(deps: CheckDeps, job: FinishedJob): Promi
   const byId = new Map<string, RouteCandidate>();
   for (const c of candidates) if (!byId.has(c.agentId)) byId.set(c.agentId, c);
   const rate = settings.rateOverride ?? routeCheckRate(route.map((id) => trustOf(byId.get(id))), policy);
-  if (!(await shouldCheck(job.jobId, settings.key, rate))) return { checked: false, skipped: 'not_sampled', rate, steps };
+  // Keyed by the attempt's own ticket job id (the job id itself for the first attempt).
+  if (!(await shouldCheck(ticket.jobId, key, rate))) return { checked: false, skipped: 'not_sampled', rate, steps };
 
   // Owners of every hop: a checker must belong to none of them.
   const routeOwners = new Set<string>();

@@ -51,6 +51,8 @@ interface Fake {
   received: number;
   /** Disclosure requests this agent answered (verified ones only). */
   disclosed: number;
+  /** When set, the verdict is `fail` for routes through this agent and `pass` otherwise. */
+  failsRoutesWith?: string;
 }
 
 let store: MemoryStore;
@@ -98,14 +100,15 @@ const transport: AgentTransport = async (url, init) => {
   now += checkTakesMs;
   const ticket = req.signedTicket.ticket;
   const last = ticket.route.length - 1;
+  const answer: Answer = fake.failsRoutesWith === undefined ? fake.answer : ticket.route.some((h) => h.agentId === fake.failsRoutesWith) ? 'fail' : 'pass';
   const verdict: CheckVerdict =
-    fake.answer === 'route-fail'
+    answer === 'route-fail'
       ? req.disclosures?.length === ticket.route.length
         ? { jobId: ticket.jobId, status: 'fail', reason: 'hop_output_mismatch', hop: 0, agentId: ticket.route[0]!.agentId, detail: 'hop 0 output differs', evidence: {} }
         : { jobId: ticket.jobId, status: 'fail', reason: 'hidden_mismatch', detail: 'the route is wrong', evidence: {} }
-      : fake.answer === 'fail'
+      : answer === 'fail'
       ? { jobId: ticket.jobId, status: 'fail', reason: 'sampling_mismatch', hop: last, agentId: ticket.route[last]!.agentId, detail: 'step 0: returned token 7, the sampler gives 9', evidence: { step: 0, returnedToken: 7, expectedToken: 9 } }
-      : fake.answer === 'inconclusive'
+      : answer === 'inconclusive'
         ? { jobId: ticket.jobId, status: 'inconclusive', reason: 'checker_error', detail: 'runtime failed', evidence: {} }
         : { jobId: ticket.jobId, status: 'pass', detail: '1 steps agree', evidence: { stepsChecked: 1 } };
   const signer = fake.answer === 'forged' ? (await generateSigningKey()).privateKey : fake.key.privateKey;
@@ -143,6 +146,36 @@ async function jobOn(agent: Fake, jobId = `job_${Math.random().toString(36).slic
   await store.recordJobStart({ id: jobId, accountId: 'acct', apiKeyId: 'key', modelId: MODEL, createdAt: now, route: [agent.id], promptTokens: 3 });
   await store.recordJobFinish({ id: jobId, status: 'completed', finishReason: 'length', attempts, tokenIds: [7], promptTokens: 3, completionTokens: 1, costMicroUsd: 0, finishedAt: now });
   return { jobId, modelId: MODEL, numLayers: NUM_LAYERS, promptIds, tokenIds: [7], attempts };
+}
+
+/**
+ * A job that failed over mid-stream: `first` delivered one verified token (attempt 1 failed
+ * after it), `second` resumed from it and completed with one more.
+ */
+async function failedOverJob(first: Fake, second: Fake, opts: { firstDelivered?: boolean } = {}) {
+  const jobId = `job_${Math.random().toString(36).slice(2)}`;
+  const candidates = await store.listRouteCandidates(MODEL, { heartbeatAfter: 0, limit: 100 });
+  const promptIds = [1, 5, 6];
+  const delivered = opts.firstDelivered ?? true;
+  const attempt = async (agent: Fake, ticketJobId: string, prefixIds: number[], token: number): Promise<JobAttemptRecord> => {
+    const hop = candidates.find((c) => c.agentId === agent.id)!;
+    const { signed, hash } = await issueTicket(
+      { jobId: ticketJobId, model: { id: MODEL, dtype: 'float32' }, hops: [hop], promptIds, prefixIds, maxTokens: 4, sampling: { temperature: 0, topP: 1, topK: 0, seed: 1 }, stopTokenIds: [2], now, ttlMs: 60_000, deadline: now + 300_000, edgeKeyId: 'edge-test' },
+      edgeKey.privateKey,
+    );
+    const step = prefixIds.length;
+    const att = await signAttestation(agent.key.privateKey, {
+      v: 1, ticketHash: hash, jobId: ticketJobId, agentId: agent.id, modelId: MODEL, hop: 0, layers: [0, NUM_LAYERS], steps: [step, step + 1],
+      inputCommitment: signed.ticket.inputHash, outputCommitment: 'cd'.repeat(32), outputTokenIds: [token], prevHash: null, issuedAt: now,
+    });
+    return { ticket: signed, chunks: [[att]], outcome: 'completed' };
+  };
+  const a1 = await attempt(first, jobId, [], 7);
+  const attempts: JobAttemptRecord[] = [{ ...a1, chunks: delivered ? a1.chunks : [], outcome: 'failed' }, await attempt(second, `${jobId}.2`, delivered ? [7] : [], 8)];
+  const tokenIds = delivered ? [7, 8] : [8];
+  await store.recordJobStart({ id: jobId, accountId: 'acct', apiKeyId: 'key', modelId: MODEL, createdAt: now, route: [second.id], promptTokens: 3 });
+  await store.recordJobFinish({ id: jobId, status: 'completed', finishReason: 'length', attempts, tokenIds, promptTokens: 3, completionTokens: tokenIds.length, costMicroUsd: 0, finishedAt: now });
+  return { jobId, modelId: MODEL, numLayers: NUM_LAYERS, promptIds, tokenIds, attempts };
 }
 
 /** A finished two-hop job over `hops` (layers [0, 2) and [2, 4)). */
@@ -470,5 +503,37 @@ describe('agent POST /v1/checks', () => {
     await start();
     expect((await post(await body())).status).toBe(404);
     expect(runs).toBe(0);
+  });
+});
+
+describe('checks of a job that failed over', () => {
+  it('re-executes the attempt that delivered tokens and then failed: its lazy agent is slashed, the job reads upheld', async () => {
+    const lazy = await addAgent('lazy', 'owner-a', 'pass');
+    const honest = await addAgent('honest', 'owner-h', 'pass');
+    const first = await addAgent('b', 'owner-b', 'pass');
+    const third = await addAgent('c', 'owner-c', 'pass');
+    // Every honest checker finds the lazy agent's route wrong (the lazy one, checking, says pass).
+    first.failsRoutesWith = third.failsRoutesWith = honest.failsRoutesWith = lazy.id;
+    const job = await failedOverJob(lazy, honest);
+    const out = await checkFinishedJob(await deps(), job);
+    // The final attempt (honest) passes; the earlier one is caught.
+    expect(out.status).toBe('pass');
+    expect(out.earlier).toHaveLength(1);
+    expect(out.earlier![0]).toMatchObject({ checked: true, status: 'upheld', slashed: [lazy.id] });
+    expect((await store.getAgent(lazy.id))!.status).toBe('slashed');
+    expect((await store.getAgent(honest.id))!.status).toBe('active');
+    expect((await store.getJob(job.jobId, 'acct'))!.checkStatus).toBe('upheld');
+    // Each attempt was checked under its own ticket, with the tokens before it as the prefix.
+    expect([...fakes.values()].reduce((n, f) => n + f.received, 0)).toBe(3);
+  });
+
+  it('an attempt that failed before its first token has nothing to check', async () => {
+    const dead = await addAgent('dead', 'owner-a', 'pass');
+    const honest = await addAgent('honest', 'owner-h', 'pass');
+    const checker = await addAgent('b', 'owner-b', 'pass');
+    const out = await checkFinishedJob(await deps(), await failedOverJob(dead, honest, { firstDelivered: false }));
+    expect(out).toMatchObject({ checked: true, status: 'pass' });
+    expect(out.earlier).toBeUndefined();
+    expect(checker.received + dead.received).toBe(1);
   });
 });
