@@ -162,16 +162,28 @@ export async function askChecker(deps: CheckDeps, checker: Pick<RouteCandidate, 
  * not answer, or answers chunks that do not line up, is left out (the checker then cannot
  * narrow the blame through it). Bounded by the checker's request size.
  */
-export async function gatherDisclosures(deps: CheckDeps, attempt: JobAttemptRecord, endpoints: ReadonlyMap<string, string>, timeoutMs: number): Promise<WireDisclosure[]> {
+export async function gatherDisclosures(
+  deps: CheckDeps,
+  attempt: JobAttemptRecord,
+  endpoints: ReadonlyMap<string, string>,
+  timeoutMs: number,
+): Promise<{ disclosures: WireDisclosure[]; withheld: number[] }> {
   const ticket = attempt.ticket.ticket;
   const last = ticket.route.length - 1;
   const steps = attempt.chunks.map((c) => c[c.length - 1]!.att.steps);
   const out: WireDisclosure[] = [];
+  // Hops that did not produce what they attested to (unreachable, refused, or chunks that do
+  // not line up); not those left out because the request would grow too large.
+  const withheld: number[] = [];
   let budget = Math.floor(MAX_CHECK_BODY_BYTES * 0.75);
   for (let hop = 0; hop <= last; hop++) {
     const endpoint = endpoints.get(ticket.route[hop]!.agentId);
-    if (!endpoint) continue;
+    if (!endpoint) {
+      withheld.push(hop);
+      continue;
+    }
     const base = { jobId: ticket.jobId, hop, issuedAt: deps.clock.now() };
+    let disclosed = false;
     try {
       const signature = await signBytes(deps.signingKey.privateKey, utf8(checkInputsMessage(base)));
       const res = await deps.transport(new URL('/v1/checks/inputs', endpoint).toString(), {
@@ -181,7 +193,12 @@ export async function gatherDisclosures(deps: CheckDeps, attempt: JobAttemptReco
         signal: AbortSignal.timeout(timeoutMs),
       });
       const text = await readBounded(res, budget + 64 * 1024);
-      if (!res.ok || text === null) continue;
+      if (text === null) {
+        // Larger than what the check request can carry: not the hop's fault; stop gathering.
+        disclosed = true;
+        break;
+      }
+      if (!res.ok) continue;
       const parsed = checkInputsResponseSchema.safeParse(JSON.parse(text));
       if (!parsed.success || parsed.data.jobId !== ticket.jobId || parsed.data.hop !== hop) continue;
       const byStep = new Map(parsed.data.chunks.map((c) => [`${c.steps[0]}:${c.steps[1]}`, c]));
@@ -190,15 +207,18 @@ export async function gatherDisclosures(deps: CheckDeps, attempt: JobAttemptReco
       const inputs = hop > 0 ? chunks.map((c) => c!.input) : undefined;
       const outputs = hop < last ? chunks.map((c) => c!.output) : undefined;
       if (inputs?.some((x) => x === undefined) || outputs?.some((x) => x === undefined)) continue;
+      disclosed = true;
       const size = [...(inputs ?? []), ...(outputs ?? [])].reduce((n, x) => n + x!.length, 0);
       if (size > budget) break;
       budget -= size;
       out.push({ hop, dtype: parsed.data.dtype, ...(inputs ? { inputs: inputs as string[] } : {}), ...(outputs ? { outputs: outputs as string[] } : {}) });
     } catch (err) {
       deps.log({ level: 'warn', msg: 'hop did not disclose its activations', jobId: ticket.jobId, hop, error: err instanceof Error ? err.message : String(err) });
+    } finally {
+      if (!disclosed) withheld.push(hop);
     }
   }
-  return out;
+  return { disclosures: out, withheld };
 }
 
 function trustOf(c: RouteCandidate | undefined): AgentTrust {
@@ -328,7 +348,18 @@ async function checkAttempt(deps: CheckDeps, settings: CheckSettings, job: Finis
       const endpoint = byId.get(id)?.endpoint ?? (await deps.store.getAgent(id))?.endpoint;
       if (endpoint) endpoints.set(id, endpoint);
     }
-    const disclosures = remaining() ? await gatherDisclosures(deps, attempt, endpoints, remaining()) : [];
+    const { disclosures, withheld } = remaining() ? await gatherDisclosures(deps, attempt, endpoints, remaining()) : { disclosures: [], withheld: [] };
+    // Withholding what it attested to is a fault in itself (agents keep it for 10 minutes):
+    // a reputation loss, and probation, so every later job of that agent is re-executed.
+    for (const hop of withheld) {
+      const id = route[hop]!;
+      const current = (await deps.store.getAgent(id))?.reputation;
+      if (current === undefined) continue;
+      const delta = reputationDelta(current, { kind: 'job_failed' }, policy);
+      if (delta !== 0) await deps.store.adjustReputation(id, delta, 'disclosure_withheld', { jobId: job.jobId, hop }, deps.clock.now());
+      await deps.store.setProbation(id, true);
+    }
+    if (withheld.length) await record('fail', { kind: 'disclosure_withheld', hops: withheld, agentIds: withheld.map((h) => route[h]) });
     const again = disclosures.length ? whole.find((c) => c.agentId === first!.checkerId) : undefined;
     if (again && remaining()) {
       request.disclosures = disclosures;

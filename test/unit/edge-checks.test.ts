@@ -53,6 +53,8 @@ interface Fake {
   disclosed: number;
   /** When set, the verdict is `fail` for routes through this agent and `pass` otherwise. */
   failsRoutesWith?: string;
+  /** Answers disclosure requests with 404, as if it had kept nothing. */
+  withholds?: boolean;
 }
 
 let store: MemoryStore;
@@ -88,6 +90,7 @@ const transport: AgentTransport = async (url, init) => {
   if (u.pathname === '/v1/checks/inputs') {
     const r = JSON.parse(body) as { jobId: string; hop: number; issuedAt: number; signature: string };
     if (!(await verifyBytes(edgeKey.publicKey, r.signature, utf8(checkInputsMessage(r))))) return new Response('{}', { status: 401 });
+    if (fake.withholds) return Response.json({ error: { code: 'not_found', message: 'no committed inputs kept' } }, { status: 404 });
     fake.disclosed++;
     const tensor = toBase64Url(new Uint8Array(16 * 4).fill(r.hop + 1));
     return Response.json({ jobId: r.jobId, hop: r.hop, dtype: 'float32', hiddenSize: 16, chunks: [{ steps: [0, 1], ...(r.hop > 0 ? { input: tensor } : {}), output: tensor }] });
@@ -354,10 +357,38 @@ describe('edge re-execution checks', () => {
     await addAgent('c', 'owner-c', 'route-fail');
     // The hops are unreachable (no disclosures): the job fails its check, nobody is accused.
     const job = await jobOnRoute([head, tail]);
+    const before = [(await store.getAgent(head.id))!.reputation, (await store.getAgent(tail.id))!.reputation];
     const out = await checkFinishedJob(await deps(), job);
     expect(out.status).toBe('fail');
     expect(store.disputes).toHaveLength(0);
     expect(store.ledger.some((l) => l.kind === 'slash')).toBe(false);
+    // Withholding is a fault of its own: both hops lose reputation and go on probation.
+    for (const [i, hop] of [head, tail].entries()) {
+      const agent = (await store.getAgent(hop.id))!;
+      expect(agent.reputation).toBeLessThan(before[i]!);
+      expect(agent.probation).toBe(true);
+      expect(agent.status).toBe('active');
+    }
+    expect(store.jobChecks.get(job.jobId)).toContainEqual(expect.objectContaining({ kind: 'disclosure_withheld', hops: [0, 1] }));
+  });
+
+  it('a hop that withholds its disclosure is penalised alone; the hop that disclosed is not', async () => {
+    const head = await addAgent('head', 'owner-a', 'pass', [0, 2]);
+    const tail = await addAgent('tail', 'owner-x', 'pass', [2, NUM_LAYERS]);
+    tail.withholds = true;
+    await addAgent('b', 'owner-b', 'route-fail');
+    await addAgent('c', 'owner-c', 'route-fail');
+    const job = await jobOnRoute([head, tail]);
+    const headBefore = (await store.getAgent(head.id))!.reputation;
+    const tailBefore = (await store.getAgent(tail.id))!.reputation;
+    const out = await checkFinishedJob(await deps(), job);
+    expect(out.status).toBe('fail');
+    expect(head.disclosed).toBe(1);
+    expect((await store.getAgent(head.id))!).toMatchObject({ reputation: headBefore, probation: false });
+    const t = (await store.getAgent(tail.id))!;
+    expect(t.reputation).toBeLessThan(tailBefore);
+    expect(t.probation).toBe(true);
+    expect(store.jobChecks.get(job.jobId)).toContainEqual(expect.objectContaining({ kind: 'disclosure_withheld', hops: [1], agentIds: [tail.id] }));
   });
 
   it('stops asking checkers when the time budget is spent: the dispute stays open, nobody is slashed', async () => {
