@@ -344,7 +344,6 @@ export class AgentCore {
     const ctx = this.hopContext(ticket, hash, 0);
     const started = this.clock();
     const stop = new Set(ticket.stopTokenIds);
-    const meta = { dtype: ticket.dtype, hiddenSize: this.span.manifest.architecture.hiddenSize };
     let outcome = 'error';
     try {
       let step = ticket.prefixTokens;
