@@ -11,7 +11,7 @@
  * const store = createRegistryStore(sql);
  * const candidates = await store.listRouteCandidates(modelId, { heartbeatAfter: Date.now() - 30_000, limit: 256, region: 'eu-west' });
  */
-import { and, asc, eq, gt, gte, inArray, isNull, lte, ne, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, eq, gt, gte, inArray, isNull, lt, lte, ne, or, sql, type SQL } from 'drizzle-orm';
 import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { Sql } from 'postgres';
 import {
@@ -766,6 +766,33 @@ export function createRegistryStore(client: Sql): RegistryStore {
           resolvedAt: date(input.at),
         })
         .where(and(eq(disputes.id, id), eq(disputes.status, 'open')));
+    },
+    async voidStaleDisputes({ openedBefore, at, limit }) {
+      return db.transaction(async (tx) => {
+        const stale = tx
+          .select({ id: disputes.id })
+          .from(disputes)
+          .where(and(eq(disputes.status, 'open'), lt(disputes.createdAt, date(openedBefore))))
+          .orderBy(asc(disputes.createdAt))
+          .limit(limit);
+        const voided = await tx
+          .update(disputes)
+          .set({
+            status: 'rejected',
+            evidence: sql`jsonb_build_object('opened', ${disputes.evidence}, 'settled', ${JSON.stringify({ state: 'voided', reason: 'timeout' })}::jsonb)`,
+            resolvedAt: date(at),
+          })
+          .where(and(inArray(disputes.id, stale), eq(disputes.status, 'open')))
+          .returning({ id: disputes.id, agentId: disputes.agentId, jobId: disputes.jobId });
+        const accused = [...new Set(voided.map((d) => d.agentId))];
+        if (accused.length) {
+          await tx
+            .update(agents)
+            .set({ probation: false })
+            .where(and(inArray(agents.id, accused), sql`not exists (select 1 from ${disputes} where ${disputes.agentId} = ${agents.id} and ${disputes.status} = 'open')`));
+        }
+        return voided;
+      });
     },
     async setProbation(agentId, on) {
       await db.update(agents).set({ probation: on }).where(eq(agents.id, agentId));

@@ -253,11 +253,30 @@ export async function checkFinishedJob(deps: CheckDeps, job: FinishedJob): Promi
   const earlier: CheckOutcome[] = [];
   for (const attempt of delivered.slice(0, -1)) earlier.push(await checkAttempt(deps, settings, job, attempt, budgetEnd));
   const outcome = await checkAttempt(deps, settings, job, final, budgetEnd);
+  // Piggybacks on checked jobs (a fraction of traffic) rather than on a timer.
+  if (outcome.checked || earlier.some((o) => o.checked)) await voidStaleDisputes(deps, settings.policy ?? DEFAULT_TRUST_POLICY);
   if (earlier.length === 0) return outcome;
   // The job's recorded status is the worst of its attempts' (the final attempt's record came last).
   const worst = [outcome, ...earlier].reduce((w, o) => (severity(o.status) > severity(w.status) ? o : w));
   if (worst !== outcome && worst.status) await deps.store.recordCheck({ jobId: job.jobId, status: worst.status, entry: { kind: 'attempts', statuses: [...earlier, outcome].map((o) => o.status ?? o.skipped ?? null) }, at: deps.clock.now() });
   return { ...outcome, earlier };
+}
+
+/**
+ * Disputes no third check settled within the policy's `disputeTimeoutMs` (no eligible checker
+ * answered in time) are voided, as `transition`'s `tick` says: nobody is penalised, and the
+ * accused leaves probation unless another dispute against it is still open.
+ */
+export async function voidStaleDisputes(deps: Pick<CheckDeps, 'store' | 'clock' | 'log'>, policy: TrustPolicy = DEFAULT_TRUST_POLICY): Promise<number> {
+  const now = deps.clock.now();
+  try {
+    const voided = await deps.store.voidStaleDisputes({ openedBefore: now - policy.disputeTimeoutMs, at: now, limit: 50 });
+    if (voided.length) deps.log({ level: 'info', msg: 'stale disputes voided', disputes: voided.map((d) => d.id), agents: [...new Set(voided.map((d) => d.agentId))] });
+    return voided.length;
+  } catch (err) {
+    deps.log({ level: 'warn', msg: 'could not void stale disputes', error: err instanceof Error ? err.message : String(err) });
+    return 0;
+  }
 }
 
 const SEVERITY: Record<NonNullable<CheckOutcome['status']>, number> = { pass: 0, dismissed: 1, voided: 2, inconclusive: 3, fail: 4, upheld: 5 };

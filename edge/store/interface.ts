@@ -439,6 +439,12 @@ export interface RegistryStore {
   openDispute(input: DisputeInput): Promise<DisputeRecord>;
   /** Closes an open dispute (no-op when it is already settled). */
   settleDispute(id: string, input: SettleDisputeInput): Promise<void>;
+  /**
+   * Voids (status `rejected`, settlement `{ state: 'voided', reason: 'timeout' }`) up to `limit`
+   * disputes still open that were opened before `openedBefore`, and ends the probation of each
+   * accused agent left with no open dispute. Returns what it voided.
+   */
+  voidStaleDisputes(input: { openedBefore: number; at: number; limit: number }): Promise<Array<{ id: string; agentId: string; jobId: string }>>;
   /** Routing scores an agent on probation with a penalty (open disputes). */
   setProbation(agentId: string, on: boolean): Promise<void>;
   /** Records a check step on the job (status, history) and bumps the agents' check counters. */

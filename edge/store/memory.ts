@@ -470,6 +470,19 @@ export function createMemoryStore(): MemoryStore {
       (d as DisputeRecord & { resolvedAt?: number }).resolvedAt = input.at;
       (d as DisputeRecord & { settlement?: unknown }).settlement = clone(input.evidence);
     },
+    async voidStaleDisputes({ openedBefore, at, limit }: { openedBefore: number; at: number; limit: number }) {
+      const stale = disputes.filter((d) => d.status === 'open' && d.at < openedBefore).slice(0, limit);
+      for (const d of stale) {
+        d.status = 'rejected';
+        (d as DisputeRecord & { resolvedAt?: number }).resolvedAt = at;
+        (d as DisputeRecord & { settlement?: unknown }).settlement = { state: 'voided', reason: 'timeout' };
+      }
+      for (const agentId of new Set(stale.map((d) => d.agentId))) {
+        const a = agents.get(agentId);
+        if (a && !disputes.some((d) => d.agentId === agentId && d.status === 'open')) a.probation = false;
+      }
+      return stale.map((d) => ({ id: d.id, agentId: d.agentId, jobId: d.jobId }));
+    },
     async setProbation(agentId: string, on: boolean) {
       const a = agents.get(agentId);
       if (a) a.probation = on;

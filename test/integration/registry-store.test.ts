@@ -258,6 +258,21 @@ describe('registry store: jobs, ledger, edge keys', () => {
     const dispute = await store.openDispute({ jobId: 'job-1', agentId: a.id, reason: 'mismatch', evidence: { hop: 0 }, at: NOW });
     expect(dispute).toMatchObject({ status: 'open', jobId: 'job-1', agentId: a.id, evidence: { hop: 0 } });
     expect(dispute.id).toMatch(/^[0-9a-f-]{36}$/);
+
+    // Stale disputes are voided; probation ends only for an agent with no dispute left open.
+    await store.setProbation(a.id, true);
+    const later = await store.openDispute({ jobId: 'job-2', agentId: a.id, reason: 'mismatch', evidence: null, at: NOW + 10_000 });
+    expect(await store.voidStaleDisputes({ openedBefore: NOW + 1, at: NOW + 20_000, limit: 10 })).toEqual([{ id: dispute.id, agentId: a.id, jobId: 'job-1' }]);
+    expect((await store.getAgent(a.id))!.probation).toBe(true);
+    expect(await store.voidStaleDisputes({ openedBefore: NOW + 1, at: NOW + 20_000, limit: 10 })).toEqual([]);
+    expect(await store.voidStaleDisputes({ openedBefore: NOW + 10_001, at: NOW + 20_000, limit: 10 })).toEqual([{ id: later.id, agentId: a.id, jobId: 'job-2' }]);
+    expect((await store.getAgent(a.id))!.probation).toBe(false);
+    const rows = await client`select status, evidence, resolved_at from disputes where agent_id = ${a.id} order by created_at`;
+    expect(rows.map((r) => [r.status, r.evidence])).toEqual([
+      ['rejected', { opened: { hop: 0 }, settled: { state: 'voided', reason: 'timeout' } }],
+      ['rejected', { opened: null, settled: { state: 'voided', reason: 'timeout' } }],
+    ]);
+    expect(rows.every((r) => r.resolved_at !== null)).toBe(true);
   });
 
   it('publishes edge keys idempotently', async () => {

@@ -568,3 +568,33 @@ describe('checks of a job that failed over', () => {
     expect(checker.received + dead.received).toBe(1);
   });
 });
+
+describe('disputes nobody settles', () => {
+  it('are voided once older than the policy timeout, when a later job is checked: probation ends unless another dispute is open', async () => {
+    const accused = await addAgent('accused', 'owner-a', 'pass');
+    const twice = await addAgent('twice', 'owner-t', 'pass');
+    const served = await addAgent('served', 'owner-s', 'pass');
+    await addAgent('checker', 'owner-b', 'pass');
+    const day = 24 * 60 * 60 * 1000;
+    const old = await store.openDispute({ jobId: 'old-job', agentId: accused.id, reason: 'hidden_mismatch', evidence: {}, at: now - day - 1 });
+    const fresh = await store.openDispute({ jobId: 'new-job', agentId: accused.id, reason: 'hidden_mismatch', evidence: {}, at: now - 1000 });
+    const alone = await store.openDispute({ jobId: 'other-job', agentId: twice.id, reason: 'hidden_mismatch', evidence: {}, at: now - 2 * day });
+    for (const a of [accused, twice]) await store.setProbation(a.id, true);
+    const out = await checkFinishedJob(await deps(), await jobOn(served));
+    expect(out.status).toBe('pass');
+    const status = (id: string) => store.disputes.find((d) => d.id === id)!.status;
+    expect([status(old.id), status(fresh.id), status(alone.id)]).toEqual(['rejected', 'open', 'rejected']);
+    // `accused` still has an open dispute; `twice` has none left.
+    expect((await store.getAgent(accused.id))!.probation).toBe(true);
+    expect((await store.getAgent(twice.id))!.probation).toBe(false);
+    expect(logs.some((l) => l.msg === 'stale disputes voided')).toBe(true);
+  });
+
+  it('are left alone when no job is checked', async () => {
+    const accused = await addAgent('accused', 'owner-a', 'pass');
+    const served = await addAgent('served', 'owner-s', 'pass');
+    const old = await store.openDispute({ jobId: 'old-job', agentId: accused.id, reason: 'x', evidence: {}, at: now - 2 * 24 * 60 * 60 * 1000 });
+    await checkFinishedJob(await deps({ rate: 0 }), await jobOn(served));
+    expect(store.disputes.find((d) => d.id === old.id)!.status).toBe('open');
+  });
+});
