@@ -98,7 +98,7 @@ export const attestationSummarySchema = z.object({
   verified: z.boolean(),
   ticket_hash: z.string(),
   model_id: z.string(),
-  /** Attestation chunks verified (one per generated token). */
+  /** Attestation chunks verified: the prefill step, then chunks of up to ATTEST_CHUNK_STEPS steps (see ticket.chunking). */
   chunks: z.number().int().nonnegative(),
   /** Hash of the last attestation in the chain. */
   chain_head: z.string().nullable(),

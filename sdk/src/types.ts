@@ -46,7 +46,7 @@ export interface VerificationReport {
   verified: true;
   /** Route attempts (failover) whose chains were re-checked. */
   attempts: number;
-  /** Attestation chunks re-checked (one per generation step). */
+  /** Attestation chunks re-checked (each covers one or more generation steps). */
   chunks: number;
   /** The completion's tokens, as attested by the last hop of each chunk (stop token excluded). */
   tokenIds: number[];
