@@ -33,7 +33,7 @@ import {
   type CheckVerdict,
   type WireDisclosure,
 } from '../../protocol/check.js';
-import { sha256Hex, utf8 } from '../../protocol/bytes.js';
+import { concatByteList, sha256Hex, utf8 } from '../../protocol/bytes.js';
 import { checkInputsMessage, checkInputsResponseSchema } from '../../protocol/agent-api.js';
 import { signBytes } from '../../protocol/keys.js';
 import type { EdgeDeps } from '../deps.js';
@@ -110,13 +110,7 @@ async function readBounded(res: Response, max: number): Promise<string | null> {
     }
     parts.push(value);
   }
-  const all = new Uint8Array(size);
-  let o = 0;
-  for (const p of parts) {
-    all.set(p, o);
-    o += p.byteLength;
-  }
-  return new TextDecoder().decode(all);
+  return new TextDecoder().decode(concatByteList(parts));
 }
 
 /** What a checker answered: its verified verdict and the signed form kept as evidence. */

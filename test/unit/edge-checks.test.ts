@@ -132,20 +132,26 @@ async function deps(opts: { rate?: number | null; key?: boolean } = {}): Promise
   };
 }
 
-/** A finished single-hop job served by `agent`, with a real signed ticket and attestation. */
-async function jobOn(agent: Fake, jobId = `job_${Math.random().toString(36).slice(2)}`) {
+/** One attempt on `agent` alone: a real signed ticket and the attestation of one step after `prefixIds`. */
+async function signedAttempt(agent: Fake, ticketJobId: string, promptIds: number[], prefixIds: number[], token: number): Promise<JobAttemptRecord> {
   const candidates = await store.listRouteCandidates(MODEL, { heartbeatAfter: 0, limit: 100 });
   const hop = candidates.find((c) => c.agentId === agent.id)!;
-  const promptIds = [1, 5, 6];
   const { signed, hash } = await issueTicket(
-    { jobId, model: { id: MODEL, dtype: 'float32' }, hops: [hop], promptIds, prefixIds: [], maxTokens: 4, sampling: { temperature: 0, topP: 1, topK: 0, seed: 1 } as never, stopTokenIds: [2], now, ttlMs: 60_000, deadline: now + 300_000, edgeKeyId: 'edge-test' },
+    { jobId: ticketJobId, model: { id: MODEL, dtype: 'float32' }, hops: [hop], promptIds, prefixIds, maxTokens: 4, sampling: { temperature: 0, topP: 1, topK: 0, seed: 1 }, stopTokenIds: [2], now, ttlMs: 60_000, deadline: now + 300_000, edgeKeyId: 'edge-test' },
     edgeKey.privateKey,
   );
+  const step = prefixIds.length;
   const att: SignedAttestation = await signAttestation(agent.key.privateKey, {
-    v: 1, ticketHash: hash, jobId, agentId: agent.id, modelId: MODEL, hop: 0, layers: [0, NUM_LAYERS], steps: [0, 1],
-    inputCommitment: signed.ticket.inputHash, outputCommitment: 'cd'.repeat(32), outputTokenIds: [7], prevHash: null, issuedAt: now,
+    v: 1, ticketHash: hash, jobId: ticketJobId, agentId: agent.id, modelId: MODEL, hop: 0, layers: [0, NUM_LAYERS], steps: [step, step + 1],
+    inputCommitment: signed.ticket.inputHash, outputCommitment: 'cd'.repeat(32), outputTokenIds: [token], prevHash: null, issuedAt: now,
   });
-  const attempts: JobAttemptRecord[] = [{ ticket: signed, chunks: [[att]], outcome: 'completed' }];
+  return { ticket: signed, chunks: [[att]], outcome: 'completed' };
+}
+
+/** A finished single-hop job served by `agent`, with a real signed ticket and attestation. */
+async function jobOn(agent: Fake, jobId = `job_${Math.random().toString(36).slice(2)}`) {
+  const promptIds = [1, 5, 6];
+  const attempts: JobAttemptRecord[] = [await signedAttempt(agent, jobId, promptIds, [], 7)];
   await store.recordJobStart({ id: jobId, accountId: 'acct', apiKeyId: 'key', modelId: MODEL, createdAt: now, route: [agent.id], promptTokens: 3 });
   await store.recordJobFinish({ id: jobId, status: 'completed', finishReason: 'length', attempts, tokenIds: [7], promptTokens: 3, completionTokens: 1, costMicroUsd: 0, finishedAt: now });
   return { jobId, modelId: MODEL, numLayers: NUM_LAYERS, promptIds, tokenIds: [7], attempts };
@@ -157,24 +163,10 @@ async function jobOn(agent: Fake, jobId = `job_${Math.random().toString(36).slic
  */
 async function failedOverJob(first: Fake, second: Fake, opts: { firstDelivered?: boolean } = {}) {
   const jobId = `job_${Math.random().toString(36).slice(2)}`;
-  const candidates = await store.listRouteCandidates(MODEL, { heartbeatAfter: 0, limit: 100 });
   const promptIds = [1, 5, 6];
   const delivered = opts.firstDelivered ?? true;
-  const attempt = async (agent: Fake, ticketJobId: string, prefixIds: number[], token: number): Promise<JobAttemptRecord> => {
-    const hop = candidates.find((c) => c.agentId === agent.id)!;
-    const { signed, hash } = await issueTicket(
-      { jobId: ticketJobId, model: { id: MODEL, dtype: 'float32' }, hops: [hop], promptIds, prefixIds, maxTokens: 4, sampling: { temperature: 0, topP: 1, topK: 0, seed: 1 }, stopTokenIds: [2], now, ttlMs: 60_000, deadline: now + 300_000, edgeKeyId: 'edge-test' },
-      edgeKey.privateKey,
-    );
-    const step = prefixIds.length;
-    const att = await signAttestation(agent.key.privateKey, {
-      v: 1, ticketHash: hash, jobId: ticketJobId, agentId: agent.id, modelId: MODEL, hop: 0, layers: [0, NUM_LAYERS], steps: [step, step + 1],
-      inputCommitment: signed.ticket.inputHash, outputCommitment: 'cd'.repeat(32), outputTokenIds: [token], prevHash: null, issuedAt: now,
-    });
-    return { ticket: signed, chunks: [[att]], outcome: 'completed' };
-  };
-  const a1 = await attempt(first, jobId, [], 7);
-  const attempts: JobAttemptRecord[] = [{ ...a1, chunks: delivered ? a1.chunks : [], outcome: 'failed' }, await attempt(second, `${jobId}.2`, delivered ? [7] : [], 8)];
+  const a1 = await signedAttempt(first, jobId, promptIds, [], 7);
+  const attempts: JobAttemptRecord[] = [{ ...a1, chunks: delivered ? a1.chunks : [], outcome: 'failed' }, await signedAttempt(second, `${jobId}.2`, promptIds, delivered ? [7] : [], 8)];
   const tokenIds = delivered ? [7, 8] : [8];
   await store.recordJobStart({ id: jobId, accountId: 'acct', apiKeyId: 'key', modelId: MODEL, createdAt: now, route: [second.id], promptTokens: 3 });
   await store.recordJobFinish({ id: jobId, status: 'completed', finishReason: 'length', attempts, tokenIds, promptTokens: 3, completionTokens: tokenIds.length, costMicroUsd: 0, finishedAt: now });
