@@ -562,6 +562,7 @@ export class AgentCore {
       this.sessions.close(ticket.jobId, 'deadline');
       throw new AgentError('deadline', 'job deadline passed');
     }
+    // An aligned copy of the payload: the span reads it, the open chunk keeps it (as bytes) for the seal.
     const data = framePayloadAs(frame) as Float32Array | Uint16Array;
     const ctx = this.hopContext(ticket, hash, meta.hop);
     const last = meta.hop === ticket.route.length - 1;
@@ -575,7 +576,7 @@ export class AgentCore {
           const received = e.chunk && e.chunk.from === chunkFrom ? [...e.chunk.inputs, frame.payload] : [frame.payload];
           this.checkPrev({ hop: meta.hop, steps: [chunkFrom, to], prevHash: meta.prevHash!, prev: meta.prev }, ticket, hash, concatByteList(received));
         }
-        const r = await this.runStep(e, ctx, { kind: 'hidden', data, seqLen }, frame.payload.slice(), [from, to], { chunkFrom, seal, prevHash: meta.prevHash ?? null }, next, meta.open);
+        const r = await this.runStep(e, ctx, { kind: 'hidden', data, seqLen }, bytesOf(data), [from, to], { chunkFrom, seal, prevHash: meta.prevHash ?? null }, next, meta.open);
         e.nextStep = to;
         return r;
       });
