@@ -138,7 +138,8 @@ function pickAmongTies(routes: ScoredRoute[], random: () => number): number {
 
 /**
  * Ordered routes to try: the chosen one first, then the others by cost. Preferred-region routes
- * come before any other; without `allow_fallbacks` only the first route is returned.
+ * come before any other (an exploring request picks among them only); without `allow_fallbacks`
+ * only the first route is returned.
  */
 export function planRoutes(candidates: readonly RouteCandidate[], input: PlanInput): Plan {
   const stale = input.staleAfterMs ?? DEFAULT_STALE_AFTER_MS;
@@ -176,11 +177,14 @@ export function planRoutes(candidates: readonly RouteCandidate[], input: PlanInp
   const preferred = costRoutes(routes.filter((r) => r.inRegion), input.prefs.sort);
   const rest = costRoutes(routes.filter((r) => !r.inRegion), input.prefs.sort);
   const ordered = [...preferred, ...rest];
+  // Exploration stays inside the preferred region when there is one: a region preference is a
+  // promise to try those routes first, and exploring elsewhere broke it.
+  const explorable = preferred.length > 0 ? preferred.length : ordered.length;
   let explored = false;
   let first: number;
-  if (ordered.length > 1 && input.random() < (input.explorationShare ?? EXPLORATION_SHARE)) {
+  if (explorable > 1 && input.random() < (input.explorationShare ?? EXPLORATION_SHARE)) {
     explored = true;
-    first = Math.floor(input.random() * ordered.length);
+    first = Math.floor(input.random() * explorable);
   } else {
     first = pickAmongTies(preferred.length > 0 ? preferred : rest, input.random);
   }

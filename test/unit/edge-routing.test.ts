@@ -179,6 +179,30 @@ describe('route scoring', () => {
     expect(explored.ok && explored.routes[1]!.hops[0]!.agentId).toBe(good.agentId);
   });
 
+  it('exploration stays inside the preferred region', () => {
+    const near = cand([0, 8], { region: 'eu-west', ttftMsEwma: 20 });
+    const nearSlow = cand([0, 8], { region: 'eu-west', ttftMsEwma: 400 });
+    const far = cand([0, 8], { region: 'ap-south', ttftMsEwma: 20 });
+    const prefs = { sort: 'latency' as const, allow_fallbacks: true, region: 'eu-west' };
+    // Every draw of the exploring pick lands in the preferred region, the far route stays last.
+    for (const pick of [0, 0.34, 0.5, 0.67, 0.99]) {
+      const randoms = [0.001, pick];
+      const plan = planRoutes([far, near, nearSlow], input({ prefs, random: () => randoms.shift() ?? 0.5 }));
+      expect(plan.ok && plan.explored).toBe(true);
+      expect(plan.ok && plan.routes[0]!.hops[0]!.region).toBe('eu-west');
+      expect(plan.ok && plan.routes.at(-1)!.hops[0]!.agentId).toBe(far.agentId);
+    }
+    // With one preferred route there is nothing to explore in the region: it goes first.
+    const randoms = [0.001, 0.99];
+    const single = planRoutes([far, nearSlow], input({ prefs, random: () => randoms.shift() ?? 0.5 }));
+    expect(single.ok && single.explored).toBe(false);
+    expect(single.ok && single.routes[0]!.hops[0]!.agentId).toBe(nearSlow.agentId);
+    // Without a region preference exploration may pick any route.
+    const anyRandoms = [0.001, 0.99];
+    const open = planRoutes([near, far, nearSlow], input({ prefs: { sort: 'latency', allow_fallbacks: true }, random: () => anyRandoms.shift() ?? 0.5 }));
+    expect(open.ok && open.explored).toBe(true);
+  });
+
   it('an exploration share of 0 (EXPLORATION_SHARE) never explores', () => {
     const good = cand([0, 8], { ttftMsEwma: 20 });
     const recovering = cand([0, 8], { ttftMsEwma: 400, failureRateEwma: 0.3 });
