@@ -27,6 +27,18 @@ export const architectureSchema = z.object({
 export type Architecture = z.infer<typeof architectureSchema>;
 
 export const modelDtypeSchema = z.enum(['float32', 'float16']);
+
+/**
+ * How a layer file exchanges its KV cache. 'full' (standard exports; the meaning when a manifest
+ * leaves the field out): past_key_values.N.* hold the cached positions, present.N.* return
+ * past ++ new, and the runtime keeps the outputs as the next past. 'append' (what the builder
+ * writes): past_key_values.N.* are the runtime's cache buffers of capacity C, rows from the
+ * cached length (the first position id) on are zeros, and present.N.* return only the new rows,
+ * which the runtime writes into its buffers. Same math; 'append' never copies the whole cache
+ * in or out of onnxruntime, so decode does not slow down as the context grows.
+ */
+export const kvCacheLayoutSchema = z.enum(['full', 'append']);
+export type KvCacheLayout = z.infer<typeof kvCacheLayoutSchema>;
 export type ModelDtype = z.infer<typeof modelDtypeSchema>;
 
 export const manifestFileSchema = z.object({
@@ -44,6 +56,8 @@ export const manifestSchema = z.object({
   name: z.string().min(1).max(128),
   architecture: architectureSchema,
   dtype: modelDtypeSchema,
+  /** KV-cache layout of the layer files; absent means 'full'. */
+  kvCache: kvCacheLayoutSchema.optional(),
   /** Seed the deterministic weights were generated from (null for converted real models). */
   seed: z.number().int().nullable(),
   tokenizer: z.object({

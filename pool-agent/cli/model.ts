@@ -4,26 +4,31 @@ import { buildModel, PRESETS, type PresetName } from '../model/build.js';
 import { createProgressBar } from '../model/progress.js';
 import { CliError, parseFlags, parseNumber, str, type CliIo } from './args.js';
 
-export const MODEL_USAGE = `Usage: pool-agent model build --preset tiny|small|1b [--dtype float32|float16] [--seed N] [--out DIR]
+export const MODEL_USAGE = `Usage: pool-agent model build --preset tiny|small|1b [--dtype float32|float16] [--seed N] [--out DIR] [--kv-cache append|full]
 
 Builds a Llama-architecture model with deterministic weights into DIR (default .models/PRESET),
-one ONNX file per block plus manifest.json. Idempotent: an intact model already there is kept.`;
+one ONNX file per block plus manifest.json. Idempotent: an intact model already there is kept.
+--kv-cache: 'append' (default) keeps the KV cache in the agent's buffers, only new rows leave
+onnxruntime; 'full' is the layout of standard exports (the whole cache in and out every step,
+slower as the context grows). Another layout is another model id.`;
 
 export async function runModel(argv: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === '--help' || sub === '-h' || sub === undefined) return io.out(MODEL_USAGE), sub === undefined ? 2 : 0;
   if (sub !== 'build') throw new CliError(`unknown model command ${JSON.stringify(sub)}\n\n${MODEL_USAGE}`);
-  const { values, help } = parseFlags(rest, { preset: { type: 'string' }, dtype: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' } }, MODEL_USAGE);
+  const { values, help } = parseFlags(rest, { preset: { type: 'string' }, dtype: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' }, 'kv-cache': { type: 'string' } }, MODEL_USAGE);
   if (help) return io.out(MODEL_USAGE), 0;
   const preset = str(values.preset);
   if (!preset || !(preset in PRESETS)) throw new CliError(`--preset must be one of ${Object.keys(PRESETS).join(', ')}\n\n${MODEL_USAGE}`);
   const dtype = str(values.dtype) ?? 'float32';
   if (dtype !== 'float32' && dtype !== 'float16') throw new CliError('--dtype must be float32 or float16');
+  const kvCache = str(values['kv-cache']) ?? 'append';
+  if (kvCache !== 'append' && kvCache !== 'full') throw new CliError('--kv-cache must be append or full');
   const seed = parseNumber('seed', str(values.seed), { int: true, min: 0, max: 0xffffffff }) ?? 0;
   const outDir = resolve(str(values.out) ?? `.models/${preset}`);
   const bar = createProgressBar(`building ${preset} ${dtype}`);
-  const built = await buildModel({ preset: preset as PresetName, dtype, seed, outDir, onProgress: bar.update });
+  const built = await buildModel({ preset: preset as PresetName, dtype, seed, outDir, kvCache, onProgress: bar.update });
   bar.finish();
-  io.out(JSON.stringify({ modelId: built.modelId, dir: built.dir, name: built.manifest.name, numLayers: built.manifest.architecture.numLayers }));
+  io.out(JSON.stringify({ modelId: built.modelId, dir: built.dir, name: built.manifest.name, numLayers: built.manifest.architecture.numLayers, kvCache }));
   return 0;
 }

@@ -17,6 +17,7 @@ import {
   manifestHash,
   manifestSchema,
   type Architecture,
+  type KvCacheLayout,
   type Manifest,
   type ManifestFile,
   type ModelDtype,
@@ -80,6 +81,11 @@ export interface BuildModelOptions {
   /** Unsigned 32-bit seed of the weights (default 0). */
   seed?: number;
   outDir: string;
+  /**
+   * KV-cache layout of the layer files (protocol/manifest.ts): 'append' (default, fast decode at
+   * long contexts) or 'full' (the layout of standard exports).
+   */
+  kvCache?: KvCacheLayout;
   /** Changes to the preset's architecture (e.g. a shorter maxPositionEmbeddings in tests). */
   overrides?: Partial<Omit<Architecture, 'family'>>;
   /** Called before each file is written and once at the end (done === total). */
@@ -187,8 +193,8 @@ async function writeGraph(dir: string, fileName: string, graph: OnnxGraph): Prom
   return { sha256: hash.digest('hex'), bytes };
 }
 
-function modelName(preset: PresetName, dtype: ModelDtype, seed: number, overridden: boolean): string {
-  return `layernet-llama-${preset}${overridden ? '-custom' : ''}-${dtype === 'float16' ? 'fp16' : 'fp32'}-seed${seed}`;
+function modelName(preset: PresetName, dtype: ModelDtype, seed: number, overridden: boolean, kvCache: KvCacheLayout): string {
+  return `layernet-llama-${preset}${overridden ? '-custom' : ''}-${dtype === 'float16' ? 'fp16' : 'fp32'}-seed${seed}${kvCache === 'full' ? '-fullkv' : ''}`;
 }
 
 /**
@@ -200,7 +206,8 @@ export async function buildModel(options: BuildModelOptions): Promise<BuiltModel
   const seed = options.seed ?? 0;
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`seed must be an unsigned 32-bit integer, got ${seed}`);
   const arch = resolveArchitecture(options.preset, options.overrides);
-  const name = modelName(options.preset, dtype, seed, options.overrides !== undefined && Object.keys(options.overrides).length > 0);
+  const kvCache = options.kvCache ?? 'append';
+  const name = modelName(options.preset, dtype, seed, options.overrides !== undefined && Object.keys(options.overrides).length > 0, kvCache);
   const dir = options.outDir;
   const L = arch.numLayers;
   const total = L + 2;
@@ -211,6 +218,7 @@ export async function buildModel(options: BuildModelOptions): Promise<BuiltModel
     existing.name === name &&
     existing.dtype === dtype &&
     existing.seed === seed &&
+    (existing.kvCache ?? 'full') === kvCache &&
     JSON.stringify(existing.architecture) === JSON.stringify(arch)
   ) {
     const ok = await verifyModelFiles(dir, existing).then(
@@ -232,7 +240,7 @@ export async function buildModel(options: BuildModelOptions): Promise<BuiltModel
       path: `layers.${i}.onnx`,
       kind: 'layers' as const,
       layers: [i, i + 1] as [number, number],
-      make: () => layerGraph(arch, dtype, seed, i),
+      make: () => layerGraph(arch, dtype, seed, i, kvCache),
     })),
     { path: 'head.onnx', kind: 'head', layers: [L, L], make: () => headGraph(arch, dtype, seed) },
   ];
@@ -248,6 +256,7 @@ export async function buildModel(options: BuildModelOptions): Promise<BuiltModel
     name,
     architecture: arch,
     dtype,
+    kvCache,
     seed,
     tokenizer: {
       kind: 'llama-sentencepiece-bpe',

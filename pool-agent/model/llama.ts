@@ -9,10 +9,14 @@
  * `present.N.key`) so real exports can be cut at the same boundaries. MatMul weights are stored
  * [in, out], as torch.onnx stores them.
  *
+ * The KV cache comes in two layouts (protocol/manifest.ts `kvCache`): 'full', the contract of
+ * standard exports, and 'append' (the default), where the cache inputs are the runtime's buffers
+ * and present.N.* carry only the new rows, so decode time does not grow with copies of the cache.
+ *
  * float16 models keep weights, hidden states between blocks and the KV cache in float16 and
  * compute in float32 (Casts after each load), which the CPU provider supports everywhere.
  */
-import type { Architecture, ModelDtype } from '../../protocol/manifest.js';
+import type { Architecture, KvCacheLayout, ModelDtype } from '../../protocol/manifest.js';
 import { attr, DataType, OnnxGraph, type DataTypeCode } from './onnx-graph.js';
 import { onesWeights, toFloat16Array, uniformWeights } from './weights.js';
 
@@ -133,10 +137,12 @@ function applyRotary(ctx: BuildContext, scope: string, x: string, cos: string, s
 
 /**
  * `layers.<i>.onnx`: hidden_states.i [1, T, hidden], position_ids int64 [1, T],
- * past_key_values.i.key/value [1, kvHeads, past, headDim] -> hidden_states.{i+1},
- * present.i.key/value [1, kvHeads, past + T, headDim].
+ * past_key_values.i.key/value [1, kvHeads, P, headDim] -> hidden_states.{i+1} and
+ * present.i.key/value. `kvCache` (protocol/manifest.ts): 'full' as standard exports (P = past
+ * length, present = past ++ new, [1, kvHeads, past + T, headDim]); 'append' (P = the runtime's
+ * buffer capacity, present = the T new rows only, [1, kvHeads, T, headDim]).
  */
-export function layerGraph(arch: Architecture, dtype: ModelDtype, seed: number, layer: number): OnnxGraph {
+export function layerGraph(arch: Architecture, dtype: ModelDtype, seed: number, layer: number, kvCache: KvCacheLayout = 'append'): OnnxGraph {
   const g = new OnnxGraph(`layernet-layer-${layer}`);
   const ctx: BuildContext = { g, arch, dtype, seed };
   const st = storageType(dtype);
@@ -176,36 +182,78 @@ export function layerGraph(arch: Architecture, dtype: ModelDtype, seed: number, 
   // whether it was computed in this call or an earlier one.
   const kNew = toStorage(ctx, `${a}/key_store`, kr);
   const vNew = toStorage(ctx, `${a}/value_store`, vh);
-  const concat2 = { axis: attr.int(2) };
-  g.node('Concat', `${a}/Concat_k`, [pastK, kNew], concat2, [presentKeyName(layer)]);
-  g.node('Concat', `${a}/Concat_v`, [pastV, vNew], concat2, [presentValueName(layer)]);
-  const kAll = toFloat(ctx, `${a}/key_load`, presentKeyName(layer));
-  const vAll = toFloat(ctx, `${a}/value_load`, presentValueName(layer));
-
   // Grouped-query attention without repeating the cache: queries [1, KV, rep, T, D] against
   // keys [1, KV, 1, S, D] (broadcast over rep). Head h uses kv head floor(h / rep), as repeat_kv.
   const qg = g.op('Reshape', `${a}/Reshape_3`, [qr, g.constInt64(a, [0, KV, rep, -1, D])]);
-  const kT = g.op('Transpose', `${a}/Transpose_3`, [kAll], { perm: attr.ints([0, 1, 3, 2]) });
   const axis2 = g.constInt64(a, [2]);
-  const kU = g.op('Unsqueeze', `${a}/Unsqueeze`, [kT, axis2]);
-  const vU = g.op('Unsqueeze', `${a}/Unsqueeze_1`, [vAll, axis2]);
-  const scores = g.op('MatMul', `${a}/MatMul`, [qg, kU]);
-  const scaled = g.op('Mul', `${a}/Mul`, [scores, g.constFloat(a, [1 / Math.sqrt(D)], true)]);
-
-  // Causal mask over absolute positions: query j of this call sits at past + j and sees keys 0..past+j.
-  const shapeK = g.op('Shape', `${a}/Shape`, [kAll]);
-  const total = g.op('Gather', `${a}/Gather`, [shapeK, g.constInt64(a, [2], true)], { axis: attr.int(0) });
+  const scale = g.constFloat(a, [1 / Math.sqrt(D)], true);
+  const one = g.constInt64(a, [1], true);
+  const zero = g.constInt64(a, [0], true);
   const shapeX = g.op('Shape', `${a}/Shape_1`, [hiddenIn]);
   const seqLen = g.op('Gather', `${a}/Gather_1`, [shapeX, g.constInt64(a, [1], true)], { axis: attr.int(0) });
-  const past = g.op('Sub', `${a}/Sub`, [total, seqLen]);
-  const one = g.constInt64(a, [1], true);
-  const kpos = g.op('Range', `${a}/Range`, [g.constInt64(a, [0], true), total, one]);
-  const qpos = g.op('Range', `${a}/Range_1`, [past, total, one]);
-  const qposU = g.op('Unsqueeze', `${a}/Unsqueeze_2`, [qpos, g.constInt64(a, [1])]);
-  const allowed = g.op('LessOrEqual', `${a}/LessOrEqual`, [kpos, qposU]);
-  const masked = g.op('Where', `${a}/Where`, [allowed, scaled, g.constFloat(a, [FLOAT_MIN], true)]);
-  const probs = g.op('Softmax', `${a}/Softmax`, [masked], { axis: attr.int(-1) });
-  const ctxv = g.op('MatMul', `${a}/MatMul_1`, [probs, vU]);
+  let ctxv: string;
+  if (kvCache === 'full') {
+    const concat2 = { axis: attr.int(2) };
+    g.node('Concat', `${a}/Concat_k`, [pastK, kNew], concat2, [presentKeyName(layer)]);
+    g.node('Concat', `${a}/Concat_v`, [pastV, vNew], concat2, [presentValueName(layer)]);
+    const kAll = toFloat(ctx, `${a}/key_load`, presentKeyName(layer));
+    const vAll = toFloat(ctx, `${a}/value_load`, presentValueName(layer));
+    const kT = g.op('Transpose', `${a}/Transpose_3`, [kAll], { perm: attr.ints([0, 1, 3, 2]) });
+    const kU = g.op('Unsqueeze', `${a}/Unsqueeze`, [kT, axis2]);
+    const vU = g.op('Unsqueeze', `${a}/Unsqueeze_1`, [vAll, axis2]);
+    const scores = g.op('MatMul', `${a}/MatMul`, [qg, kU]);
+    const scaled = g.op('Mul', `${a}/Mul`, [scores, scale]);
+    // Causal mask over absolute positions: query j of this call sits at past + j and sees keys 0..past+j.
+    const shapeK = g.op('Shape', `${a}/Shape`, [kAll]);
+    const total = g.op('Gather', `${a}/Gather`, [shapeK, g.constInt64(a, [2], true)], { axis: attr.int(0) });
+    const past = g.op('Sub', `${a}/Sub`, [total, seqLen]);
+    const kpos = g.op('Range', `${a}/Range`, [zero, total, one]);
+    const qpos = g.op('Range', `${a}/Range_1`, [past, total, one]);
+    const qposU = g.op('Unsqueeze', `${a}/Unsqueeze_2`, [qpos, g.constInt64(a, [1])]);
+    const allowed = g.op('LessOrEqual', `${a}/LessOrEqual`, [kpos, qposU]);
+    const masked = g.op('Where', `${a}/Where`, [allowed, scaled, g.constFloat(a, [FLOAT_MIN], true)]);
+    const probs = g.op('Softmax', `${a}/Softmax`, [masked], { axis: attr.int(-1) });
+    ctxv = g.op('MatMul', `${a}/MatMul_1`, [probs, vU]);
+  } else {
+    // 'append': the past inputs are the runtime's cache buffers, capacity C >= the cached length
+    // (rows from the cached length on are zeros and masked). The cached length is the first
+    // position id. Attention runs over two key blocks, the buffer and this call's T positions,
+    // with one softmax across both: ctx = P_past . V_past + P_new . V_new. Nothing the size of
+    // the cache is copied, and only the T new rows go out (present.N.key/value [1, KV, T, D]),
+    // which the runtime writes into its buffers.
+    const keysT = (k: string, tag: string): string =>
+      g.op('Transpose', `${a}/Transpose${tag}`, [g.op('Unsqueeze', `${a}/Unsqueeze${tag}`, [k, axis2])], { perm: attr.ints([0, 1, 2, 4, 3]) });
+    const kPast = toFloat(ctx, `${a}/key_load`, pastK);
+    const vPast = toFloat(ctx, `${a}/value_load`, pastV);
+    const kCur = toFloat(ctx, `${a}/key_new_load`, kNew);
+    const vCur = toFloat(ctx, `${a}/value_new_load`, vNew);
+    const scoresPast = g.op('Mul', `${a}/Mul`, [g.op('MatMul', `${a}/MatMul`, [qg, keysT(kPast, '_3')]), scale]);
+    const scoresNew = g.op('Mul', `${a}/Mul_1`, [g.op('MatMul', `${a}/MatMul_2`, [qg, keysT(kCur, '_5')]), scale]);
+    const fmin = g.constFloat(a, [FLOAT_MIN], true);
+    // Buffer rows below the cached length are visible to every query of this call.
+    const shapeK = g.op('Shape', `${a}/Shape`, [pastK]);
+    const capacity = g.op('Gather', `${a}/Gather`, [shapeK, g.constInt64(a, [2], true)], { axis: attr.int(0) });
+    const flatPos = g.op('Reshape', `${a}/Reshape_6`, [positionIds, g.constInt64(a, [-1])]);
+    const cached = g.op('Gather', `${a}/Gather_2`, [flatPos, zero], { axis: attr.int(0) });
+    const kpos = g.op('Range', `${a}/Range`, [zero, capacity, one]);
+    const visible = g.op('Less', `${a}/Less`, [kpos, cached]);
+    const maskedPast = g.op('Where', `${a}/Where`, [visible, scoresPast, fmin]);
+    // Among the new positions, causal: query i sees new keys 0..i.
+    const tpos = g.op('Range', `${a}/Range_1`, [zero, seqLen, one]);
+    const tposU = g.op('Unsqueeze', `${a}/Unsqueeze_2`, [tpos, g.constInt64(a, [1])]);
+    const causal = g.op('LessOrEqual', `${a}/LessOrEqual`, [tpos, tposU]);
+    const maskedNew = g.op('Where', `${a}/Where_1`, [causal, scoresNew, fmin]);
+    // One softmax across both blocks without joining them: shared row max, exponentials of
+    // each block, one denominator; the weighted values are divided once at the end.
+    const keep = { axes: attr.ints([-1]), keepdims: attr.int(1) };
+    const rowMax = g.op('Max', `${a}/Max`, [g.op('ReduceMax', `${a}/ReduceMax`, [maskedPast], keep), g.op('ReduceMax', `${a}/ReduceMax_1`, [maskedNew], keep)]);
+    const expPast = g.op('Exp', `${a}/Exp`, [g.op('Sub', `${a}/Sub`, [maskedPast, rowMax])]);
+    const expNew = g.op('Exp', `${a}/Exp_1`, [g.op('Sub', `${a}/Sub_1`, [maskedNew, rowMax])]);
+    const denom = g.op('Add', `${a}/Add`, [g.op('ReduceSum', `${a}/ReduceSum`, [expPast, g.constInt64(a, [-1])], { keepdims: attr.int(1) }), g.op('ReduceSum', `${a}/ReduceSum_1`, [expNew, g.constInt64(a, [-1])], { keepdims: attr.int(1) })]);
+    const ctxPast = g.op('MatMul', `${a}/MatMul_1`, [expPast, g.op('Unsqueeze', `${a}/Unsqueeze_1`, [vPast, axis2])]);
+    const ctxNew = g.op('MatMul', `${a}/MatMul_3`, [expNew, g.op('Unsqueeze', `${a}/Unsqueeze_7`, [vCur, axis2])]);
+    ctxv = g.op('Div', `${a}/Div`, [g.op('Add', `${a}/Add_1`, [ctxPast, ctxNew]), denom]);
+  }
   const merged = g.op('Reshape', `${a}/Reshape_4`, [ctxv, g.constInt64(a, [1, H, -1, D])]);
   const tr = g.op('Transpose', `${a}/Transpose_4`, [merged], perm0213);
   const flat = g.op('Reshape', `${a}/Reshape_5`, [tr, g.constInt64(a, [0, 0, H * D])]);
@@ -223,8 +271,13 @@ export function layerGraph(arch: Architecture, dtype: ModelDtype, seed: number, 
   const out = g.op('Add', `${p}/Add_1`, [r1, down]);
   const stored = toStorage(ctx, `${p}/output`, out);
   g.output(stored, st, [1, 'sequence_length', arch.hiddenSize], hiddenName(layer + 1));
-  g.output(presentKeyName(layer), st, [1, KV, 'total_sequence_length', D]);
-  g.output(presentValueName(layer), st, [1, KV, 'total_sequence_length', D]);
+  if (kvCache === 'full') {
+    g.output(presentKeyName(layer), st, [1, KV, 'total_sequence_length', D]);
+    g.output(presentValueName(layer), st, [1, KV, 'total_sequence_length', D]);
+  } else {
+    g.output(kNew, st, [1, KV, 'sequence_length', D], presentKeyName(layer));
+    g.output(vNew, st, [1, KV, 'sequence_length', D], presentValueName(layer));
+  }
   return g;
 }
 

@@ -31,7 +31,7 @@ import {
 } from '../model/llama.js';
 import { SpanClosedError, SpanInputError } from './errors.js';
 import { mergeOnnxModels } from './merge.js';
-import type { ExecutionProvider, ForwardOptions, LoadedSpan, RuntimeOptions, SpanInput, SpanOutput, SpanSession } from './types.js';
+import type { ExecutionProvider, ForwardOptions, LoadedSpan, OpenSessionOptions, RuntimeOptions, SpanInput, SpanOutput, SpanSession } from './types.js';
 
 /** Largest merged model handed to one InferenceSession (protobuf messages stop at 2 GiB). */
 export const MAX_SESSION_BYTES = 1_800_000_000;
@@ -134,6 +134,8 @@ interface SpanGraph {
   first: boolean;
   last: boolean;
   float16: boolean;
+  /** KV-cache layout 'append' (protocol/manifest.ts); else 'full'. */
+  append: boolean;
 }
 
 /**
@@ -162,7 +164,7 @@ export async function loadSpan(modelDir: string, layers: readonly [number, numbe
   }
   const arch = manifest.architecture;
   const float16 = manifest.dtype === 'float16';
-  const graph: SpanGraph = { sessions, manifest, start, end, first: start === 0, last: end === arch.numLayers, float16 };
+  const graph: SpanGraph = { sessions, manifest, start, end, first: start === 0, last: end === arch.numLayers, float16, append: manifest.kvCache === 'append' };
   const kvBytesPerToken = (end - start) * 2 * arch.numKeyValueHeads * arch.headDim * (float16 ? 2 : 4);
   let closed = false;
   const open = new Set<OrtSpanSession>();
@@ -174,9 +176,9 @@ export async function loadSpan(modelDir: string, layers: readonly [number, numbe
     last: graph.last,
     provider,
     kvBytesPerToken,
-    openSession(): SpanSession {
+    openSession(options: OpenSessionOptions = {}): SpanSession {
       if (closed) throw new SpanClosedError('span is closed');
-      const s = new OrtSpanSession(graph, kvBytesPerToken, () => open.delete(s));
+      const s = new OrtSpanSession(graph, kvBytesPerToken, Math.min(options.maxPositions ?? arch.maxPositionEmbeddings, arch.maxPositionEmbeddings), () => open.delete(s));
       open.add(s);
       return s;
     },
@@ -193,17 +195,27 @@ export async function loadSpan(modelDir: string, layers: readonly [number, numbe
 }
 
 type KvTensor = ort.Tensor;
+type KvBuffer = Float32Array | Uint16Array;
+
+/** 'append' cache buffers grow in blocks of this many positions (masked rows cost little). */
+export const KV_BLOCK_POSITIONS = 64;
 
 class OrtSpanSession implements SpanSession {
   private pos = 0;
   private disposed = false;
+  /** 'full' layout: the last run's present outputs, fed back as the next past. */
   private keys: KvTensor[];
   private values: KvTensor[];
+  /** 'append' layout: per layer [kvHeads, capacity, headDim] buffers; rows >= pos are zeros. */
+  private keyBufs: KvBuffer[] = [];
+  private valueBufs: KvBuffer[] = [];
+  private capacity = 0;
   private queue: Promise<unknown> = Promise.resolve();
 
   constructor(
     private readonly g: SpanGraph,
     private readonly bytesPerToken: number,
+    private readonly maxPositions: number,
     private readonly onDispose: () => void,
   ) {
     const a = g.manifest.architecture;
@@ -212,16 +224,52 @@ class OrtSpanSession implements SpanSession {
       g.float16
         ? new ort.Tensor('float16', new Uint16Array(0), [1, a.numKeyValueHeads, 0, a.headDim])
         : new ort.Tensor('float32', new Float32Array(0), [1, a.numKeyValueHeads, 0, a.headDim]);
-    this.keys = Array.from({ length: n }, empty);
-    this.values = Array.from({ length: n }, empty);
+    this.keys = g.append ? [] : Array.from({ length: n }, empty);
+    this.values = g.append ? [] : Array.from({ length: n }, empty);
   }
 
   get length(): number {
     return this.pos;
   }
 
+  /** Bytes held: the cached positions ('full'), the buffers' capacity ('append'). */
   get kvBytes(): number {
-    return this.pos * this.bytesPerToken;
+    return (this.g.append ? this.capacity : this.pos) * this.bytesPerToken;
+  }
+
+  /**
+   * 'append': makes the buffers hold at least `need` positions (whole blocks, at most the
+   * session's maxPositions), keeping the cached rows.
+   */
+  private reserve(need: number): void {
+    if (need <= this.capacity) return;
+    const a = this.g.manifest.architecture;
+    const cap = Math.max(need, Math.min(Math.ceil(need / KV_BLOCK_POSITIONS) * KV_BLOCK_POSITIONS, this.maxPositions));
+    const row = a.headDim;
+    const grow = (old: KvBuffer | undefined): KvBuffer => {
+      const buf = this.g.float16 ? new Uint16Array(a.numKeyValueHeads * cap * row) : new Float32Array(a.numKeyValueHeads * cap * row);
+      if (old && this.pos > 0) {
+        for (let h = 0; h < a.numKeyValueHeads; h++) {
+          buf.set(old.subarray(h * this.capacity * row, (h * this.capacity + this.pos) * row), h * cap * row);
+        }
+      }
+      return buf;
+    };
+    const n = this.g.end - this.g.start;
+    this.keyBufs = Array.from({ length: n }, (_, i) => grow(this.keyBufs[i]));
+    this.valueBufs = Array.from({ length: n }, (_, i) => grow(this.valueBufs[i]));
+    this.capacity = cap;
+  }
+
+  /** 'append': writes a run's new rows [1, kvHeads, T, headDim] at positions pos..pos+T-1. */
+  private appendRows(buf: KvBuffer, out: ort.Tensor, seqLen: number): void {
+    const a = this.g.manifest.architecture;
+    if (out.dims.length !== 4 || out.dims[2] !== seqLen) throw new Error(`internal: a KV output of [${out.dims.join(', ')}] for ${seqLen} new positions`);
+    const rows = out.data as KvBuffer;
+    const row = a.headDim;
+    for (let h = 0; h < a.numKeyValueHeads; h++) {
+      buf.set(rows.subarray(h * seqLen * row, (h + 1) * seqLen * row), (h * this.capacity + this.pos) * row);
+    }
   }
 
   forward(input: SpanInput, options: ForwardOptions = {}): Promise<SpanOutput> {
@@ -277,9 +325,23 @@ class OrtSpanSession implements SpanSession {
     const positions = new BigInt64Array(seqLen);
     for (let i = 0; i < seqLen; i++) positions[i] = BigInt(this.pos + i);
     feeds[POSITION_IDS] = new ort.Tensor('int64', positions, [1, seqLen]);
-    for (let l = g.start; l < g.end; l++) {
-      feeds[pastKeyName(l)] = this.keys[l - g.start]!;
-      feeds[pastValueName(l)] = this.values[l - g.start]!;
+    if (g.append) {
+      this.reserve(this.pos + seqLen);
+      const type = g.float16 ? 'float16' : 'float32';
+      // Nothing cached yet: one masked zero row instead of the whole buffer, so a prefill does
+      // not spend attention on empty rows.
+      const rows = this.pos === 0 ? 1 : this.capacity;
+      const dims = [1, a.numKeyValueHeads, rows, a.headDim];
+      const empty = g.float16 ? new Uint16Array(a.numKeyValueHeads * a.headDim) : new Float32Array(a.numKeyValueHeads * a.headDim);
+      for (let l = g.start; l < g.end; l++) {
+        feeds[pastKeyName(l)] = new ort.Tensor(type, this.pos === 0 ? empty : this.keyBufs[l - g.start]!, dims);
+        feeds[pastValueName(l)] = new ort.Tensor(type, this.pos === 0 ? empty : this.valueBufs[l - g.start]!, dims);
+      }
+    } else {
+      for (let l = g.start; l < g.end; l++) {
+        feeds[pastKeyName(l)] = this.keys[l - g.start]!;
+        feeds[pastValueName(l)] = this.values[l - g.start]!;
+      }
     }
     let keep = 1;
     if (g.last) {
@@ -307,8 +369,15 @@ class OrtSpanSession implements SpanSession {
     if (this.disposed) throw new SpanClosedError();
     // Commit the cache only after every session succeeded, so a failed call leaves it intact.
     for (let l = g.start; l < g.end; l++) {
-      this.keys[l - g.start] = results[presentKeyName(l)]!;
-      this.values[l - g.start] = results[presentValueName(l)]!;
+      const k = results[presentKeyName(l)]!;
+      const v = results[presentValueName(l)]!;
+      if (g.append) {
+        this.appendRows(this.keyBufs[l - g.start]!, k, seqLen);
+        this.appendRows(this.valueBufs[l - g.start]!, v, seqLen);
+      } else {
+        this.keys[l - g.start] = k;
+        this.values[l - g.start] = v;
+      }
     }
     this.pos += seqLen;
     const hiddenSize = g.manifest.architecture.hiddenSize;
@@ -333,6 +402,9 @@ class OrtSpanSession implements SpanSession {
     for (const t of [...this.keys, ...this.values]) t.dispose?.();
     this.keys = [];
     this.values = [];
+    this.keyBufs = [];
+    this.valueBufs = [];
+    this.capacity = 0;
     this.onDispose();
   }
 }

@@ -43,11 +43,16 @@ export interface ForwardOptions {
   logitsToKeep?: number;
 }
 
+export interface OpenSessionOptions {
+  /** Positions the session will hold at most (prompt + max tokens); bounds its cache buffers. */
+  maxPositions?: number;
+}
+
 /** A KV-cache session over one span: positions continue from `length`. */
 export interface SpanSession {
   /** Positions already in the KV cache. */
   readonly length: number;
-  /** Bytes the KV cache holds now. */
+  /** Bytes the KV cache holds now (for the 'append' layout, its buffers' capacity). */
   readonly kvBytes: number;
   /** Runs T new positions (prefill T > 1, decode T = 1) and appends them to the KV cache. */
   forward(input: SpanInput, options?: ForwardOptions): Promise<SpanOutput>;
@@ -68,6 +73,6 @@ export interface LoadedSpan {
   readonly provider: ExecutionProvider;
   /** KV-cache bytes one position costs in this span (all its layers, keys and values). */
   readonly kvBytesPerToken: number;
-  openSession(): SpanSession;
+  openSession(options?: OpenSessionOptions): SpanSession;
   close(): Promise<void>;
 }

@@ -188,7 +188,7 @@ export class AgentCore {
         reservedBytes: this.span.kvBytesPerToken * maxPositions,
         maxPositions,
         nextStep: ticket.prefixTokens,
-        create: () => this.span.openSession(),
+        create: () => this.span.openSession({ maxPositions }),
       });
     } catch (err) {
       const e = toAgentError(err);

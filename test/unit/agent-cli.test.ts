@@ -15,6 +15,7 @@ import { ConfigError, loadState, mergeSettings, saveState } from '../../pool-age
 import { parseNvidiaSmi } from '../../pool-agent/hardware.js';
 import { loadIdentity } from '../../pool-agent/identity.js';
 import { main } from '../../pool-agent/main.js';
+import { loadManifest } from '../../pool-agent/model/build.js';
 import { runRegister } from '../../pool-agent/cli/register.js';
 import { startHeartbeats } from '../../pool-agent/server/heartbeat.js';
 import { SessionManager } from '../../pool-agent/server/session-manager.js';
@@ -76,6 +77,19 @@ describe('init and configuration', () => {
     const e = io();
     expect(await main(['model', 'build', '--preset', 'huge'], e.io)).toBe(2);
     expect(e.err[0]).toMatch(/tiny, small, 1b/);
+    const f = io();
+    expect(await main(['model', 'build', '--preset', 'tiny', '--kv-cache', 'paged'], f.io)).toBe(2);
+    expect(f.err[0]).toMatch(/--kv-cache must be append or full/);
+  });
+
+  it('model build writes the chosen KV-cache layout into the manifest', async () => {
+    for (const layout of ['append', 'full'] as const) {
+      const out = join(root, `model-${layout}`);
+      const a = io();
+      expect(await main(['model', 'build', '--preset', 'tiny', '--out', out, '--kv-cache', layout], a.io)).toBe(0);
+      expect(JSON.parse(a.out.at(-1)!)).toMatchObject({ kvCache: layout, numLayers: 4 });
+      expect((await loadManifest(out)).kvCache).toBe(layout);
+    }
   });
 });
 

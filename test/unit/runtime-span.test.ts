@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoadedSpan, SpanOutput, SpanSession } from '../../pool-agent/runtime/types.js';
-import { loadSpan } from '../../pool-agent/runtime/span.js';
+import { KV_BLOCK_POSITIONS, loadSpan } from '../../pool-agent/runtime/span.js';
 import { forwardChain, generate } from '../../pool-agent/runtime/pipeline.js';
 import { encode, BOS_ID } from '../../protocol/tokenizer.js';
 import { LAYOUTS, maxAbsDiff, tempModels, type TempModels } from './runtime-fixture.js';
@@ -11,6 +11,7 @@ const PROMPT = encode('The quick brown fox jumps over the lazy dog', { bos: true
 let models: TempModels;
 let dir32: string;
 let dir16: string;
+let dirFullKv: string;
 const spans = new Map<string, LoadedSpan>();
 
 async function span(dir: string, range: readonly [number, number], extra: { maxSessionBytes?: number } = {}): Promise<LoadedSpan> {
@@ -33,6 +34,7 @@ beforeAll(async () => {
   models = await tempModels();
   dir32 = (await models.build('tiny32', { preset: 'tiny', seed: 11 })).dir;
   dir16 = (await models.build('tiny16', { preset: 'tiny', seed: 11, dtype: 'float16' })).dir;
+  dirFullKv = (await models.build('tiny32-fullkv', { preset: 'tiny', seed: 11, kvCache: 'full' })).dir;
 });
 afterAll(async () => {
   for (const s of spans.values()) await s.close();
@@ -105,14 +107,50 @@ describe('KV cache', () => {
     expect(s.last).toBe(false);
     expect(s.provider).toBe('cpu');
     expect(s.layers).toEqual([1, 3]);
+    // The 'append' cache holds whole blocks of KV_BLOCK_POSITIONS, never more than maxPositions.
     const sess = s.openSession();
     expect(sess.kvBytes).toBe(0);
     await sess.forward({ kind: 'hidden', data: new Float32Array(5 * 64).fill(0.5), seqLen: 5 });
-    expect(sess.kvBytes).toBe(5 * s.kvBytesPerToken);
+    expect(sess.kvBytes).toBe(KV_BLOCK_POSITIONS * s.kvBytesPerToken);
+    const bounded = s.openSession({ maxPositions: 8 });
+    await bounded.forward({ kind: 'hidden', data: new Float32Array(5 * 64).fill(0.5), seqLen: 5 });
+    expect(bounded.kvBytes).toBe(8 * s.kvBytesPerToken);
+    bounded.dispose();
+    const fullLayout = await span(dirFullKv, [1, 3]);
+    const exact = fullLayout.openSession();
+    await exact.forward({ kind: 'hidden', data: new Float32Array(5 * 64).fill(0.5), seqLen: 5 });
+    expect(exact.kvBytes).toBe(5 * s.kvBytesPerToken);
+    exact.dispose();
     sess.dispose();
     await expect(sess.forward({ kind: 'hidden', data: new Float32Array(64), seqLen: 1 })).rejects.toThrow(/disposed/);
     const f16 = await span(dir16, [1, 3]);
     expect(f16.kvBytesPerToken).toBe(s.kvBytesPerToken / 2);
+  });
+
+  it("the 'append' layout gives the logits of the standard 'full' layout, across cache-block boundaries", async () => {
+    // 150 positions: a 40-token prefill, then single steps past the 64- and 128-position blocks.
+    const ids = Array.from({ length: 150 }, (_, i) => (i === 0 ? BOS_ID : 100 + ((i * 7919) % 30000)));
+    for (const layout of [[[0, 4]], [[0, 1], [1, 3], [3, 4]]] as const) {
+      const append = await sessions(dir32, layout);
+      const full = await sessions(dirFullKv, layout);
+      let worst = 0;
+      for (const [from, to] of [[0, 40], ...Array.from({ length: 110 }, (_, i) => [40 + i, 41 + i])] as [number, number][]) {
+        const step = Int32Array.from(ids.slice(from, to));
+        const a = (await forwardChain(append, step)) as Logits;
+        const f = (await forwardChain(full, step)) as Logits;
+        worst = Math.max(worst, maxAbsDiff(a.logits, f.logits), maxAbsDiff(a.finalHidden, f.finalHidden));
+      }
+      expect(append[0]!.length).toBe(150);
+      expect(worst).toBeLessThanOrEqual(1e-4);
+    }
+    // One prefill of all 150 positions agrees with the step-by-step run on the last position.
+    const [one] = await sessions(dir32, [[0, 4]]);
+    const [steps] = await sessions(dir32, [[0, 4]]);
+    const whole = (await one!.forward({ kind: 'tokens', ids: Int32Array.from(ids) })) as Logits;
+    await steps!.forward({ kind: 'tokens', ids: Int32Array.from(ids.slice(0, 100)) });
+    let last!: Logits;
+    for (let i = 100; i < 150; i++) last = (await steps!.forward({ kind: 'tokens', ids: Int32Array.of(ids[i]!) })) as Logits;
+    expect(maxAbsDiff(whole.logits, last.logits)).toBeLessThan(1e-4);
   });
 
   it('runs overlapping forward calls one after the other, in call order', async () => {
