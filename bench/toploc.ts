@@ -7,7 +7,7 @@
  * teacher-forced prefill over prompt ++ generated with logitsToKeep = N, then the TOPLOC
  * comparison and the sampler replay for every step (protocol/check.ts judgeCheck).
  *
- *   node --import tsx bench/toploc.ts [--tokens 256] [--prompt 32] [--threads 2] [--reps 2] [--k 16] [--preset small] [--temperature 0.8 | 0 for greedy]
+ *   node --import tsx bench/toploc.ts [--tokens 256] [--prompt 32] [--threads 2] [--reps 2] [--k 16] [--preset small] [--temperature 0.8 | 0 for greedy] [--kv-cache append|full]
  *
  * With `--separation tiny|small`: the figures of docs/trust.md §1 instead, i.e. per-row comparison
  * statistics of honest recomputation (1 vs 2 threads) against cheating nodes (fp16 served, other
@@ -33,6 +33,8 @@ const { values } = parseArgs({
     preset: { type: 'string', default: 'small' },
     separation: { type: 'string' },
     temperature: { type: 'string', default: '0.8' },
+    /** KV-cache layout of the model (protocol/manifest.ts): 'append' (the builder's default) or 'full'. */
+    'kv-cache': { type: 'string', default: 'append' },
   },
 });
 if (values.separation) {
@@ -46,7 +48,8 @@ const reps = Number(values.reps);
 const k = Number(values.k);
 const preset = values.preset as PresetName;
 
-const { manifest, modelId, dir } = await buildModel({ preset, dtype: 'float32', seed: 0, outDir: join('.models', preset) });
+const kvCache = values['kv-cache'] === 'full' ? 'full' : 'append';
+const { manifest, modelId, dir } = await buildModel({ preset, dtype: 'float32', seed: 0, kvCache, outDir: join('.models', kvCache === 'full' ? `${preset}-fullkv` : preset) });
 const { hiddenSize: H, vocabSize: V, numLayers: L } = manifest.architecture;
 const span = await loadSpan(dir, [0, L], { provider: 'cpu', intraOpThreads: threads });
 const prompt = Array.from({ length: P }, (_, i) => 1 + ((i * 7919) % 31999));
