@@ -5,6 +5,11 @@
  * agent gets the whole budget). Prints tokens/s and the ratio to unsplit; target: a chain of 3
  * keeps >= 90% of unsplit decode.
  *
+ * Each row also splits the time per token (whole run, prefill included) into time inside the
+ * spans (onnxruntime; the agents' layernet_agent_span_duration_seconds, the unsplit run timed the
+ * same way) and the rest (hops, transport, attestation). "ceiling" is the unsplit run's span time
+ * over the layout's: the share of unsplit speed the layout would keep if hops cost nothing.
+ *
  * Each chain runs twice per round: signing every step, and under the edge's default chunking for
  * streams (16 steps or 50 ms per attestation chunk), where tokens reach the client per chunk.
  *
@@ -15,6 +20,7 @@ import { resolve } from 'node:path';
 import { buildModel, loadManifest } from '../pool-agent/model/build.js';
 import { generate } from '../pool-agent/runtime/pipeline.js';
 import { loadSpan } from '../pool-agent/runtime/span.js';
+import type { SpanSession } from '../pool-agent/runtime/types.js';
 import { createTestEdge, GREEDY, startAgent, type ChildAgent, type TestEdge } from '../test/support/agents.js';
 import { jobEventSchema } from '../protocol/agent-api.js';
 import { manifestHash } from '../protocol/manifest.js';
@@ -57,7 +63,7 @@ interface Runner {
   /** Attestation chunking in the ticket (chains only; undefined = one chunk per step). */
   chunking?: ChunkingPolicy;
   /** One generation; per-token timestamps and the time to the first token. */
-  run(): Promise<{ times: number[]; ttftMs: number }>;
+  run(): Promise<{ times: number[]; ttftMs: number; computeMs: number }>;
   close(): Promise<void>;
 }
 
@@ -68,13 +74,32 @@ async function unsplitRunner(): Promise<Runner> {
     async run() {
       const session = span.openSession();
       const times: number[] = [];
+      let computeMs = 0;
+      // Timed as the agents time their span runs (layernet_agent_span_duration_seconds).
+      const timed: SpanSession = {
+        get length() {
+          return session.length;
+        },
+        get kvBytes() {
+          return session.kvBytes;
+        },
+        async forward(input, options) {
+          const t = performance.now();
+          try {
+            return await session.forward(input, options);
+          } finally {
+            computeMs += performance.now() - t;
+          }
+        },
+        dispose: () => session.dispose(),
+      };
       const t0 = performance.now();
       try {
-        await generate({ stages: [session], promptIds: PROMPT, sampling: GREEDY, maxTokens: TOKENS, onToken: () => void times.push(performance.now()) });
+        await generate({ stages: [timed], promptIds: PROMPT, sampling: GREEDY, maxTokens: TOKENS, onToken: () => void times.push(performance.now()) });
       } finally {
         session.dispose();
       }
-      return { times, ttftMs: times[0]! - t0 };
+      return { times, ttftMs: times[0]! - t0, computeMs };
     },
     close: () => span.close(),
   };
@@ -99,6 +124,14 @@ async function startChainAgents(k: number, edge: TestEdge): Promise<ChainAgents>
   return { k, agents, route: agents.map((a, i) => ({ agentId: a.agentId, layers: layout[i]!, endpoint: a.url, publicKey: a.publicKey })) };
 }
 
+/** Seconds an agent has spent inside its span so far, from its Prometheus metrics. */
+async function spanSeconds(agent: ChildAgent): Promise<number> {
+  const text = await (await fetch(new URL('/metrics', agent.url))).text();
+  const m = /^layernet_agent_span_duration_seconds_sum (\S+)$/m.exec(text);
+  if (!m) throw new Error(`agent ${agent.agentId} exposes no layernet_agent_span_duration_seconds_sum`);
+  return Number(m[1]);
+}
+
 function chainRunner(chain: ChainAgents, edge: TestEdge, chunking: ChunkingPolicy | undefined): Runner {
   const { k, agents, route } = chain;
   const signs = chunking ? `chunks <= ${chunking.maxSteps} steps / ${chunking.maxDelayMs} ms` : 'one chunk per step';
@@ -107,6 +140,7 @@ function chainRunner(chain: ChainAgents, edge: TestEdge, chunking: ChunkingPolic
     ...(chunking ? { chunking } : {}),
     async run() {
       const { signed } = await edge.ticket({ route, modelId, promptIds: PROMPT, maxTokens: TOKENS, ...(chunking ? { patch: { chunking } } : {}) });
+      const before = await Promise.all(agents.map(spanSeconds));
       const t0 = performance.now();
       const res = await fetch(new URL('/v1/jobs', agents[0]!.url), { method: 'POST', body: JSON.stringify({ signedTicket: signed, promptIds: PROMPT, prefixIds: [] }) });
       if (!res.ok || !res.body) throw new Error(`job failed: ${res.status} ${await res.text()}`);
@@ -128,7 +162,8 @@ function chainRunner(chain: ChainAgents, edge: TestEdge, chunking: ChunkingPolic
         }
       }
       if (times.length !== TOKENS) throw new Error(`got ${times.length} tokens, expected ${TOKENS}`);
-      return { times, ttftMs: times[0]! - t0 };
+      const after = await Promise.all(agents.map(spanSeconds));
+      return { times, ttftMs: times[0]! - t0, computeMs: after.reduce((sum, s, i) => sum + (s - before[i]!) * 1000, 0) };
     },
     close: async () => undefined,
   };
@@ -148,18 +183,40 @@ try {
   }
   const rates = runners.map(() => [] as number[]);
   const ttfts = runners.map(() => [] as number[]);
+  // Per token over the whole run (prefill included): time inside the spans, and the rest.
+  const compute = runners.map(() => [] as number[]);
+  const outside = runners.map(() => [] as number[]);
   for (let round = 0; round <= REPEATS; round++) {
     for (const [i, r] of runners.entries()) {
-      const { times, ttftMs } = await r.run();
+      const t0 = performance.now();
+      const { times, ttftMs, computeMs } = await r.run();
       if (round === 0) continue; // warm-up
       rates[i]!.push(rate(times));
       ttfts[i]!.push(ttftMs);
+      compute[i]!.push(computeMs / TOKENS);
+      outside[i]!.push((times.at(-1)! - t0 - computeMs) / TOKENS);
     }
   }
   const base = median(rates[0]!);
   console.log(`model ${manifest.name} (${L} layers, hidden ${manifest.architecture.hiddenSize}), ${TOKENS} tokens after a ${PROMPT.length}-token prompt, ${THREADS} onnxruntime threads per process, median of ${REPEATS} interleaved rounds`);
-  const rows = runners.map((r, i) => ({ layout: r.name, tokensPerS: median(rates[i]!), ratio: median(rates[i]!) / base, ttftMs: median(ttfts[i]!), all: rates[i]!.map((x) => Math.round(x * 10) / 10) }));
-  for (const r of rows) console.log(`${r.layout.padEnd(64)} ${r.tokensPerS.toFixed(1).padStart(8)} tok/s  ${(r.ratio * 100).toFixed(1).padStart(6)}% of unsplit  ttft ${r.ttftMs.toFixed(0)} ms  runs ${r.all.join(' ')}`);
+  const baseCompute = median(compute[0]!);
+  const rows = runners.map((r, i) => ({
+    layout: r.name,
+    tokensPerS: median(rates[i]!),
+    ratio: median(rates[i]!) / base,
+    ttftMs: median(ttfts[i]!),
+    computeMsPerToken: median(compute[i]!),
+    outsideMsPerToken: median(outside[i]!),
+    /** Unsplit's span time per token over this layout's: the ratio the layout would reach if hops cost nothing. */
+    computeCeiling: baseCompute / median(compute[i]!),
+    all: rates[i]!.map((x) => Math.round(x * 10) / 10),
+  }));
+  for (const r of rows) {
+    console.log(
+      `${r.layout.padEnd(64)} ${r.tokensPerS.toFixed(1).padStart(8)} tok/s  ${(r.ratio * 100).toFixed(1).padStart(6)}% of unsplit  ttft ${r.ttftMs.toFixed(0)} ms  ` +
+        `in spans ${r.computeMsPerToken.toFixed(2)} ms/token (ceiling ${(r.computeCeiling * 100).toFixed(1)}%), outside ${r.outsideMsPerToken.toFixed(2)} ms/token  runs ${r.all.join(' ')}`,
+    );
+  }
   console.log(JSON.stringify({ bench: 'chain-throughput', tokens: TOKENS, threads: THREADS, rows }));
 } finally {
   await Promise.all(runners.map((r) => r.close()));

@@ -90,6 +90,8 @@ export class AgentMetrics {
   readonly forwards = new Counter('layernet_agent_forward_frames_total', 'Forward frames served as a downstream hop.');
   readonly jobDuration = new Histogram('layernet_agent_job_duration_seconds', 'Wall time of jobs run as head hop.', [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]);
   readonly stepDuration = new Histogram('layernet_agent_step_duration_seconds', 'Wall time of one generation step across the route.', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]);
+  /** Compared with step time, shows what a route spends outside the model (hops, transport). */
+  readonly spanDuration = new Histogram('layernet_agent_span_duration_seconds', "Time inside this agent's layer span (onnxruntime) per step, on every hop.", [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]);
   private readonly gauges: Gauge[];
 
   constructor(sources: MetricSources = { sessions: () => 0, reservedKvBytes: () => 0, kvBytes: () => 0 }) {
@@ -101,6 +103,6 @@ export class AgentMetrics {
   }
 
   render(): string {
-    return [...this.gauges, this.tokens, this.jobs, this.errors, this.forwards, this.jobDuration, this.stepDuration].map((m) => m.render()).join('\n') + '\n';
+    return [...this.gauges, this.tokens, this.jobs, this.errors, this.forwards, this.jobDuration, this.stepDuration, this.spanDuration].map((m) => m.render()).join('\n') + '\n';
   }
 }

@@ -262,7 +262,9 @@ export class AgentCore {
       throw new AgentError('invalid_request', `step would hold ${entry.session.length + seqLen} positions, the ticket allows ${entry.maxPositions}`);
     }
     const chunk = this.chunkOf(entry, link.chunkFrom);
+    const started = performance.now();
     const out = await entry.session.forward(input);
+    this.metrics.spanDuration.observe((performance.now() - started) / 1000);
     if (input.kind === 'tokens') chunk.fed.push(...input.ids);
     else chunk.inputs.push(received!);
     if (out.kind === 'logits') {

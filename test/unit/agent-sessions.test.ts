@@ -182,6 +182,8 @@ describe('agent capacity and lifecycle', () => {
     expect(text).toMatch(/^layernet_agent_jobs_total\{outcome="length"\} 1$/m);
     expect(text).toMatch(/^layernet_agent_errors_total\{code="replayed"\} 1$/m);
     expect(text).toMatch(/^layernet_agent_job_duration_seconds_count 1$/m);
+    // One span run per step (prefill + 4 decode steps) of the job that ran.
+    expect(text).toMatch(/^layernet_agent_span_duration_seconds_count 5$/m);
     const health = (await (await fetch(new URL('/healthz', chain.url))).json()) as { ok: boolean; modelId: string };
     expect(health).toMatchObject({ ok: true, modelId: model.modelId });
   });
