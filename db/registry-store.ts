@@ -224,8 +224,14 @@ export function routeCandidatesQuery(db: RegistryDb, modelId: string, q: Candida
     .limit(limit);
 }
 
-export function createRegistryStore(client: Sql): RegistryStore {
+export interface RegistryStoreOptions {
+  /** Agents listed per pool by `listPublicPools` (default PUBLIC_AGENTS_PER_POOL). */
+  publicAgentsPerPool?: number;
+}
+
+export function createRegistryStore(client: Sql, options: RegistryStoreOptions = {}): RegistryStore {
   const db = drizzleOver(client);
+  const agentsPerPool = Math.max(1, Math.floor(options.publicAgentsPerPool ?? PUBLIC_AGENTS_PER_POOL));
 
   const spansOf = async (ids: string[]): Promise<Map<string, SpanRecord[]>> => {
     const out = new Map<string, SpanRecord[]>();
@@ -502,9 +508,10 @@ export function createRegistryStore(client: Sql): RegistryStore {
         .orderBy(asc(pools.id))
         .limit(Math.min(bound(limit), 1000));
       if (!page.length) return [];
-      // Bounded: at most PUBLIC_AGENTS_PER_POOL per pool of this page, capped in SQL by the total.
-      const rows = await db
-        .select()
+      // At most `agentsPerPool` agents of each pool of this page, numbered per pool in SQL: a pool
+      // with many agents cannot crowd the later pools of the page out of the listing.
+      const ranked = db
+        .select({ id: agents.id, rank: sql<number>`row_number() over (partition by ${agents.poolId} order by ${agents.id})`.as('rank') })
         .from(agents)
         .where(
           and(
@@ -515,16 +522,15 @@ export function createRegistryStore(client: Sql): RegistryStore {
             ne(agents.status, 'deregistered'),
           ),
         )
-        .orderBy(asc(agents.poolId), asc(agents.id))
-        .limit(page.length * PUBLIC_AGENTS_PER_POOL * 4);
-      const perPool = new Map<string, number>();
-      const agentRows = rows
-        .filter((a) => {
-          const n = (perPool.get(a.poolId) ?? 0) + 1;
-          perPool.set(a.poolId, n);
-          return n <= PUBLIC_AGENTS_PER_POOL;
-        })
-        .map((agent) => ({ agent }));
+        .as('ranked');
+      const agentRows = (
+        await db
+          .select({ agent: agents })
+          .from(agents)
+          .innerJoin(ranked, eq(agents.id, ranked.id))
+          .where(lte(ranked.rank, agentsPerPool))
+          .orderBy(asc(agents.poolId), asc(agents.id))
+      ).map(({ agent }) => ({ agent }));
       const spans = await spansOf(agentRows.map((r) => r.agent.id));
       const byPool = new Map<string, PublicPool['agents']>();
       for (const { agent: a } of agentRows.sort((x, y) => (x.agent.id < y.agent.id ? -1 : 1))) {

@@ -143,6 +143,27 @@ describe('registry store: pools, agents, heartbeats, routing', () => {
     expect((await store.getAgentKeys([again.id, 'unknown'])).get(again.id)).toBe(a.publicKey);
   });
 
+  it('lists public pools with at most the per-pool cap of agents each, a crowded pool not hiding the next', async () => {
+    const capped = createRegistryStore(client, { publicAgentsPerPool: 3 });
+    const [low, high] = (
+      await Promise.all([
+        store.createPool({ ownerAccountId: ownerId, name: 'cap-a', region: 'xx-cap' }),
+        store.createPool({ ownerAccountId: ownerId, name: 'cap-b', region: 'xx-cap' }),
+      ])
+    ).sort((x, y) => (x.id < y.id ? -1 : 1)) as [{ id: string }, { id: string }];
+    // More agents in the first pool than the whole page's old row budget (pools x cap x 4).
+    const crowd = [];
+    for (let i = 0; i < 30; i++) crowd.push(await agent(low.id, [[0, 4]]));
+    const few = [await agent(high.id, [[0, 4]]), await agent(high.id, [[0, 4]]), await agent(high.id, [[0, 4]])];
+    await store.deregisterAgent(few[0]!.id, NOW);
+    const listed = await capped.listPublicPools({ limit: 10, region: 'xx-cap' });
+    expect(listed.map((p) => p.id)).toEqual([low.id, high.id]);
+    const ids = (list: { id: string }[]) => list.map((a) => a.id).sort();
+    expect(listed[0]!.agents.map((a) => a.id)).toEqual(ids(crowd).slice(0, 3));
+    expect(listed[1]!.agents.map((a) => a.id)).toEqual(ids(few.slice(1)));
+    expect(listed[1]!.agents[0]!.spans).toEqual([{ modelId, layers: [0, 4] }]);
+  });
+
   it('applies heartbeats only with a strictly increasing seq', async () => {
     const pool = await store.createPool({ ownerAccountId: ownerId, name: 'hb', region: 'eu-west' });
     const a = await agent(pool.id, [[0, 4]]);
