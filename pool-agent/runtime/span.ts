@@ -136,6 +136,8 @@ interface SpanGraph {
   float16: boolean;
   /** KV-cache layout 'append' (protocol/manifest.ts); else 'full'. */
   append: boolean;
+  /** 'append': the past fed before anything is cached, one zero row per kv head (read only). */
+  zeroRow: Float32Array | Uint16Array;
 }
 
 /**
@@ -164,7 +166,17 @@ export async function loadSpan(modelDir: string, layers: readonly [number, numbe
   }
   const arch = manifest.architecture;
   const float16 = manifest.dtype === 'float16';
-  const graph: SpanGraph = { sessions, manifest, start, end, first: start === 0, last: end === arch.numLayers, float16, append: manifest.kvCache === 'append' };
+  const graph: SpanGraph = {
+    sessions,
+    manifest,
+    start,
+    end,
+    first: start === 0,
+    last: end === arch.numLayers,
+    float16,
+    append: manifest.kvCache === 'append',
+    zeroRow: float16 ? new Uint16Array(arch.numKeyValueHeads * arch.headDim) : new Float32Array(arch.numKeyValueHeads * arch.headDim),
+  };
   const kvBytesPerToken = (end - start) * 2 * arch.numKeyValueHeads * arch.headDim * (float16 ? 2 : 4);
   let closed = false;
   const open = new Set<OrtSpanSession>();
@@ -330,12 +342,11 @@ class OrtSpanSession implements SpanSession {
       const type = g.float16 ? 'float16' : 'float32';
       // Nothing cached yet: one masked zero row instead of the whole buffer, so a prefill does
       // not spend attention on empty rows.
-      const rows = this.pos === 0 ? 1 : this.capacity;
-      const dims = [1, a.numKeyValueHeads, rows, a.headDim];
-      const empty = g.float16 ? new Uint16Array(a.numKeyValueHeads * a.headDim) : new Float32Array(a.numKeyValueHeads * a.headDim);
+      const first = this.pos === 0;
+      const dims = [1, a.numKeyValueHeads, first ? 1 : this.capacity, a.headDim];
       for (let l = g.start; l < g.end; l++) {
-        feeds[pastKeyName(l)] = new ort.Tensor(type, this.pos === 0 ? empty : this.keyBufs[l - g.start]!, dims);
-        feeds[pastValueName(l)] = new ort.Tensor(type, this.pos === 0 ? empty : this.valueBufs[l - g.start]!, dims);
+        feeds[pastKeyName(l)] = new ort.Tensor(type, first ? g.zeroRow : this.keyBufs[l - g.start]!, dims);
+        feeds[pastValueName(l)] = new ort.Tensor(type, first ? g.zeroRow : this.valueBufs[l - g.start]!, dims);
       }
     } else {
       for (let l = g.start; l < g.end; l++) {
