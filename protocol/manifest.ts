@@ -58,6 +58,8 @@ export const manifestSchema = z.object({
   dtype: modelDtypeSchema,
   /** KV-cache layout of the layer files; absent means 'full'. */
   kvCache: kvCacheLayoutSchema.optional(),
+  /** What wrote the files (the model builder and its graph version); absent for converted exports. */
+  builder: z.string().min(1).max(64).optional(),
   /** Seed the deterministic weights were generated from (null for converted real models). */
   seed: z.number().int().nullable(),
   tokenizer: z.object({

@@ -75,6 +75,12 @@ export const PRESETS: Record<PresetName, Architecture> = {
 
 export const MANIFEST_FILE = 'manifest.json';
 
+/**
+ * Written into every manifest; bump the number whenever the graphs the builder writes change, so
+ * a model directory built by an older builder is rebuilt instead of kept.
+ */
+export const BUILDER_VERSION = 'layernet-model-builder/2';
+
 export interface BuildModelOptions {
   preset: PresetName;
   dtype?: ModelDtype;
@@ -198,8 +204,8 @@ function modelName(preset: PresetName, dtype: ModelDtype, seed: number, overridd
 }
 
 /**
- * Generates the model into `outDir` (idempotent: a directory already holding the same model,
- * verified by SHA-256, is left as it is). Returns the manifest and the model id.
+ * Generates the model into `outDir` (idempotent: a directory already holding the same model from
+ * this builder version, verified by SHA-256, is left as it is). Returns the manifest and the model id.
  */
 export async function buildModel(options: BuildModelOptions): Promise<BuiltModel> {
   const dtype = options.dtype ?? 'float32';
@@ -219,6 +225,7 @@ export async function buildModel(options: BuildModelOptions): Promise<BuiltModel
     existing.dtype === dtype &&
     existing.seed === seed &&
     (existing.kvCache ?? 'full') === kvCache &&
+    existing.builder === BUILDER_VERSION &&
     JSON.stringify(existing.architecture) === JSON.stringify(arch)
   ) {
     const ok = await verifyModelFiles(dir, existing).then(
@@ -257,6 +264,7 @@ export async function buildModel(options: BuildModelOptions): Promise<BuiltModel
     architecture: arch,
     dtype,
     kvCache,
+    builder: BUILDER_VERSION,
     seed,
     tokenizer: {
       kind: 'llama-sentencepiece-bpe',

@@ -1,9 +1,9 @@
-import { open, readFile, stat, truncate } from 'node:fs/promises';
+import { open, readFile, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
 import { manifestHash, manifestSchema } from '../../protocol/manifest.js';
-import { loadManifest, ModelFileError, parameterCount, PRESETS, verifyModelFiles } from '../../pool-agent/model/build.js';
+import { BUILDER_VERSION, loadManifest, ModelFileError, parameterCount, PRESETS, verifyModelFiles } from '../../pool-agent/model/build.js';
 import { fromFloat16Bits, toFloat16Bits, uniformWeights } from '../../pool-agent/model/weights.js';
 import { createProgressBar, renderProgress } from '../../pool-agent/model/progress.js';
 import { mergeOnnxModels } from '../../pool-agent/runtime/merge.js';
@@ -68,6 +68,18 @@ describe('buildModel', () => {
     expect(labels.at(-1)).toBe('done');
     expect(rebuilt.modelId).toBe(first.modelId);
     await verifyModelFiles(rebuilt.dir, rebuilt.manifest);
+    // So does a model written by another builder version (its files may be intact but old graphs),
+    // or in another KV-cache layout.
+    const manifestPath = join(first.dir, 'manifest.json');
+    const older = JSON.parse(await readFile(manifestPath, 'utf8')) as Record<string, unknown>;
+    await writeFile(manifestPath, JSON.stringify({ ...older, builder: 'layernet-model-builder/1' }));
+    await models.build('idem', { preset: 'tiny', seed: 3, onProgress: (_d, _t, l) => labels.push(l) });
+    expect(labels.at(-1)).toBe('done');
+    expect((await loadManifest(first.dir)).builder).toBe(BUILDER_VERSION);
+    const full = await models.build('idem', { preset: 'tiny', seed: 3, kvCache: 'full', onProgress: (_d, _t, l) => labels.push(l) });
+    expect(labels.at(-1)).toBe('done');
+    expect(full.modelId).not.toBe(first.modelId);
+    expect(full.manifest.kvCache).toBe('full');
   });
 
   it('builds float16 with half-size weights and a different id', async () => {
