@@ -36,6 +36,15 @@ export const configSchema = z
     layers: layersSchema.optional(),
     threads: z.number().int().min(0).max(1024).optional(),
     provider: z.enum(['auto', 'cpu', 'cuda']).default('auto'),
+    /**
+     * Local devices the span is cut over (`cpu`, `cuda`, `cuda:N`), a local pipeline of one part
+     * per device; when absent, one part on `provider`.
+     */
+    devices: z
+      .array(z.string().regex(/^(cpu|cuda(:\d{1,3})?)$/, 'a device is cpu, cuda or cuda:N'))
+      .min(1)
+      .max(64)
+      .optional(),
     maxSessions: z.number().int().positive().max(100_000).default(16),
     /** Total KV-cache bytes reservable by open sessions (default 2 GiB). */
     maxKvBytes: z.number().int().positive().default(2 * 1024 ** 3),

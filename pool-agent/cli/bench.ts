@@ -6,11 +6,11 @@ import { resolve } from 'node:path';
 import { loadState, mergeSettings, loadRawConfig, resolveStateDir, saveState } from '../config.js';
 import { loadManifest } from '../model/build.js';
 import { toFloat16Array } from '../model/weights.js';
-import { loadSpan } from '../runtime/span.js';
+import { loadAgentSpan } from '../runtime/local-pipeline.js';
 import type { LoadedSpan, SpanInput } from '../runtime/types.js';
 import { CliError, parseFlags, parseLayers, parseNumber, str, type CliIo } from './args.js';
 
-export const BENCH_USAGE = `Usage: pool-agent bench [--dir DIR] [--model DIR] [--layers A:B] [--threads N] [--tokens N]
+export const BENCH_USAGE = `Usage: pool-agent bench [--dir DIR] [--model DIR] [--layers A:B] [--threads N] [--tokens N] [--devices cuda:0,cuda:1]
 
 Measures decode tokens/s of this host's span (prefill 16 positions, then N single-position
 steps, default 32) and stores it in the state folder for \`pool-agent register\`.`;
@@ -40,7 +40,7 @@ export async function measureDecode(span: LoadedSpan, opts: { prefill?: number; 
 export async function runBench(argv: string[], io: CliIo): Promise<number> {
   const { values, help } = parseFlags(
     argv,
-    { dir: { type: 'string' }, model: { type: 'string' }, layers: { type: 'string' }, threads: { type: 'string' }, tokens: { type: 'string' } },
+    { dir: { type: 'string' }, model: { type: 'string' }, layers: { type: 'string' }, threads: { type: 'string' }, tokens: { type: 'string' }, devices: { type: 'string' } },
     BENCH_USAGE,
   );
   if (help) return io.out(BENCH_USAGE), 0;
@@ -49,13 +49,17 @@ export async function runBench(argv: string[], io: CliIo): Promise<number> {
     modelDir: str(values.model),
     layers: parseLayers(str(values.layers)),
     threads: parseNumber('threads', str(values.threads), { int: true, min: 0 }),
+    devices: str(values.devices)?.split(',').map((d) => d.trim()),
   });
   if (!config.modelDir) throw new CliError('no model: pass --model DIR or set modelDir in pool-agent.json');
   const modelDir = resolve(config.modelDir);
   const manifest = await loadManifest(modelDir);
   const layers = config.layers ?? [0, manifest.architecture.numLayers];
   const tokens = parseNumber('tokens', str(values.tokens), { int: true, min: 1, max: 10_000 }) ?? 32;
-  const span = await loadSpan(modelDir, layers, { provider: config.provider, ...(config.threads ? { intraOpThreads: config.threads } : {}) });
+  const span = await loadAgentSpan(modelDir, layers, config).catch((err: unknown) => {
+    // A span that cannot be cut over the listed devices is the owner's settings, not a crash.
+    throw err instanceof RangeError ? new CliError(err.message) : err;
+  });
   try {
     const tokensPerS = await measureDecode(span, { tokens });
     const state = await loadState(dir);

@@ -8,15 +8,16 @@ import { loadRawConfig, loadState, mergeSettings, PORT_FILE, resolveStateDir, wr
 import { loadIdentity } from '../identity.js';
 import { createLogger } from '../log.js';
 import { loadManifest } from '../model/build.js';
-import { loadSpan } from '../runtime/span.js';
+import { loadAgentSpan } from '../runtime/local-pipeline.js';
 import { startAgentServer } from '../server/app.js';
 import { startHeartbeats } from '../server/heartbeat.js';
 import { CliError, parseFlags, parseLayers, parseNumber, str, type CliIo } from './args.js';
 
 export const SERVE_USAGE = `Usage: pool-agent serve [--dir DIR] [--port N] [--host ADDR] [--model DIR] [--layers A:B] [--threads N]
-                      [--endpoint URL] [--max-sessions N] [--provider auto|cpu|cuda]
+                      [--endpoint URL] [--max-sessions N] [--provider auto|cpu|cuda] [--devices cuda:0,cuda:1]
 
-Serves this agent's span of the model. Prints {"event":"listening","url":...} on stdout once
+Serves this agent's span of the model. --devices cuts the span evenly over several local devices
+(one onnxruntime session each, run as a local pipeline); the network still sees one span. Prints {"event":"listening","url":...} on stdout once
 bound and writes the port to DIR/port. Settings come from DIR/pool-agent.json; flags win.
 SIGTERM/SIGINT: stop taking jobs, finish running ones (shutdownGraceMs), then exit.`;
 
@@ -33,6 +34,7 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
       endpoint: { type: 'string' },
       'max-sessions': { type: 'string' },
       provider: { type: 'string' },
+      devices: { type: 'string' },
     },
     SERVE_USAGE,
   );
@@ -47,6 +49,7 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
     endpoint: str(values.endpoint),
     maxSessions: parseNumber('max-sessions', str(values['max-sessions']), { int: true, min: 1 }),
     provider: str(values.provider),
+    devices: str(values.devices)?.split(',').map((d) => d.trim()),
   });
   const state = await loadState(dir);
   if (!state.agentId) throw new CliError(`this agent is not registered: run \`pool-agent register\` (state folder ${dir})`);
@@ -58,7 +61,10 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
   const manifest = await loadManifest(modelDir);
   const layers = config.layers ?? [0, manifest.architecture.numLayers];
   const log = createLogger({ level: config.logLevel, base: { agentId: state.agentId } });
-  const span = await loadSpan(modelDir, layers, { provider: config.provider, ...(config.threads ? { intraOpThreads: config.threads } : {}) });
+  const span = await loadAgentSpan(modelDir, layers, config).catch((err: unknown) => {
+    // A span that cannot be cut over the listed devices is the owner's settings, not a crash.
+    throw err instanceof RangeError ? new CliError(err.message) : err;
+  });
   const server = await startAgentServer({
     agentId: state.agentId,
     signingKey: key,
