@@ -11,3 +11,4 @@ export { SpanClosedError, SpanInputError } from './errors.js';
 export { argmax, sampleToken, uniformAt, type SamplingParams } from './sampler.js';
 export { forwardChain, generate, type FinishReason, type GenerateOptions, type GenerateResult, type Stage } from './pipeline.js';
 export { mergeOnnxModels } from './merge.js';
+export { loadAgentSpan, loadDeviceSpan, parseDevices, pipelineSpan, splitLayers, type DeviceSpec } from './local-pipeline.js';
