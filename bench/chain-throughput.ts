@@ -13,7 +13,10 @@
  * Each chain runs twice per round: signing every step, and under the edge's default chunking for
  * streams (16 steps or 50 ms per attestation chunk), where tokens reach the client per chunk.
  *
- *   npm run bench:chain -- [--model .models/small] [--tokens 64] [--threads 2] [--repeats 3] [--prompt 32] [--chunk-steps 16] [--chunk-ms 50]
+ * A further row runs one agent whose span is a local pipeline over `--devices` (default cpu,cpu:
+ * two onnxruntime sessions in the agent process, as a host with two GPUs would run them).
+ *
+ *   npm run bench:chain -- [--model .models/small] [--tokens 64] [--threads 2] [--repeats 3] [--prompt 32] [--chunk-steps 16] [--chunk-ms 50] [--devices cpu,cpu]
  */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
@@ -36,8 +39,11 @@ const { values } = parseArgs({
     /** Attestation chunks for the second row of each chain (the edge's stream default); 1 = skip. */
     'chunk-steps': { type: 'string', default: '16' },
     'chunk-ms': { type: 'string', default: '50' },
+    /** A one-agent row whose span is cut over these local devices ('' = skip). */
+    devices: { type: 'string', default: 'cpu,cpu' },
   },
 });
+const DEVICES = values.devices;
 const CHUNK_STEPS = Number(values['chunk-steps']);
 const CHUNK_MS = Number(values['chunk-ms']);
 const modelDir = resolve(values.model!);
@@ -109,19 +115,33 @@ interface ChainAgents {
   k: number;
   agents: ChildAgent[];
   route: RouteHop[];
+  /** `--devices` of every agent (a local pipeline per agent), when set. */
+  devices?: string | undefined;
 }
 
-async function startChainAgents(k: number, edge: TestEdge): Promise<ChainAgents> {
+async function startChainAgents(k: number, edge: TestEdge, devices?: string): Promise<ChainAgents> {
   const layout = split(k);
   const agents: ChildAgent[] = [];
   try {
-    for (let i = 0; i < k; i++) agents.push(await startAgent({ modelDir, layers: layout[i]!, edgeKeys: edge.keys, agentId: `bench-${k}-${i}`, threads: THREADS, startTimeoutMs: 180_000 }));
+    for (let i = 0; i < k; i++) {
+      agents.push(
+        await startAgent({
+          modelDir,
+          layers: layout[i]!,
+          edgeKeys: edge.keys,
+          agentId: `bench-${k}-${i}${devices ? '-devices' : ''}`,
+          threads: THREADS,
+          startTimeoutMs: 180_000,
+          ...(devices ? { extraArgs: ['--devices', devices] } : {}),
+        }),
+      );
+    }
   } catch (err) {
     await Promise.all(agents.map((a) => a.stop(5_000)));
     throw err;
   }
   // Registered keys in the route, as the edge writes them: each hop checks the previous hop's signature.
-  return { k, agents, route: agents.map((a, i) => ({ agentId: a.agentId, layers: layout[i]!, endpoint: a.url, publicKey: a.publicKey })) };
+  return { k, agents, devices, route: agents.map((a, i) => ({ agentId: a.agentId, layers: layout[i]!, endpoint: a.url, publicKey: a.publicKey })) };
 }
 
 /** Seconds an agent has spent inside its span so far, from its Prometheus metrics. */
@@ -136,7 +156,7 @@ function chainRunner(chain: ChainAgents, edge: TestEdge, chunking: ChunkingPolic
   const { k, agents, route } = chain;
   const signs = chunking ? `chunks <= ${chunking.maxSteps} steps / ${chunking.maxDelayMs} ms` : 'one chunk per step';
   return {
-    name: `${k} agent${k > 1 ? 's' : ''} [${route.map((h) => `${h.layers[0]}:${h.layers[1]}`).join(' ')}], ${signs}`,
+    name: `${k} agent${k > 1 ? 's' : ''} [${route.map((h) => `${h.layers[0]}:${h.layers[1]}`).join(' ')}]${chain.devices ? ` over ${chain.devices}` : ''}, ${signs}`,
     ...(chunking ? { chunking } : {}),
     async run() {
       const { signed } = await edge.ticket({ route, modelId, promptIds: PROMPT, maxTokens: TOKENS, ...(chunking ? { patch: { chunking } } : {}) });
@@ -180,6 +200,12 @@ try {
     chains.push(chain);
     runners.push(chainRunner(chain, edge, undefined));
     if (policy) runners.push(chainRunner(chain, edge, policy));
+    if (k === 1 && DEVICES) {
+      // One agent whose span is a local pipeline over several devices (here: CPU sessions).
+      const local = await startChainAgents(1, edge, DEVICES);
+      chains.push(local);
+      runners.push(chainRunner(local, edge, policy));
+    }
   }
   const rates = runners.map(() => [] as number[]);
   const ttfts = runners.map(() => [] as number[]);
