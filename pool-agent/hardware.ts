@@ -54,5 +54,7 @@ const gib = (b: number) => `${(b / 1024 ** 3).toFixed(1)} GiB`;
 export function describeHardware(hw: Hardware): string {
   const lines = hw.devices.map((d) => (d.kind === 'cuda' ? `GPU  ${d.name}, ${gib(d.memoryBytes)}` : `CPU  ${d.name}, ${d.cores ?? '?'} cores`));
   lines.push(`RAM  ${gib(hw.memoryBytes)}  (${hw.platform})`);
+  const gpus = hw.devices.filter((d) => d.kind === 'cuda').length;
+  if (gpus > 1) lines.push(`Serve one span over all ${gpus} GPUs: pool-agent serve --devices ${Array.from({ length: gpus }, (_, i) => `cuda:${i}`).join(',')}`);
   return lines.join('\n');
 }

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { verifyBytes } from '../../protocol/keys.js';
 import { createPoolSchema, heartbeatBytes, heartbeatSchema, publishModelSchema, registerAgentSchema, registrationProofBytes } from '../../protocol/owner-api.js';
 import { ConfigError, loadState, mergeSettings, saveState } from '../../pool-agent/config.js';
-import { parseNvidiaSmi } from '../../pool-agent/hardware.js';
+import { describeHardware, parseNvidiaSmi } from '../../pool-agent/hardware.js';
 import { loadIdentity } from '../../pool-agent/identity.js';
 import { main } from '../../pool-agent/main.js';
 import { loadManifest } from '../../pool-agent/model/build.js';
@@ -100,6 +100,14 @@ describe('hardware', () => {
       { kind: 'cuda', name: 'NVIDIA A10', memoryBytes: 23028 * 1024 ** 2 },
     ]);
     expect(parseNvidiaSmi('')).toEqual([]);
+  });
+
+  it('suggests --devices when the host has several GPUs', () => {
+    const gpus = parseNvidiaSmi('NVIDIA A10, 23028 MiB\nNVIDIA A10, 23028 MiB\n');
+    const text = describeHardware({ devices: gpus, memoryBytes: 64 * 1024 ** 3, platform: 'linux-x64' });
+    expect(text).toMatch(/^GPU {2}NVIDIA A10, 22\.5 GiB$/m);
+    expect(text).toMatch(/pool-agent serve --devices cuda:0,cuda:1$/m);
+    expect(describeHardware({ devices: gpus.slice(0, 1), memoryBytes: 64 * 1024 ** 3, platform: 'linux-x64' })).not.toMatch(/--devices/);
   });
 });
 
