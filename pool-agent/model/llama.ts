@@ -221,38 +221,49 @@ export function layerGraph(arch: Architecture, dtype: ModelDtype, seed: number, 
     // with one softmax across both: ctx = P_past . V_past + P_new . V_new. Nothing the size of
     // the cache is copied, and only the T new rows go out (present.N.key/value [1, KV, T, D]),
     // which the runtime writes into its buffers.
-    const keysT = (k: string, tag: string): string =>
-      g.op('Transpose', `${a}/Transpose${tag}`, [g.op('Unsqueeze', `${a}/Unsqueeze${tag}`, [k, axis2])], { perm: attr.ints([0, 1, 2, 4, 3]) });
-    const kPast = toFloat(ctx, `${a}/key_load`, pastK);
-    const vPast = toFloat(ctx, `${a}/value_load`, pastV);
+    const keysT = (graph: OnnxGraph, k: string, tag: string): string =>
+      graph.op('Transpose', `${a}/Transpose${tag}`, [graph.op('Unsqueeze', `${a}/Unsqueeze${tag}`, [k, axis2])], { perm: attr.ints([0, 1, 2, 4, 3]) });
     const kCur = toFloat(ctx, `${a}/key_new_load`, kNew);
     const vCur = toFloat(ctx, `${a}/value_new_load`, vNew);
-    const scoresPast = g.op('Mul', `${a}/Mul`, [g.op('MatMul', `${a}/MatMul`, [qg, keysT(kPast, '_3')]), scale]);
-    const scoresNew = g.op('Mul', `${a}/Mul_1`, [g.op('MatMul', `${a}/MatMul_2`, [qg, keysT(kCur, '_5')]), scale]);
+    const vCurU = g.op('Unsqueeze', `${a}/Unsqueeze_7`, [vCur, axis2]);
+    const scoresNew = g.op('Mul', `${a}/Mul_1`, [g.op('MatMul', `${a}/MatMul_2`, [qg, keysT(g, kCur, '_5')]), scale]);
     const fmin = g.constFloat(a, [FLOAT_MIN], true);
-    // Buffer rows below the cached length are visible to every query of this call.
-    const shapeK = g.op('Shape', `${a}/Shape`, [pastK]);
-    const capacity = g.op('Gather', `${a}/Gather`, [shapeK, g.constInt64(a, [2], true)], { axis: attr.int(0) });
-    const flatPos = g.op('Reshape', `${a}/Reshape_6`, [positionIds, g.constInt64(a, [-1])]);
-    const cached = g.op('Gather', `${a}/Gather_2`, [flatPos, zero], { axis: attr.int(0) });
-    const kpos = g.op('Range', `${a}/Range`, [zero, capacity, one]);
-    const visible = g.op('Less', `${a}/Less`, [kpos, cached]);
-    const maskedPast = g.op('Where', `${a}/Where`, [visible, scoresPast, fmin]);
     // Among the new positions, causal: query i sees new keys 0..i.
     const tpos = g.op('Range', `${a}/Range_1`, [zero, seqLen, one]);
     const tposU = g.op('Unsqueeze', `${a}/Unsqueeze_2`, [tpos, g.constInt64(a, [1])]);
     const causal = g.op('LessOrEqual', `${a}/LessOrEqual`, [tpos, tposU]);
     const maskedNew = g.op('Where', `${a}/Where_1`, [causal, scoresNew, fmin]);
-    // One softmax across both blocks without joining them: shared row max, exponentials of
-    // each block, one denominator; the weighted values are divided once at the end.
+    const flatPos = g.op('Reshape', `${a}/Reshape_6`, [positionIds, g.constInt64(a, [-1])]);
+    const cached = g.op('Gather', `${a}/Gather_2`, [flatPos, zero], { axis: attr.int(0) });
     const keep = { axes: attr.ints([-1]), keepdims: attr.int(1) };
-    const rowMax = g.op('Max', `${a}/Max`, [g.op('ReduceMax', `${a}/ReduceMax`, [maskedPast], keep), g.op('ReduceMax', `${a}/ReduceMax_1`, [maskedNew], keep)]);
-    const expPast = g.op('Exp', `${a}/Exp`, [g.op('Sub', `${a}/Sub`, [maskedPast, rowMax])]);
-    const expNew = g.op('Exp', `${a}/Exp_1`, [g.op('Sub', `${a}/Sub_1`, [maskedNew, rowMax])]);
-    const denom = g.op('Add', `${a}/Add`, [g.op('ReduceSum', `${a}/ReduceSum`, [expPast, g.constInt64(a, [-1])], { keepdims: attr.int(1) }), g.op('ReduceSum', `${a}/ReduceSum_1`, [expNew, g.constInt64(a, [-1])], { keepdims: attr.int(1) })]);
-    const ctxPast = g.op('MatMul', `${a}/MatMul_1`, [expPast, g.op('Unsqueeze', `${a}/Unsqueeze_1`, [vPast, axis2])]);
-    const ctxNew = g.op('MatMul', `${a}/MatMul_3`, [expNew, g.op('Unsqueeze', `${a}/Unsqueeze_7`, [vCur, axis2])]);
-    ctxv = g.op('Div', `${a}/Div`, [g.op('Add', `${a}/Add_1`, [ctxPast, ctxNew]), denom]);
+    const lastAxis = g.constInt64(a, [-1]);
+    const ctxDims = [1, KV, rep, 'sequence_length', D];
+
+    // Nothing cached (a first prefill): one fused Softmax over the new block, as 'full' does.
+    const fresh = new OnnxGraph(`${a}/fresh`);
+    fresh.output(fresh.op('MatMul', `${a}/fresh/MatMul`, [fresh.op('Softmax', `${a}/fresh/Softmax`, [maskedNew], { axis: attr.int(-1) }), vCurU]), DataType.FLOAT, ctxDims);
+
+    // Rows cached: the buffer block (rows below the cached length visible to every query) and the
+    // new block under one softmax without joining them: shared row max, one denominator, the
+    // weighted values divided once at the end.
+    const more = new OnnxGraph(`${a}/cached`);
+    const m = (op: string, name: string, inputs: string[], attrs = {}) => more.op(op, `${a}/cached/${name}`, inputs, attrs);
+    const kPast = dtype === 'float16' ? m('Cast', 'key_load/Cast', [pastK], { to: attr.int(DataType.FLOAT) }) : pastK;
+    const vPast = dtype === 'float16' ? m('Cast', 'value_load/Cast', [pastV], { to: attr.int(DataType.FLOAT) }) : pastV;
+    const scoresPast = m('Mul', 'Mul', [m('MatMul', 'MatMul', [qg, keysT(more, kPast, '/cached/_3')]), scale]);
+    const capacity = m('Gather', 'Gather', [m('Shape', 'Shape', [pastK]), g.constInt64(a, [2], true)], { axis: attr.int(0) });
+    const visible = m('Less', 'Less', [m('Range', 'Range', [zero, capacity, one]), cached]);
+    const maskedPast = m('Where', 'Where', [visible, scoresPast, fmin]);
+    const rowMax = m('Max', 'Max', [m('ReduceMax', 'ReduceMax', [maskedPast], keep), m('ReduceMax', 'ReduceMax_1', [maskedNew], keep)]);
+    const expPast = m('Exp', 'Exp', [m('Sub', 'Sub', [maskedPast, rowMax])]);
+    const expNew = m('Exp', 'Exp_1', [m('Sub', 'Sub_1', [maskedNew, rowMax])]);
+    const denom = m('Add', 'Add', [m('ReduceSum', 'ReduceSum', [expPast, lastAxis], { keepdims: attr.int(1) }), m('ReduceSum', 'ReduceSum_1', [expNew, lastAxis], { keepdims: attr.int(1) })]);
+    const ctxPast = m('MatMul', 'MatMul_1', [expPast, m('Unsqueeze', 'Unsqueeze_1', [vPast, axis2])]);
+    const ctxNew = m('MatMul', 'MatMul_3', [expNew, vCurU]);
+    more.output(m('Div', 'Div', [m('Add', 'Add_1', [ctxPast, ctxNew]), denom]), DataType.FLOAT, ctxDims);
+
+    const nothingCached = g.op('Equal', `${a}/Equal`, [cached, zero]);
+    ctxv = g.op('If', `${a}/If`, [nothingCached], { then_branch: attr.graph(fresh), else_branch: attr.graph(more) });
   }
   const merged = g.op('Reshape', `${a}/Reshape_4`, [ctxv, g.constInt64(a, [1, H, -1, D])]);
   const tr = g.op('Transpose', `${a}/Transpose_4`, [merged], perm0213);

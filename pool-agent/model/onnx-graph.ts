@@ -27,7 +27,9 @@ export type AttrValue =
   | { kind: 'int'; value: number | bigint }
   | { kind: 'ints'; value: readonly (number | bigint)[] }
   | { kind: 'float'; value: number }
-  | { kind: 'tensor'; value: TensorSpec };
+  | { kind: 'tensor'; value: TensorSpec }
+  /** A subgraph (If branches): it may read any value of the enclosing graph by name. */
+  | { kind: 'graph'; value: OnnxGraph };
 
 export interface TensorSpec {
   name: string;
@@ -41,6 +43,7 @@ export const attr = {
   int: (value: number | bigint): AttrValue => ({ kind: 'int', value }),
   ints: (value: readonly (number | bigint)[]): AttrValue => ({ kind: 'ints', value }),
   float: (value: number): AttrValue => ({ kind: 'float', value }),
+  graph: (value: OnnxGraph): AttrValue => ({ kind: 'graph', value }),
 };
 
 function tensorProto(t: TensorSpec): ProtoWriter {
@@ -71,6 +74,10 @@ function attributeProto(name: string, a: AttrValue): ProtoWriter {
     case 'ints':
       for (const v of a.value) w.varint(8, v);
       w.varint(20, 7);
+      break;
+    case 'graph':
+      w.message(6, a.value.toGraph());
+      w.varint(20, 5);
       break;
   }
   return w;
@@ -172,13 +179,19 @@ export class OnnxGraph {
     return this.node(op, name, inputs, attrs)[0]!;
   }
 
-  toModel(): ProtoWriter {
+  /** The GraphProto alone (a model's graph, or an If branch). */
+  toGraph(): ProtoWriter {
     const graph = new ProtoWriter();
     for (const n of this.nodes) graph.message(1, n);
     graph.string(2, this.name);
     for (const t of this.initializers) graph.message(5, t);
     for (const i of this.inputs) graph.message(11, i);
     for (const o of this.outputs) graph.message(12, o);
+    return graph;
+  }
+
+  toModel(): ProtoWriter {
+    const graph = this.toGraph();
     const opset = new ProtoWriter().string(1, '').varint(2, OPSET);
     const model = new ProtoWriter();
     model.varint(1, IR_VERSION);
