@@ -79,7 +79,7 @@ export const MANIFEST_FILE = 'manifest.json';
  * Written into every manifest; bump the number whenever the graphs the builder writes change, so
  * a model directory built by an older builder is rebuilt instead of kept.
  */
-export const BUILDER_VERSION = 'layernet-model-builder/2';
+export const BUILDER_VERSION = 'layernet-model-builder/3';
 
 export interface BuildModelOptions {
   preset: PresetName;
