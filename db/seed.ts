@@ -8,7 +8,7 @@
  * const { key } = await createApiKey(db, { accountId: account.id, scopes: ['inference'], name: 'dev' });
  * await upsertModel(db, manifest);
  */
-import { and, eq, isNull } from 'drizzle-orm';
+import { and, eq, isNull, ne } from 'drizzle-orm';
 import { generateApiKey, type ApiKeyScope } from '../protocol/api-key.js';
 import { manifestHash, manifestSchema, type Manifest } from '../protocol/manifest.js';
 import type { RegistryDb } from './client.js';
@@ -73,15 +73,27 @@ export async function revokeApiKey(db: RegistryDb, id: string, at: Date = new Da
 
 /**
  * Registers a model manifest (validated); idempotent on its hash. A different manifest under a
- * name already taken is an error (the name would point at two models).
+ * name already taken is an error (the name would point at two models), unless `takeOverName`:
+ * then the older model keeps its id, rows and agents but is renamed `NAME@<first 12 hex of its
+ * id>`, and the name points at this manifest (an operator rebuilding a model, e.g. the local
+ * demo after a builder update).
  */
 export async function upsertModel(
   db: RegistryDb,
   manifest: Manifest,
   publishedBy: string | null = null,
-): Promise<{ id: string; name: string; created: boolean }> {
+  options: { takeOverName?: boolean } = {},
+): Promise<{ id: string; name: string; created: boolean; renamed?: string }> {
   const valid = manifestSchema.parse(manifest);
   const id = await manifestHash(valid);
+  if (options.takeOverName) {
+    const [older] = await db.select({ id: models.id }).from(models).where(and(eq(models.name, valid.name), ne(models.id, id))).limit(1);
+    if (older) {
+      const renamed = `${valid.name}@${older.id.slice(0, 12)}`;
+      await db.update(models).set({ name: renamed }).where(eq(models.id, older.id));
+      return { ...(await upsertModel(db, valid, publishedBy)), renamed };
+    }
+  }
   const inserted = await db
     .insert(models)
     .values({ id, name: valid.name, manifest: valid, numLayers: valid.architecture.numLayers, dtype: valid.dtype, publishedBy })

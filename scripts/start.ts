@@ -124,7 +124,9 @@ async function main(): Promise<void> {
     const bar = createProgressBar('tiny demo model');
     const built = await buildModel({ preset: 'tiny', outDir: MODEL_DIR, onProgress: bar.update });
     bar.finish();
-    await upsertModel(db, built.manifest);
+    // The registry in .data/ outlives builder updates: the rebuilt demo model takes its name over.
+    const published = await upsertModel(db, built.manifest, null, { takeOverName: true });
+    if (published.renamed) log(`the demo model was rebuilt (model builder update); the older build stays registered as ${published.renamed}`);
     await close();
     log(`model ${built.manifest.name} ${built.modelId.slice(0, 12)}… in .models/tiny`);
 

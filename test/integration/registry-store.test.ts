@@ -106,6 +106,19 @@ describe('registry store: API keys', () => {
 });
 
 describe('registry store: models', () => {
+  it('upsertModel refuses a taken name, or takes it over and keeps the older model under NAME@id', async () => {
+    const older = manifest('demo', 2);
+    const olderId = (await upsertModel(db, older)).id;
+    const rebuilt = { ...manifest('demo', 2), seed: 99 } as Manifest;
+    await expect(upsertModel(db, rebuilt)).rejects.toThrow(/a different model is already registered as demo/);
+    const taken = await upsertModel(db, rebuilt, null, { takeOverName: true });
+    expect(taken).toMatchObject({ name: 'demo', created: true, renamed: `demo@${olderId.slice(0, 12)}` });
+    expect((await store.getModel('demo'))?.id).toBe(taken.id);
+    expect((await store.getModel(olderId))?.name).toBe(`demo@${olderId.slice(0, 12)}`);
+    // Idempotent afterwards: nothing else to rename.
+    expect(await upsertModel(db, rebuilt, null, { takeOverName: true })).toEqual({ id: taken.id, name: 'demo', created: false });
+  });
+
   it('publishes idempotently by hash, refuses a taken name, finds by id or name', async () => {
     const m = manifest('published', 2);
     const id = await manifestHash(m);
