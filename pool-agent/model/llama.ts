@@ -219,8 +219,9 @@ export function layerGraph(arch: Architecture, dtype: ModelDtype, seed: number, 
     // (rows from the cached length on are zeros and masked). The cached length is the first
     // position id. Attention runs over two key blocks, the buffer and this call's T positions,
     // with one softmax across both: ctx = P_past . V_past + P_new . V_new. Nothing the size of
-    // the cache is copied, and only the T new rows go out (present.N.key/value [1, KV, T, D]),
-    // which the runtime writes into its buffers.
+    // the cache is copied (float16 models still cast it to float32 to read it, as 'full' does),
+    // and only the T new rows go out (present.N.key/value [1, KV, T, D]), which the runtime
+    // writes into its buffers.
     const keysT = (graph: OnnxGraph, k: string, tag: string): string =>
       graph.op('Transpose', `${a}/Transpose${tag}`, [graph.op('Unsqueeze', `${a}/Unsqueeze${tag}`, [k, axis2])], { perm: attr.ints([0, 1, 2, 4, 3]) });
     const kCur = toFloat(ctx, `${a}/key_new_load`, kNew);
