@@ -34,6 +34,28 @@ export function concatByteList(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
+/**
+ * A fetch Response's body, at most `maxBytes` of it: null (and the rest cancelled) when it is
+ * longer. A body from another host is hostile: never buffer it unbounded.
+ */
+export async function readResponseBytes(res: Response, maxBytes: number): Promise<Uint8Array | null> {
+  if (!res.body) return new Uint8Array(0);
+  const reader = res.body.getReader();
+  const parts: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.byteLength;
+    if (size > maxBytes) {
+      await reader.cancel().catch(() => undefined);
+      return null;
+    }
+    parts.push(value);
+  }
+  return concatByteList(parts);
+}
+
 const HEX = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'));
 
 export function toHex(bytes: Uint8Array): string {

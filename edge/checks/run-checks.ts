@@ -33,7 +33,7 @@ import {
   type CheckVerdict,
   type WireDisclosure,
 } from '../../protocol/check.js';
-import { concatByteList, sha256Hex, utf8 } from '../../protocol/bytes.js';
+import { readResponseBytes, sha256Hex, utf8 } from '../../protocol/bytes.js';
 import { checkInputsMessage, checkInputsResponseSchema } from '../../protocol/agent-api.js';
 import { signBytes } from '../../protocol/keys.js';
 import type { EdgeDeps } from '../deps.js';
@@ -96,21 +96,8 @@ export interface CheckOutcome {
 const MAX_VERDICT_BYTES = 256 * 1024;
 
 async function readBounded(res: Response, max: number): Promise<string | null> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel().catch(() => undefined);
-      return null;
-    }
-    parts.push(value);
-  }
-  return new TextDecoder().decode(concatByteList(parts));
+  const bytes = await readResponseBytes(res, max);
+  return bytes && new TextDecoder().decode(bytes);
 }
 
 /** What a checker answered: its verified verdict and the signed form kept as evidence. */

@@ -13,7 +13,7 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { closeMetaSchema, errorFrameMetaSchema, forwardResultMetaSchema, type ForwardMeta, type ForwardResultMeta, type SealMeta } from '../../protocol/agent-api.js';
 import { decodeFrame, encodeFrame, FrameError } from '../../protocol/frame.js';
-import { concatByteList } from '../../protocol/bytes.js';
+import { readResponseBytes } from '../../protocol/bytes.js';
 import type { SignedAttestation } from '../../protocol/attestation.js';
 import type { SignedTicket } from '../../protocol/ticket.js';
 import { AgentError, isAgentErrorCode } from './errors.js';
@@ -99,21 +99,9 @@ export interface HiddenActivation {
 }
 
 async function readBounded(res: Response, max: number): Promise<Uint8Array> {
-  if (!res.body) return new Uint8Array(0);
-  const reader = res.body.getReader();
-  const parts: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > max) {
-      await reader.cancel().catch(() => undefined);
-      throw new FrameError('too_large', `answer exceeds ${max} bytes`);
-    }
-    parts.push(value);
-  }
-  return concatByteList(parts);
+  const bytes = await readResponseBytes(res, max);
+  if (!bytes) throw new FrameError('too_large', `answer exceeds ${max} bytes`);
+  return bytes;
 }
 
 export class RemoteStage {
