@@ -12,32 +12,27 @@ import { startNetwork, type TestNetwork } from '../support/network.js';
 let net: TestNetwork;
 const proxies: DelayProxy[] = [];
 
+/** An agent that answers, but behind a proxy holding every byte 6 s: slower than the first-token timeout. */
+function stalled(name: string, region: string) {
+  return {
+    name,
+    region,
+    price: 0.2,
+    endpointFor: async (port: number) => {
+      const p = await startDelayProxy(port, 6000);
+      proxies.push(p);
+      return p.url;
+    },
+  };
+}
+
 beforeAll(async () => {
   net = await startNetwork({
     edgeVars: { FIRST_TOKEN_TIMEOUT_MS: '2000' },
     agents: [
       { name: 'normal', region: 'eu-west', price: 0.2 },
-      {
-        // Answers, but every byte is held 6 s: slower than the first-token timeout.
-        name: 'stalled',
-        region: 'ap-south',
-        price: 0.2,
-        endpointFor: async (port) => {
-          const p = await startDelayProxy(port, 6000);
-          proxies.push(p);
-          return p.url;
-        },
-      },
-      {
-        name: 'stalled-stream',
-        region: 'af-south',
-        price: 0.2,
-        endpointFor: async (port) => {
-          const p = await startDelayProxy(port, 6000);
-          proxies.push(p);
-          return p.url;
-        },
-      },
+      stalled('stalled', 'ap-south'),
+      stalled('stalled-stream', 'af-south'),
       { name: 'doomed', region: 'sa-east', price: 0.2 },
     ],
   });
