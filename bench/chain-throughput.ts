@@ -16,7 +16,11 @@
  * A further row runs one agent whose span is a local pipeline over `--devices` (default cpu,cpu:
  * two onnxruntime sessions in the agent process, as a host with two GPUs would run them).
  *
- *   npm run bench:chain -- [--model .models/small] [--tokens 64] [--threads 2] [--repeats 3] [--prompt 32] [--chunk-steps 16] [--chunk-ms 50] [--devices cpu,cpu]
+ * Chains run over links (the default hop transport: one connection per job and hop, a decode step
+ * goes once round the ring) and, with `--post` (default on), again with a head that sends every
+ * step by POST (`--hop-transport post`; the later hops are the same processes).
+ *
+ *   npm run bench:chain -- [--model .models/small] [--tokens 64] [--threads 2] [--repeats 3] [--prompt 32] [--chunk-steps 16] [--chunk-ms 50] [--devices cpu,cpu] [--no-post]
  */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
@@ -41,7 +45,10 @@ const { values } = parseArgs({
     'chunk-ms': { type: 'string', default: '50' },
     /** A one-agent row whose span is cut over these local devices ('' = skip). */
     devices: { type: 'string', default: 'cpu,cpu' },
+    /** Also run every chain with a head that sends by POST. */
+    post: { type: 'boolean', default: true },
   },
+  allowNegative: true,
 });
 const DEVICES = values.devices;
 const CHUNK_STEPS = Number(values['chunk-steps']);
@@ -117,7 +124,13 @@ interface ChainAgents {
   route: RouteHop[];
   /** `--devices` of every agent (a local pipeline per agent), when set. */
   devices?: string | undefined;
+  /** The head's hop transport. */
+  transport: 'link' | 'post';
 }
+
+const routeOf = (agents: ChildAgent[], layout: [number, number][]): RouteHop[] =>
+  // Registered keys in the route, as the edge writes them: each hop checks the previous hop's signature.
+  agents.map((a, i) => ({ agentId: a.agentId, layers: layout[i]!, endpoint: a.url, publicKey: a.publicKey }));
 
 async function startChainAgents(k: number, edge: TestEdge, devices?: string): Promise<ChainAgents> {
   const layout = split(k);
@@ -140,8 +153,23 @@ async function startChainAgents(k: number, edge: TestEdge, devices?: string): Pr
     await Promise.all(agents.map((a) => a.stop(5_000)));
     throw err;
   }
-  // Registered keys in the route, as the edge writes them: each hop checks the previous hop's signature.
-  return { k, agents, devices, route: agents.map((a, i) => ({ agentId: a.agentId, layers: layout[i]!, endpoint: a.url, publicKey: a.publicKey })) };
+  return { k, agents, devices, route: routeOf(agents, layout), transport: 'link' };
+}
+
+/** The same chain behind another head process that sends every step by POST. */
+async function withPostHead(chain: ChainAgents, edge: TestEdge): Promise<ChainAgents> {
+  const layout = split(chain.k);
+  const head = await startAgent({
+    modelDir,
+    layers: layout[0]!,
+    edgeKeys: edge.keys,
+    agentId: `bench-${chain.k}-0-post`,
+    threads: THREADS,
+    startTimeoutMs: 180_000,
+    extraArgs: ['--hop-transport', 'post'],
+  });
+  const agents = [head, ...chain.agents.slice(1)];
+  return { k: chain.k, agents, route: routeOf(agents, layout), transport: 'post' };
 }
 
 /** Seconds an agent has spent inside its span so far, from its Prometheus metrics. */
@@ -156,7 +184,7 @@ function chainRunner(chain: ChainAgents, edge: TestEdge, chunking: ChunkingPolic
   const { k, agents, route } = chain;
   const signs = chunking ? `chunks <= ${chunking.maxSteps} steps / ${chunking.maxDelayMs} ms` : 'one chunk per step';
   return {
-    name: `${k} agent${k > 1 ? 's' : ''} [${route.map((h) => `${h.layers[0]}:${h.layers[1]}`).join(' ')}]${chain.devices ? ` over ${chain.devices}` : ''}, ${signs}`,
+    name: `${k} agent${k > 1 ? 's' : ''} [${route.map((h) => `${h.layers[0]}:${h.layers[1]}`).join(' ')}]${chain.devices ? ` over ${chain.devices}` : ''}${k > 1 ? (chain.transport === 'link' ? ', links' : ', POST') : ''}, ${signs}`,
     ...(chunking ? { chunking } : {}),
     async run() {
       const { signed } = await edge.ticket({ route, modelId, promptIds: PROMPT, maxTokens: TOKENS, ...(chunking ? { patch: { chunking } } : {}) });
@@ -200,6 +228,13 @@ try {
     chains.push(chain);
     runners.push(chainRunner(chain, edge, undefined));
     if (policy) runners.push(chainRunner(chain, edge, policy));
+    if (k > 1 && values.post) {
+      const posting = await withPostHead(chain, edge);
+      // Only the extra head is new: stop it with the others, once.
+      chains.push({ ...posting, agents: [posting.agents[0]!] });
+      runners.push(chainRunner(posting, edge, undefined));
+      if (policy) runners.push(chainRunner(posting, edge, policy));
+    }
     if (k === 1 && DEVICES) {
       // One agent whose span is a local pipeline over several devices (here: CPU sessions).
       const local = await startChainAgents(1, edge, DEVICES);
@@ -239,7 +274,7 @@ try {
   }));
   for (const r of rows) {
     console.log(
-      `${r.layout.padEnd(64)} ${r.tokensPerS.toFixed(1).padStart(8)} tok/s  ${(r.ratio * 100).toFixed(1).padStart(6)}% of unsplit  ttft ${r.ttftMs.toFixed(0)} ms  ` +
+      `${r.layout.padEnd(72)} ${r.tokensPerS.toFixed(1).padStart(8)} tok/s  ${(r.ratio * 100).toFixed(1).padStart(6)}% of unsplit  ttft ${r.ttftMs.toFixed(0)} ms  ` +
         `in spans ${r.computeMsPerToken.toFixed(2)} ms/token (ceiling ${(r.computeCeiling * 100).toFixed(1)}%), outside ${r.outsideMsPerToken.toFixed(2)} ms/token  runs ${r.all.join(' ')}`,
     );
   }

@@ -50,6 +50,12 @@ export const configSchema = z
     maxKvBytes: z.number().int().positive().default(2 * 1024 ** 3),
     sessionIdleMs: z.number().int().positive().default(60_000),
     hopTimeoutMs: z.number().int().positive().default(30_000),
+    /**
+     * How this agent, as the head of a route, reaches the later hops: 'link' (one upgraded
+     * connection per job and hop; a decode step goes once round the ring) or 'post' (one HTTP
+     * request per step and hop, answered back up the chain).
+     */
+    hopTransport: z.enum(['link', 'post']).default('link'),
     shutdownGraceMs: z.number().int().nonnegative().default(20_000),
     /** Ticket-signing public keys trusted besides the ones stored at registration, by key id. */
     edgeKeys: z.record(z.string().min(1).max(64), z.string().regex(/^[A-Za-z0-9_-]{43}$/)).default({}),

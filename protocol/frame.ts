@@ -16,7 +16,7 @@
  * const bytes = encodeFrame({ kind: 'forward', dtype: 'float32', dims: [1, 3, 64], meta: { sessionId }, payload });
  * const frame = decodeFrame(bytes, { maxPayloadBytes: 64 << 20 });
  */
-import { bytesOf, fromUtf8, utf8 } from './bytes.js';
+import { bytesOf, concatByteList, fromUtf8, utf8 } from './bytes.js';
 
 export const FRAME_MAGIC = 0x3146_4e4c; // 'LNF1' read as little-endian u32
 export const FRAME_HEADER_BYTES = 12;
@@ -133,7 +133,8 @@ export function decodeFrame(bytes: Uint8Array, limits: DecodeFrameLimits): Frame
 
 /** Copies a payload into an aligned typed array of the frame's dtype. */
 export function framePayloadAs(frame: Frame): Float32Array | Uint16Array | Int32Array | null {
-  const copy = frame.payload.slice();
+  // Uint8Array's slice (a copy) even when the payload is a Buffer, whose slice() is a view.
+  const copy = Uint8Array.prototype.slice.call(frame.payload);
   switch (frame.dtype) {
     case 'float32':
       return new Float32Array(copy.buffer, 0, copy.byteLength / 4);
@@ -143,5 +144,88 @@ export function framePayloadAs(frame: Frame): Float32Array | Uint16Array | Int32
       return new Int32Array(copy.buffer, 0, copy.byteLength / 4);
     default:
       return null;
+  }
+}
+
+/**
+ * Splits a byte stream (a link socket) into whole frames. The header says how long a frame is;
+ * a header that is not a frame's, or one announcing more than the limits allow, is a FrameError
+ * before any of the body is buffered. Frames come out as they complete, in order.
+ *
+ * @example
+ * const reader = new FrameReader({ maxPayloadBytes: 64 << 20 });
+ * socket.on('data', (chunk) => { for (const bytes of reader.push(chunk)) handle(decodeFrame(bytes, limits)); });
+ */
+export class FrameReader {
+  private parts: Uint8Array[] = [];
+  private buffered = 0;
+  /** Length of the frame being read, once its header and dims are in. */
+  private need = 0;
+
+  constructor(private readonly limits: DecodeFrameLimits) {}
+
+  /** Bytes held for a frame that has not completed yet. */
+  get pending(): number {
+    return this.buffered;
+  }
+
+  push(chunk: Uint8Array): Uint8Array[] {
+    if (chunk.byteLength > 0) {
+      this.parts.push(chunk);
+      this.buffered += chunk.byteLength;
+    }
+    const out: Uint8Array[] = [];
+    for (;;) {
+      if (this.need === 0) {
+        if (this.buffered < FRAME_HEADER_BYTES) break;
+        const head = this.peek(FRAME_HEADER_BYTES);
+        const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
+        if (dv.getUint32(0, true) !== FRAME_MAGIC) throw new FrameError('bad_magic', 'not a layernet frame');
+        const ndim = dv.getUint16(6, true);
+        if (ndim > MAX_DIMS) throw new FrameError('bad_dims', `${ndim} dims, at most ${MAX_DIMS}`);
+        const dtypeCode = dv.getUint8(5);
+        if (dtypeCode > 3) throw new FrameError('bad_dtype', `unknown dtype ${dtypeCode}`);
+        const metaLen = dv.getUint32(8, true);
+        if (metaLen > MAX_META_BYTES) throw new FrameError('too_large', 'frame metadata too large');
+        const dimsEnd = FRAME_HEADER_BYTES + ndim * 4;
+        if (this.buffered < dimsEnd) break;
+        const withDims = this.peek(dimsEnd);
+        const ddv = new DataView(withDims.buffer, withDims.byteOffset, withDims.byteLength);
+        let count = ndim ? 1 : 0;
+        for (let i = 0; i < ndim; i++) count *= ddv.getUint32(FRAME_HEADER_BYTES + i * 4, true);
+        const payloadBytes = count * DTYPE_BYTES[DTYPES[dtypeCode]!];
+        if (payloadBytes > this.limits.maxPayloadBytes) throw new FrameError('too_large', `tensor of ${payloadBytes} bytes exceeds ${this.limits.maxPayloadBytes}`);
+        this.need = dimsEnd + metaLen + payloadBytes;
+      }
+      if (this.buffered < this.need) break;
+      out.push(this.take(this.need));
+      this.need = 0;
+    }
+    return out;
+  }
+
+  /** The first `n` buffered bytes (joined when they span several chunks; not consumed). */
+  private peek(n: number): Uint8Array {
+    const first = this.parts[0]!;
+    if (first.byteLength >= n) return first.subarray(0, n);
+    const joined = concatByteList(this.parts);
+    this.parts = [joined];
+    return joined.subarray(0, n);
+  }
+
+  private take(n: number): Uint8Array {
+    const first = this.parts[0]!;
+    let frame: Uint8Array;
+    if (first.byteLength >= n) {
+      frame = first.subarray(0, n);
+      if (first.byteLength === n) this.parts.shift();
+      else this.parts[0] = first.subarray(n);
+    } else {
+      const joined = concatByteList(this.parts);
+      frame = joined.subarray(0, n);
+      this.parts = joined.byteLength > n ? [joined.subarray(n)] : [];
+    }
+    this.buffered -= n;
+    return frame;
   }
 }

@@ -15,10 +15,13 @@ import { CliError, parseFlags, parseLayers, parseNumber, str, type CliIo } from 
 
 export const SERVE_USAGE = `Usage: pool-agent serve [--dir DIR] [--port N] [--host ADDR] [--model DIR] [--layers A:B] [--threads N]
                       [--endpoint URL] [--max-sessions N] [--provider auto|cpu|cuda] [--devices cuda:0,cuda:1]
+                      [--hop-transport link|post]
 
 Serves this agent's span of the model. --devices cuts the span evenly over several local devices
 (one onnxruntime session each, run as a local pipeline); the network still sees one span. Prints {"event":"listening","url":...} on stdout once
-bound and writes the port to DIR/port. Settings come from DIR/pool-agent.json; flags win.
+bound and writes the port to DIR/port. --hop-transport: how this agent, as the head of a route,
+reaches the later hops (default link: one connection per job and hop, a decode step goes once round
+the ring; post: one HTTP request per step and hop). Settings come from DIR/pool-agent.json; flags win.
 SIGTERM/SIGINT: stop taking jobs, finish running ones (shutdownGraceMs), then exit.`;
 
 export async function runServe(argv: string[], io: CliIo): Promise<number> {
@@ -35,6 +38,7 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
       'max-sessions': { type: 'string' },
       provider: { type: 'string' },
       devices: { type: 'string' },
+      'hop-transport': { type: 'string' },
     },
     SERVE_USAGE,
   );
@@ -50,6 +54,7 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
     maxSessions: parseNumber('max-sessions', str(values['max-sessions']), { int: true, min: 1 }),
     provider: str(values.provider),
     devices: str(values.devices)?.split(',').map((d) => d.trim()),
+    hopTransport: str(values['hop-transport']),
   });
   const state = await loadState(dir);
   if (!state.agentId) throw new CliError(`this agent is not registered: run \`pool-agent register\` (state folder ${dir})`);
@@ -74,6 +79,7 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
     port: config.port,
     log,
     limits: { maxSessions: config.maxSessions, maxKvBytes: config.maxKvBytes, idleMs: config.sessionIdleMs, hopTimeoutMs: config.hopTimeoutMs },
+    hopTransport: config.hopTransport,
   });
   await writeFileAtomic(join(dir, PORT_FILE), String(server.port));
   io.out(JSON.stringify({ event: 'listening', url: server.url, port: server.port, agentId: state.agentId, modelId: span.modelId, layers, provider: span.provider }));

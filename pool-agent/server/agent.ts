@@ -23,7 +23,8 @@ import { nodeAgentCrypto } from './node-crypto.js';
 import { AgentError, toAgentError } from './errors.js';
 import { DEFAULT_INPUT_STORE_LIMITS, InputStore, type InputStoreLimits } from './input-store.js';
 import { NonceCache } from './nonce-cache.js';
-import { RemoteStage, type FetchLike } from './remote-stage.js';
+import { RemoteStage, type FetchLike, type HopTransport } from './remote-stage.js';
+import type { Link } from './link.js';
 import { SessionManager, type SessionEntry, type SessionLimits } from './session-manager.js';
 
 export interface AgentLimits extends SessionLimits {
@@ -59,6 +60,13 @@ export interface AgentCoreOptions {
   inputStore?: Partial<InputStoreLimits>;
   clock?: () => number;
   fetch?: FetchLike;
+  /**
+   * How this agent, as the head, reaches the next hops: 'link' (default; one upgraded connection
+   * per job and hop, open steps go round the ring, see link.ts) or 'post' (one
+   * `POST /v1/spans/forward` per step; the default when `fetch` is given). Later hops use what
+   * reached them.
+   */
+  hopTransport?: HopTransport;
   log?: Logger;
 }
 
@@ -101,12 +109,15 @@ export class AgentCore {
   private readonly nonces: NonceCache;
   private readonly clock: () => number;
   private readonly fetch: FetchLike | undefined;
+  readonly hopTransport: HopTransport;
   private readonly key: SigningKey;
   private readonly crypto: AgentCrypto;
   private edgeKeys: Record<string, string>;
   private readonly jobs = new Map<string, RunningJob>();
   /** Next hop of each job this agent serves as a middle hop. */
   private readonly downstream = new Map<string, RemoteStage>();
+  /** Jobs whose sessions each link opened (links close their sessions). */
+  private readonly linkJobs = new Map<Link, Set<string>>();
   private shuttingDown = false;
 
   constructor(opts: AgentCoreOptions) {
@@ -118,6 +129,7 @@ export class AgentCore {
     this.limits = { ...DEFAULT_AGENT_LIMITS, ...opts.limits };
     this.clock = opts.clock ?? Date.now;
     this.fetch = opts.fetch;
+    this.hopTransport = opts.hopTransport ?? (opts.fetch ? 'post' : 'link');
     this.log = opts.log ?? silentLogger;
     this.sessions = new SessionManager(this.limits, this.clock);
     this.nonces = new NonceCache(this.limits.maxNonces, this.clock);
@@ -284,10 +296,12 @@ export class AgentCore {
     const hidden = { data: out.data, seqLen: out.seqLen };
     if (!link.seal) {
       const rest = await next.forward(hidden, steps, { chunkFrom: link.chunkFrom, seal: false }, open);
-      return { attestations: [], tokenIds: rest.tokenIds };
+      // null: a middle hop on a link, whose open steps' tokens go from the last hop to the head.
+      return { attestations: [], tokenIds: rest?.tokenIds ?? [] };
     }
     const { signed, hash } = this.signChunk(entry, ctx, steps[1], link.prevHash, false);
     const rest = await next.forward(hidden, steps, { chunkFrom: link.chunkFrom, seal: true, prev: signed, prevHash: hash }, open);
+    if (!rest) throw new AgentError('internal_error', 'a sealing step was not answered');
     this.closeChunk(entry, ctx, steps[1]);
     return { attestations: [signed, ...rest.attestations], tokenIds: rest.tokenIds };
   }
@@ -327,7 +341,13 @@ export class AgentCore {
     const signedTicket = req.signedTicket as SignedTicket;
     let next: RemoteStage | null = null;
     try {
-      next = ticket.route.length > 1 ? new RemoteStage({ signedTicket, ticketHash: hash, hop: 1, timeoutMs: this.limits.hopTimeoutMs, ...(this.fetch ? { fetch: this.fetch } : {}) }) : null;
+      const transport = this.hopTransport;
+      next =
+        ticket.route.length > 1
+          ? new RemoteStage({ signedTicket, ticketHash: hash, hop: 1, timeoutMs: this.limits.hopTimeoutMs, transport, awaitTokens: true, ...(this.fetch && transport === 'post' ? { fetch: this.fetch } : {}) })
+          : null;
+      // A link's handshake overlaps this hop's prefill.
+      next?.connect();
     } catch (err) {
       this.sessions.close(ticket.jobId, 'error');
       throw err;
@@ -449,29 +469,80 @@ export class AgentCore {
   /** Handles one frame; always answers a frame (an `error` frame for anything refused) and its HTTP status. */
   async handleFrame(bytes: Uint8Array): Promise<{ status: number; body: Uint8Array }> {
     try {
-      let frame: Frame;
-      try {
-        frame = decodeFrame(bytes, { maxPayloadBytes: this.limits.maxFramePayloadBytes });
-      } catch (err) {
-        if (err instanceof FrameError) throw new AgentError(err.code === 'too_large' ? 'payload_too_large' : 'bad_frame', `bad frame (${err.code}): ${err.message}`);
-        throw err;
-      }
-      if (frame.kind === 'close') return { status: 200, body: await this.handleClose(frame) };
-      if (frame.kind === 'seal') return { status: 200, body: await this.handleSeal(frame) };
-      if (frame.kind !== 'forward') throw new AgentError('bad_frame', `expected a forward frame, got ${frame.kind}`);
-      return { status: 200, body: await this.handleForward(frame) };
+      return { status: 200, body: (await this.dispatchFrame(bytes, null))! };
     } catch (err) {
-      const e = toAgentError(err);
-      if (e.code === 'internal_error') this.log.error('forward failed', { error: err as Error });
-      return this.errorFrame(e);
+      return this.refuse(err);
     }
+  }
+
+  /**
+   * Handles one frame that came over a link (frames of one link run one after the other). Answers
+   * a frame, or null for an open step that is not answered on this link (see link.ts).
+   */
+  async handleLinkFrame(bytes: Uint8Array, via: Link): Promise<Uint8Array | null> {
+    try {
+      return await this.dispatchFrame(bytes, via);
+    } catch (err) {
+      return this.refuse(err).body;
+    }
+  }
+
+  private refuse(err: unknown): { status: number; body: Uint8Array } {
+    const e = toAgentError(err);
+    if (e.code === 'internal_error') this.log.error('forward failed', { error: err as Error });
+    return this.errorFrame(e);
+  }
+
+  private async dispatchFrame(bytes: Uint8Array, via: Link | null): Promise<Uint8Array | null> {
+    let frame: Frame;
+    try {
+      frame = decodeFrame(bytes, { maxPayloadBytes: this.limits.maxFramePayloadBytes });
+    } catch (err) {
+      if (err instanceof FrameError) throw new AgentError(err.code === 'too_large' ? 'payload_too_large' : 'bad_frame', `bad frame (${err.code}): ${err.message}`);
+      throw err;
+    }
+    if (frame.kind === 'close') return this.handleClose(frame);
+    if (frame.kind === 'seal') return this.handleSeal(frame);
+    if (frame.kind !== 'forward') throw new AgentError('bad_frame', `expected a forward frame, got ${frame.kind}`);
+    return this.handleForward(frame, via);
+  }
+
+  /**
+   * Last hop: the head's tap for job `jobId` (see link.ts). Open steps' tokens go to it from now
+   * on; throws AgentError when the job has no session here, another ticket, or already a tap.
+   */
+  attachTap(jobId: string, ticketHash: string, tap: Link): void {
+    const entry = this.sessions.get(jobId);
+    if (!entry || entry.ticketHash !== ticketHash || !entry.ticket) throw new AgentError('unknown_session', `no open session for job ${jobId} on this agent`);
+    if (entry.hop !== entry.ticket.route.length - 1) throw new AgentError('wrong_hop', `job ${jobId} is open here as hop ${entry.hop}, not the last hop`);
+    if (!entry.upstream) throw new AgentError('bad_frame', `job ${jobId} did not reach this hop over a link`);
+    if (entry.tap) throw new AgentError('conflict', `job ${jobId} already has a tap`);
+    entry.tap = tap;
+    // Without the tap the tokens of open steps have nowhere to go: the job ends here.
+    tap.onFailed(() => {
+      if (this.sessions.get(jobId) === entry) this.sessions.close(jobId, 'tap closed');
+    });
+  }
+
+  /** A link closed: the sessions it opened end (their upstream is gone). */
+  linkClosed(via: Link): void {
+    for (const id of [...this.sessionsByLink(via)]) this.sessions.close(id, 'link closed');
+  }
+
+  private *sessionsByLink(via: Link): Generator<string> {
+    for (const id of this.linkJobs.get(via) ?? []) if (this.sessions.get(id)?.upstream === via) yield id;
+    this.linkJobs.delete(via);
   }
 
   /** An `error` frame for a refused forward/close frame, with its HTTP status. */
   errorFrame(e: AgentError): { status: number; body: Uint8Array } {
     this.metrics.errors.inc({ code: e.code });
+    return { status: e.status, body: this.errorFrameBytes(e) };
+  }
+
+  private errorFrameBytes(e: AgentError): Uint8Array {
     const meta = errorFrameMetaSchema.parse({ code: e.code, message: e.message.slice(0, 2000), agentId: e.agentId ?? this.agentId });
-    return { status: e.status, body: encodeFrame({ kind: 'error', meta }) };
+    return encodeFrame({ kind: 'error', meta });
   }
 
   private async handleClose(frame: Frame): Promise<Uint8Array> {
@@ -510,13 +581,30 @@ export class AgentCore {
     return { entry: found, ticket: found.ticket, hash };
   }
 
-  /** The next hop of a job this agent serves as a middle hop, made when its session opens. */
-  private nextStage(entry: SessionEntry, signedTicket: SignedTicket | undefined, hash: string, hop: number): RemoteStage {
+  /**
+   * The next hop of a job this agent serves as a middle hop, made when its session opens. It is
+   * reached the way this hop was: over a link when `via` is one (an error a later hop reports
+   * about an open step then goes back up `via` at once, and the job ends here), else by POST.
+   */
+  private nextStage(entry: SessionEntry, signedTicket: SignedTicket | undefined, hash: string, hop: number, via: Link | null): RemoteStage {
     const jobId = entry.jobId;
     const existing = this.downstream.get(jobId);
     if (existing) return existing;
     if (!signedTicket) throw new AgentError('bad_frame', `job ${jobId}: the opening frame did not reach this hop`);
-    const stage = new RemoteStage({ signedTicket, ticketHash: hash, hop: hop + 1, timeoutMs: this.limits.hopTimeoutMs, ...(this.fetch ? { fetch: this.fetch } : {}) });
+    const onFailure = (err: AgentError) => {
+      if (this.sessions.get(jobId) !== entry) return;
+      this.log.warn('a later hop failed', { jobId, code: err.code, detail: err.message });
+      if (via && !via.error) via.send(this.errorFrame(err).body);
+      this.sessions.close(jobId, 'error');
+    };
+    const stage = new RemoteStage({
+      signedTicket,
+      ticketHash: hash,
+      hop: hop + 1,
+      timeoutMs: this.limits.hopTimeoutMs,
+      ...(via ? { transport: 'link' as const, awaitTokens: false, onFailure } : { transport: 'post' as const, ...(this.fetch ? { fetch: this.fetch } : {}) }),
+    });
+    stage.connect();
     this.downstream.set(jobId, stage);
     // However this session ends (close frame, idle expiry, error), later hops free theirs too.
     entry.onClose = () => {
@@ -526,7 +614,7 @@ export class AgentCore {
     return stage;
   }
 
-  private async handleForward(frame: Frame): Promise<Uint8Array> {
+  private async handleForward(frame: Frame, via: Link | null): Promise<Uint8Array | null> {
     const parsed = forwardMetaSchema.safeParse(frame.meta);
     if (!parsed.success) throw new AgentError('bad_frame', `forward meta does not match the schema: ${parsed.error.issues[0]?.path.join('.')} ${parsed.error.issues[0]?.message ?? ''}`.trim());
     const meta = parsed.data;
@@ -555,6 +643,12 @@ export class AgentCore {
       this.checkPrev({ hop: meta.hop, steps: [from, to], prevHash: meta.prevHash!, prev: meta.prev }, ticket, hash, frame.payload);
       entry = this.openSession(ticket, hash, meta.hop);
       entry.ticket = ticket;
+      if (via) {
+        entry.upstream = via;
+        const jobs = this.linkJobs.get(via) ?? new Set<string>();
+        jobs.add(ticket.jobId);
+        this.linkJobs.set(via, jobs);
+      }
     } else {
       ({ entry, ticket, hash } = this.sessionFor(meta, meta.hop));
       if (seqLen !== 1) throw new AgentError('bad_frame', 'a decode frame carries one position');
@@ -568,7 +662,8 @@ export class AgentCore {
     const data = framePayloadAs(frame) as Float32Array | Uint16Array;
     const ctx = this.hopContext(ticket, hash, meta.hop);
     const last = meta.hop === ticket.route.length - 1;
-    const next = last ? null : this.nextStage(entry, meta.signedTicket as SignedTicket | undefined, hash, meta.hop);
+    if (!meta.open && (entry.upstream ?? null) !== via) throw new AgentError('bad_frame', `job ${ticket.jobId} was opened ${entry.upstream ? 'over a link' : 'by POST'}: its frames come the same way`);
+    const next = last ? null : this.nextStage(entry, meta.signedTicket as SignedTicket | undefined, hash, meta.hop, via);
     let result: StepResult;
     try {
       result = await this.sessions.withSession(ticket.jobId, hash, async (e) => {
@@ -584,6 +679,8 @@ export class AgentCore {
       });
     } catch (err) {
       const e = toAgentError(err);
+      // The head waits for an open step's token on its tap: tell it there, not only back up the chain.
+      if (via && !seal && entry.tap && !entry.tap.error) entry.tap.send(this.errorFrameBytes(e));
       // A step that failed part-way leaves the KV cache ahead of the chain: the job cannot go on here.
       if (e.code !== 'busy' && e.code !== 'invalid_ticket' && e.code !== 'unknown_session') this.sessions.close(ticket.jobId, 'error');
       throw err;
@@ -591,7 +688,18 @@ export class AgentCore {
     this.metrics.forwards.inc({ hop: String(meta.hop) });
     if (last) this.metrics.tokens.inc({ role: 'last' }, result.tokenIds.length);
     const resultMeta: ForwardResultMeta = { attestations: result.attestations, tokenIds: result.tokenIds };
-    return encodeFrame({ kind: 'tokens', dtype: 'int32', dims: [result.tokenIds.length], meta: resultMeta, payload: Int32Array.from(result.tokenIds) });
+    const answer = encodeFrame({ kind: 'tokens', dtype: 'int32', dims: [result.tokenIds.length], meta: resultMeta, payload: Int32Array.from(result.tokenIds) });
+    if (via && !seal) {
+      // An open step on a link: the last hop's token goes to the head's tap when it has one (else
+      // back up the link, to the head itself when it is the previous hop); middle hops answer nothing.
+      if (!last) return null;
+      if (entry.tap) {
+        if (entry.tap.error) throw new AgentError('upstream_error', `the head's tap for job ${ticket.jobId} is closed`);
+        entry.tap.send(answer);
+        return null;
+      }
+    }
+    return answer;
   }
 
   /** A `seal` frame: signs the open chunk without running a step, then has later hops do the same. */
@@ -603,7 +711,7 @@ export class AgentCore {
     const [from, to] = meta.chunk;
     const ctx = this.hopContext(ticket, hash, meta.hop);
     const last = meta.hop === ticket.route.length - 1;
-    const next = last ? null : this.nextStage(entry, undefined, hash, meta.hop);
+    const next = last ? null : this.nextStage(entry, undefined, hash, meta.hop, entry.upstream ?? null);
     let attestations: SignedAttestation[];
     try {
       attestations = await this.sessions.withSession(ticket.jobId, hash, async (e) => {

@@ -15,6 +15,8 @@ import { readBody, readJsonBody, sendError, sendJson } from './http.js';
 import { FORWARD_PATH } from './remote-stage.js';
 import { createCheckService, type CheckService } from './checks.js';
 import { CHECK_PATH } from '../../protocol/check.js';
+import type { Duplex } from 'node:stream';
+import { Link, LINK_PATH, LINK_PROTOCOL, TAP_JOB_HEADER, TAP_PATH, TAP_TICKET_HEADER } from './link.js';
 
 export interface AgentServerOptions extends AgentCoreOptions {
   host?: string;
@@ -118,6 +120,73 @@ async function route(core: AgentCore, req: IncomingMessage, res: ServerResponse,
   throw new AgentError('not_found', `no route for ${req.method} ${path}`);
 }
 
+/** Frames a link may hold unhandled before its socket is paused. */
+const MAX_QUEUED_LINK_FRAMES = 4;
+
+/** Answers a refused upgrade with the agent's JSON error and closes the socket. */
+function refuseUpgrade(socket: Duplex, err: AgentError): void {
+  const body = JSON.stringify(err.toEnvelope());
+  socket.end(`HTTP/1.1 ${err.status} Refused\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+}
+
+/**
+ * `GET /v1/spans/link` and `GET /v1/spans/tap` with `Upgrade: layernet-link/1` (see link.ts).
+ * A link's frames run one after the other; a link idle past the session idle time is closed, and
+ * closing it frees the sessions it opened. A tap only carries tokens to the head.
+ */
+function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, head: Buffer, links: Set<Link>): void {
+  socket.on('error', () => undefined);
+  const path = new URL(req.url ?? '/', 'http://agent').pathname;
+  if (String(req.headers.upgrade).toLowerCase() !== LINK_PROTOCOL || (path !== LINK_PATH && path !== TAP_PATH)) {
+    refuseUpgrade(socket, new AgentError('not_found', `no upgrade to ${String(req.headers.upgrade)} on ${path}`));
+    return;
+  }
+  if (core.draining && path === LINK_PATH) {
+    refuseUpgrade(socket, new AgentError('shutdown', 'this agent is shutting down', { retryAfter: 5 }));
+    return;
+  }
+  const accept = () => {
+    (socket as { setNoDelay?: (b: boolean) => void }).setNoDelay?.(true);
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${LINK_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
+  };
+  if (path === TAP_PATH) {
+    // Nothing comes from the head on a tap: any byte is a protocol error.
+    const tap = new Link(socket, { maxPayloadBytes: 0 });
+    try {
+      core.attachTap(String(req.headers[TAP_JOB_HEADER] ?? ''), String(req.headers[TAP_TICKET_HEADER] ?? ''), tap);
+    } catch (err) {
+      refuseUpgrade(socket, toAgentError(err));
+      return;
+    }
+    tap.onUnsolicited = () => tap.close();
+    accept();
+    links.add(tap);
+    tap.onFailed(() => links.delete(tap));
+    return;
+  }
+  accept();
+  const link = new Link(socket, { maxPayloadBytes: core.limits.maxFramePayloadBytes }, head);
+  links.add(link);
+  (socket as { setTimeout?: (ms: number, cb: () => void) => void }).setTimeout?.(core.limits.idleMs, () => link.close());
+  let queue = Promise.resolve();
+  // Frames run one at a time; a peer that sends ahead is paused rather than buffered without end.
+  let waiting = 0;
+  link.onUnsolicited = (bytes) => {
+    if (++waiting > MAX_QUEUED_LINK_FRAMES) socket.pause();
+    queue = queue.then(async () => {
+      const answer = await core.handleLinkFrame(bytes, link);
+      if (answer && !link.error) link.send(answer);
+      if (--waiting <= MAX_QUEUED_LINK_FRAMES) socket.resume();
+    });
+  };
+  link.onFailed((err) => {
+    links.delete(link);
+    // A bad frame cannot be answered in place (the stream lost its framing): say why, then close.
+    if (err.code === 'bad_frame' && !socket.destroyed) socket.destroy();
+    void queue.then(() => core.linkClosed(link));
+  });
+}
+
 /** Starts an agent on `host:port` (default 127.0.0.1:0) and resolves once it listens. */
 export async function startAgentServer(opts: AgentServerOptions): Promise<AgentServer> {
   const core = new AgentCore(opts);
@@ -134,6 +203,8 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       sendError(res, e);
     });
   });
+  const links = new Set<Link>();
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(core, req, socket, head, links));
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 30_000;
   server.requestTimeout = 0; // job streams run long; bodies have their own timeouts
@@ -158,6 +229,7 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       const stopped = new Promise<void>((r) => server.close(() => r()));
       clearInterval(sweeper);
       server.closeIdleConnections();
+      for (const l of links) l.close();
       setTimeout(() => server.closeAllConnections(), 1_000).unref();
       await stopped;
     })());

@@ -17,8 +17,11 @@ import { readResponseBytes } from '../../protocol/bytes.js';
 import type { SignedAttestation } from '../../protocol/attestation.js';
 import type { SignedTicket } from '../../protocol/ticket.js';
 import { AgentError, isAgentErrorCode } from './errors.js';
+import { LINK_PATH, LinkError, openLink, TAP_JOB_HEADER, TAP_PATH, TAP_TICKET_HEADER, type Link } from './link.js';
 
 export const FORWARD_PATH = '/v1/spans/forward';
+/** How long a head whose tap closed waits for the error of a hop before the last (see forwardOpen). */
+const TAP_GRACE_MS = 250;
 /** Largest answer accepted from the next hop (attestations only, no tensor). */
 const MAX_RESULT_BYTES = 1024 * 1024;
 
@@ -86,7 +89,26 @@ export interface RemoteStageOptions {
   /** A fetch to use instead of node:http (tests, other runtimes). */
   fetch?: FetchLike;
   timeoutMs?: number;
+  /**
+   * 'post' (one `POST /v1/spans/forward` per step, every step answered back up the chain) or
+   * 'link' (frames over one upgraded connection per job; open steps are not answered by middle
+   * hops, the last hop sends the token to the head's tap; see link.ts). Default 'link', or
+   * 'post' when `fetch` is given (a fetch cannot upgrade).
+   */
+  transport?: HopTransport;
+  /**
+   * Link only: whether `forward` waits for the sampled token of an open step (the head does; a
+   * middle hop hands the step on and answers nothing).
+   */
+  awaitTokens?: boolean;
+  /**
+   * Link only: a frame or failure of the link nobody waited for (an error a later hop reported
+   * about an open step, or the link closing). Called once; the stage is unusable after it.
+   */
+  onFailure?: (err: AgentError) => void;
 }
+
+export type HopTransport = 'post' | 'link';
 
 /** How a step relates to the attestation chunk it belongs to (see ForwardMeta). */
 export type StepLink =
@@ -107,8 +129,17 @@ async function readBounded(res: Response, max: number): Promise<Uint8Array> {
 export class RemoteStage {
   readonly agentId: string;
   readonly url: string;
+  readonly transport: HopTransport;
   private readonly postBytes: PostBytes;
   private readonly timeoutMs: number;
+  private link: Promise<Link> | null = null;
+  private tap: Promise<Link> | null = null;
+  /** Set once the link failed outside a request (see RemoteStageOptions.onFailure). */
+  private broken: AgentError | null = null;
+  private readonly brokenWaiters: ((err: AgentError) => void)[] = [];
+  private closed = false;
+  /** Requests waiting for an answer: a failure then rejects them, and onFailure is not called. */
+  private pending = 0;
 
   constructor(private readonly opts: RemoteStageOptions) {
     const hop = opts.signedTicket.ticket.route[opts.hop];
@@ -117,16 +148,91 @@ export class RemoteStage {
     this.url = new URL(FORWARD_PATH, hop.endpoint).toString();
     this.postBytes = opts.fetch ? fetchPostBytes(opts.fetch) : nodePostBytes;
     this.timeoutMs = opts.timeoutMs ?? 30_000;
+    this.transport = opts.transport ?? (opts.fetch ? 'post' : 'link');
+    if (this.transport === 'link' && opts.fetch) throw new AgentError('internal_error', 'a link cannot run over a custom fetch');
+  }
+
+  /** Link: starts opening the connection (a step waits for it); lets the caller overlap it with work. */
+  connect(): void {
+    if (this.transport !== 'link' || this.link) return;
+    const hop = this.opts.signedTicket.ticket.route[this.opts.hop]!;
+    this.link = openLink(new URL(LINK_PATH, hop.endpoint).toString(), { timeoutMs: Math.min(this.timeoutMs, 10_000), maxPayloadBytes: 4 * 4096 }).then((link) => {
+      link.onUnsolicited = (bytes) => this.unsolicited(bytes);
+      link.onFailed((err) => this.markBroken(this.linkError(err, this.opts.hop, this.agentId)));
+      return link;
+    });
+    this.link.catch(() => undefined);
+  }
+
+  /** Where the sampled token of an open step comes from: the last hop's tap when it is not the next hop. */
+  private get tapped(): boolean {
+    return this.opts.hop < this.opts.signedTicket.ticket.route.length - 1;
+  }
+
+  private async openTap(): Promise<Link> {
+    const route = this.opts.signedTicket.ticket.route;
+    const last = route[route.length - 1]!;
+    const link = await openLink(new URL(TAP_PATH, last.endpoint).toString(), {
+      timeoutMs: Math.min(this.timeoutMs, 10_000),
+      maxPayloadBytes: 4 * 4096,
+      headers: { [TAP_JOB_HEADER]: this.opts.signedTicket.ticket.jobId, [TAP_TICKET_HEADER]: this.opts.ticketHash },
+    }).catch((err: unknown) => {
+      throw this.linkError(err, route.length - 1, last.agentId);
+    });
+    return link;
+  }
+
+  private linkError(err: unknown, hop: number, agentId: string): AgentError {
+    if (err instanceof AgentError) return err;
+    if (err instanceof LinkError && err.code === 'timeout') return new AgentError('upstream_timeout', `hop ${hop}: ${err.message}`, { agentId });
+    // A refused upgrade keeps the agent's own code (shutdown, unknown_session, ...), as a POST would.
+    if (err instanceof LinkError && err.agentCode && isAgentErrorCode(err.agentCode)) return new AgentError(err.agentCode, `hop ${hop}: ${err.message}`, { agentId });
+    return new AgentError('upstream_error', `hop ${hop}: ${(err as Error).message}`, { agentId });
+  }
+
+  /** A frame on the link nobody waited for: a later hop's error about an open step (anything else is a protocol error). */
+  private unsolicited(bytes: Uint8Array): void {
+    let err: AgentError;
+    try {
+      this.parseAnswer(bytes);
+      err = new AgentError('upstream_error', `hop ${this.opts.hop} answered a step nobody asked about`, { agentId: this.agentId });
+    } catch (e) {
+      err = e instanceof AgentError ? e : new AgentError('upstream_error', String(e), { agentId: this.agentId });
+    }
+    this.markBroken(err);
+  }
+
+  private markBroken(err: AgentError): void {
+    if (this.broken) return;
+    this.broken = err;
+    for (const fn of this.brokenWaiters.splice(0)) fn(err);
+    if (!this.closed && this.pending === 0) this.opts.onFailure?.(err);
+  }
+
+  /** Rejects once the link breaks outside a request. */
+  private brokenPromise(): Promise<never> {
+    if (this.broken) return Promise.reject(this.broken);
+    return new Promise((_, reject) => this.brokenWaiters.push(reject));
+  }
+
+  private async linked(): Promise<Link> {
+    if (this.broken) throw this.broken;
+    this.connect();
+    try {
+      return await this.link!;
+    } catch (err) {
+      throw this.linkError(err, this.opts.hop, this.agentId);
+    }
   }
 
   /**
    * Runs one step on the next hop (and, through it, every later hop). A sealing step carries
    * `prev`, this hop's signed attestation of the whole chunk (hash `prevHash`): the next hop
    * refuses activations it does not match, and its answer holds every later hop's attestation.
-   * An open step is answered with the sampled token alone. The opening frame carries the signed
-   * ticket; later ones name the job by ticket hash.
+   * An open step is answered with the sampled token alone (on a link: at the head only, null at a
+   * middle hop). The opening frame carries the signed ticket; later ones name the job by ticket hash.
    */
-  async forward(hidden: HiddenActivation, steps: [number, number], link: StepLink, open: boolean): Promise<ForwardResultMeta> {
+  async forward(hidden: HiddenActivation, steps: [number, number], link: StepLink, open: boolean): Promise<ForwardResultMeta | null> {
     const ticket = this.opts.signedTicket.ticket;
     const hiddenSize = hidden.data.length / hidden.seqLen;
     const meta: ForwardMeta = {
@@ -138,13 +244,75 @@ export class RemoteStage {
       ...(link.seal ? { prevHash: link.prevHash, prev: link.prev } : { seal: false }),
     };
     const body = encodeFrame({ kind: 'forward', dtype: ticket.dtype, dims: [1, hidden.seqLen, hiddenSize], meta, payload: hidden.data });
+    if (this.transport === 'link' && !link.seal) return this.forwardOpen(body, steps);
     const result = await this.exchange(body);
+    if (this.transport === 'link' && open && this.opts.awaitTokens && this.tapped && ticket.chunking) {
+      // The last hop's session exists now: open steps' tokens will come straight from it (the
+      // first open step waits for the tap; opening it overlaps this hop's next run).
+      this.tap = this.openTap();
+      this.tap.catch(() => undefined);
+    }
     const attestations = link.seal ? ticket.route.length - this.opts.hop : 0;
     if (result.attestations.length !== attestations || result.tokenIds.length !== steps[1] - steps[0]) {
       throw new AgentError('upstream_error', `hop ${this.opts.hop} returned ${result.attestations.length} attestations and ${result.tokenIds.length} tokens`, { agentId: this.agentId });
     }
     if (link.seal) this.checkRelayed(result, link.prev, link.prevHash);
     return result;
+  }
+
+  /**
+   * Link, a step that does not seal its chunk: hands it on and, at the head, waits for the sampled
+   * token from the last hop (on the tap, or on the link when the next hop is the last), or for an
+   * error a hop reports back up the chain meanwhile. A middle hop returns null at once.
+   */
+  private async forwardOpen(body: Uint8Array, steps: [number, number]): Promise<ForwardResultMeta | null> {
+    const link = await this.linked();
+    if (!this.opts.awaitTokens) {
+      this.sendOn(link, body);
+      return null;
+    }
+    let answer: Promise<Uint8Array>;
+    if (this.tap) {
+      const tap = await this.tap;
+      answer = tap.next(this.timeoutMs);
+      this.sendOn(link, body);
+    } else {
+      try {
+        answer = link.request(body, this.timeoutMs);
+      } catch (err) {
+        throw this.linkError(err, this.opts.hop, this.agentId);
+      }
+    }
+    const route = this.opts.signedTicket.ticket.route;
+    this.pending++;
+    let bytes: Uint8Array;
+    try {
+      bytes = await Promise.race([answer, this.brokenPromise()]);
+    } catch (err) {
+      if (this.tap && err instanceof LinkError && !this.broken) {
+        // The tap closed. A hop before the last that failed frees its session, which closes the
+        // chain behind it up to the tap, while its own error is still on its way back up the
+        // link: wait a moment for that error rather than blame the last hop.
+        const first = await Promise.race([this.brokenPromise().catch((e: unknown) => e), new Promise<null>((r) => setTimeout(r, TAP_GRACE_MS, null))]);
+        if (first instanceof AgentError) throw first;
+      }
+      throw this.linkError(err, this.tap ? route.length - 1 : this.opts.hop, this.tap ? route[route.length - 1]!.agentId : this.agentId);
+    } finally {
+      this.pending--;
+    }
+    const result = this.parseAnswer(bytes);
+    if (result.attestations.length !== 0 || result.tokenIds.length !== steps[1] - steps[0]) {
+      throw new AgentError('upstream_error', `the last hop returned ${result.attestations.length} attestations and ${result.tokenIds.length} tokens for an open step`, { agentId: route[route.length - 1]!.agentId });
+    }
+    return result;
+  }
+
+  private sendOn(link: Link, body: Uint8Array): void {
+    try {
+      link.send(body);
+    } catch (err) {
+      throw this.linkError(err, this.opts.hop, this.agentId);
+    }
   }
 
   /**
@@ -162,9 +330,23 @@ export class RemoteStage {
     return result.attestations;
   }
 
-  /** Posts a frame and reads the next hop's `tokens` answer (an `error` frame becomes an AgentError). */
+  /** Sends a frame and reads the next hop's `tokens` answer (an `error` frame becomes an AgentError). */
   private async exchange(body: Uint8Array): Promise<ForwardResultMeta> {
-    const bytes = await this.post(body);
+    if (this.transport === 'post') return this.parseAnswer(await this.post(body));
+    const link = await this.linked();
+    let bytes: Uint8Array;
+    this.pending++;
+    try {
+      bytes = await link.request(body, this.timeoutMs);
+    } catch (err) {
+      throw this.linkError(err, this.opts.hop, this.agentId);
+    } finally {
+      this.pending--;
+    }
+    return this.parseAnswer(bytes);
+  }
+
+  private parseAnswer(bytes: Uint8Array): ForwardResultMeta {
     let frame;
     try {
       frame = decodeFrame(bytes, { maxPayloadBytes: 4 * 4096 });
@@ -199,6 +381,16 @@ export class RemoteStage {
   /** Frees the job's sessions on this hop and every later one (best effort, short timeout). */
   async close(): Promise<void> {
     const meta = closeMetaSchema.parse({ jobId: this.opts.signedTicket.ticket.jobId, ticketHash: this.opts.ticketHash, hop: this.opts.hop });
+    if (this.transport === 'link') {
+      this.closed = true;
+      // The next hop frees the sessions a link opened when the link closes.
+      this.markBroken(new AgentError('upstream_error', 'the stage is closed', { agentId: this.agentId }));
+      const [link, tap] = await Promise.all([this.link?.catch(() => null), this.tap?.catch(() => null)]);
+      tap?.close();
+      if (link && !link.error) link.send(encodeFrame({ kind: 'close', meta }));
+      link?.close();
+      return;
+    }
     try {
       await this.post(encodeFrame({ kind: 'close', meta }), Math.min(this.timeoutMs, 5_000));
     } catch {

@@ -13,6 +13,7 @@ import type { JobTicket } from '../../protocol/ticket.js';
 import type { OpenChunk } from './attest.js';
 import type { SpanSession } from '../runtime/types.js';
 import { AgentError } from './errors.js';
+import type { Link } from './link.js';
 
 export interface SessionLimits {
   maxSessions: number;
@@ -39,6 +40,10 @@ export interface SessionEntry {
   ticket?: JobTicket;
   /** What this hop computed since its open attestation chunk began (see attest.ts). */
   chunk?: OpenChunk;
+  /** The link the session was opened over (it closes with the link); absent for POST frames. */
+  upstream?: Link;
+  /** Last hop on a link: where open steps' tokens go (the head's tap; see link.ts). */
+  tap?: Link;
 }
 
 export interface OpenSession {
@@ -151,6 +156,8 @@ export class SessionManager {
     } catch {
       // Already disposed.
     }
+    // The head's tap has nothing more to carry.
+    entry.tap?.close();
     try {
       entry.onClose?.(reason);
     } catch {

@@ -12,7 +12,9 @@
  * evil.proxy.tamper = {};
  */
 import { spawn } from 'node:child_process';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { FrameReader } from '../../protocol/frame.js';
 import type { AddressInfo } from 'node:net';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -55,7 +57,7 @@ export interface JobContext {
 export interface Tamper {
   /** Rewrites one NDJSON event of a job stream from the agent (null drops it). */
   jobEvent?(ev: WireEvent, ctx: JobContext): WireEvent | null | Promise<WireEvent | null>;
-  /** Rewrites a binary frame sent to the agent on `POST /v1/spans/forward`. */
+  /** Rewrites a binary frame sent to the agent on `POST /v1/spans/forward` or over a link. */
   forwardRequest?(bytes: Uint8Array): Uint8Array | Promise<Uint8Array>;
 }
 
@@ -68,7 +70,7 @@ export interface EvilProxy {
   readonly jobRequests: JobContext['request'][];
   /** Every NDJSON event line the agent wrote (before tampering), by job id. */
   readonly jobEvents: Map<string, WireEvent[]>;
-  /** Every forward frame sent to the agent (before tampering). */
+  /** Every frame sent to the agent by POST or over a link (before tampering). */
   readonly forwardFrames: Uint8Array[];
   /** How many events or frames a tamper function changed or dropped. */
   tampered: number;
@@ -181,12 +183,73 @@ export async function startEvilProxy(): Promise<EvilProxy> {
     res.end();
   };
 
+  /**
+   * Links and taps (HTTP upgrades): the handshake and everything from the agent pass through
+   * unchanged; frames to the agent are split out and go through `tamper.forwardRequest`.
+   */
+  const upgrade = (req: IncomingMessage, client: Duplex, head: Buffer) => {
+    client.on('error', () => undefined);
+    if (!proxy.target) {
+      client.end('HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n');
+      return;
+    }
+    const headers: Record<string, string> = {};
+    for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && k !== 'host') headers[k] = v;
+    const up = httpRequest(new URL(req.url ?? '/', proxy.target), { method: req.method ?? 'GET', headers });
+    up.on('upgrade', (res, agent, agentHead) => {
+      agent.on('error', () => undefined);
+      proxy.responses.push({ method: req.method ?? 'GET', path: req.url ?? '/', status: 101 });
+      const lines = [`HTTP/1.1 101 Switching Protocols`, ...Object.entries(res.headers).map(([k, v]) => `${k}: ${String(v)}`)];
+      client.write(lines.join('\r\n') + '\r\n\r\n');
+      if (agentHead.byteLength) client.write(agentHead);
+      agent.pipe(client);
+      const reader = new FrameReader({ maxPayloadBytes: MAX_BODY_BYTES });
+      let chain = Promise.resolve();
+      const fromClient = (chunk: Buffer) => {
+        let frames: Uint8Array[];
+        try {
+          frames = reader.push(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+        } catch {
+          agent.write(chunk); // not frames: pass on and let the agent refuse it
+          return;
+        }
+        for (const f of frames) {
+          chain = chain.then(async () => {
+            proxy.forwardFrames.push(f.slice());
+            let out = f;
+            if (proxy.tamper.forwardRequest) {
+              out = await proxy.tamper.forwardRequest(f.slice());
+              if (Buffer.compare(Buffer.from(out), Buffer.from(f)) !== 0) proxy.tampered++;
+            }
+            agent.write(out);
+          });
+        }
+      };
+      if (head.byteLength) fromClient(head);
+      client.on('data', fromClient);
+      client.on('close', () => agent.destroy());
+      agent.on('close', () => client.destroy());
+    });
+    up.on('response', (res) => {
+      proxy.responses.push({ method: req.method ?? 'GET', path: req.url ?? '/', status: res.statusCode ?? 0 });
+      const parts: Buffer[] = [];
+      res.on('data', (c: Buffer) => parts.push(c));
+      res.on('end', () => {
+        const body = Buffer.concat(parts);
+        client.end(`HTTP/1.1 ${res.statusCode} Refused\r\ncontent-type: application/json\r\ncontent-length: ${body.byteLength}\r\nconnection: close\r\n\r\n${body.toString('utf8')}`);
+      });
+    });
+    up.on('error', () => client.destroy());
+    up.end();
+  };
+
   const server: Server = createServer((req, res) => {
     handle(req, res).catch(() => {
       if (!res.headersSent) res.writeHead(502).end('proxy error');
       else res.destroy();
     });
   });
+  server.on('upgrade', upgrade);
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   proxy.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   proxy.close = () =>

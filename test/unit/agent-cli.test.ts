@@ -57,6 +57,9 @@ describe('init and configuration', () => {
     expect(() => mergeSettings({ port: 'eighty' }, {})).toThrow(/port/);
     expect(() => mergeSettings({ layers: [4, 2] }, {})).toThrow(/layers/);
     expect(() => mergeSettings({ typo: 1 }, {})).toThrow(/typo|Unrecognized/);
+    expect(mergeSettings({}, {}).hopTransport).toBe('link');
+    expect(mergeSettings({ hopTransport: 'link' }, { hopTransport: 'post' }).hopTransport).toBe('post');
+    expect(() => mergeSettings({}, { hopTransport: 'carrier-pigeon' })).toThrow(/hopTransport/);
   });
 
   it('gives clear errors for unknown commands, unknown flags and an unregistered serve', async () => {

@@ -70,7 +70,9 @@ beforeAll(async () => {
     edge,
     spans: [fakeSpan(model, [0, 1]), fakeSpan(model, [1, 3]), fakeSpan(model, [3, 4])],
     agentIdPrefix: 'three',
-    agentOptions: (i) => (i === 1 ? { fetch: link12.fetch } : {}),
+    // The head sends by POST so the middle hop does too, through the tampering fetch (a link
+    // cannot run over a fetch; the attack suite tampers with links through a proxy).
+    agentOptions: (i) => (i === 1 ? { fetch: link12.fetch } : i === 0 ? { hopTransport: 'post' } : {}),
   });
 });
 afterAll(async () => {

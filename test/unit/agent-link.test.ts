@@ -1,0 +1,193 @@
+/**
+ * Links between hops (pool-agent/server/link.ts): the frame reader that splits a link's byte
+ * stream, the ring a decode step takes over links (middle hops do not answer open steps, the last
+ * hop's token goes to the head's tap) with the same tokens and verified chunks as POST, errors
+ * that travel back up from a later hop, sessions freed when links close, and hostile peers on the
+ * upgrade endpoints.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { connect } from 'node:net';
+import { ChainVerifier } from '../../protocol/attestation.js';
+import type { JobEvent } from '../../protocol/agent-api.js';
+import { decodeFrame, encodeFrame, FrameError, FrameReader } from '../../protocol/frame.js';
+import type { ChunkingPolicy, SamplingParams } from '../../protocol/ticket.js';
+import { LINK_PATH, LinkError, openLink, TAP_JOB_HEADER, TAP_PATH, TAP_TICKET_HEADER } from '../../pool-agent/server/link.js';
+import { fakeModel, fakeSpan, type FakeModel } from '../support/fake-span.js';
+import { createTestEdge, runJob, startChain, tokensOf, type InProcessChain, type TestEdge } from '../support/agents.js';
+
+const PROMPT = [1, 17, 33, 5, 9];
+const CHUNKS: ChunkingPolicy = { maxSteps: 4, maxDelayMs: 60_000 };
+const SAMPLED: SamplingParams = { temperature: 1.1, topP: 0.95, topK: 0, seed: 5 };
+type Chunk = Extract<JobEvent, { type: 'chunk' }>;
+
+describe('FrameReader', () => {
+  const frames = [
+    encodeFrame({ kind: 'forward', dtype: 'float32', dims: [1, 3, 4], meta: { a: 1 }, payload: Float32Array.from({ length: 12 }, (_, i) => i / 3) }),
+    encodeFrame({ kind: 'close', meta: { jobId: 'j' } }),
+    encodeFrame({ kind: 'tokens', dtype: 'int32', dims: [2], meta: { attestations: [], tokenIds: [4, 5] }, payload: Int32Array.from([4, 5]) }),
+  ];
+  const stream = new Uint8Array(frames.reduce((n, f) => n + f.byteLength, 0));
+  frames.reduce((offset, f) => (stream.set(f, offset), offset + f.byteLength), 0);
+
+  it('gives back the same frames however the stream is cut', () => {
+    for (let cut = 1; cut <= stream.byteLength; cut++) {
+      const reader = new FrameReader({ maxPayloadBytes: 1024 });
+      const out: Uint8Array[] = [];
+      for (let i = 0; i < stream.byteLength; i += cut) out.push(...reader.push(stream.subarray(i, i + cut)));
+      expect(out.map((f) => Buffer.from(f).toString('hex'))).toEqual(frames.map((f) => Buffer.from(f).toString('hex')));
+      expect(reader.pending).toBe(0);
+    }
+    // Every frame still decodes on its own.
+    const reader = new FrameReader({ maxPayloadBytes: 1024 });
+    expect(reader.push(stream).map((f) => decodeFrame(f, { maxPayloadBytes: 1024 }).kind)).toEqual(['forward', 'close', 'tokens']);
+  });
+
+  it('refuses a bad or oversized header before buffering the body', () => {
+    const reader = new FrameReader({ maxPayloadBytes: 16 });
+    // The header of a 48-byte tensor: refused from its first 24 bytes.
+    expect(() => reader.push(frames[0]!.subarray(0, 24))).toThrow(FrameError);
+    const garbage = new FrameReader({ maxPayloadBytes: 1024 });
+    expect(() => garbage.push(new TextEncoder().encode('GET / HTTP/1.1\r\n'))).toThrow(/not a layernet frame/);
+    // A header promising a 2^32-element tensor is refused on the spot.
+    const huge = new Uint8Array(frames[0]!.subarray(0, 24));
+    new DataView(huge.buffer).setUint32(16, 0xffff_ffff, true);
+    expect(() => new FrameReader({ maxPayloadBytes: 1 << 30 }).push(huge)).toThrow(/exceeds/);
+  });
+});
+
+describe('a chain of 3 over links', () => {
+  let model: FakeModel;
+  let edge: TestEdge;
+  let linked: InProcessChain;
+  let posted: InProcessChain;
+
+  beforeAll(async () => {
+    model = await fakeModel({ numLayers: 4 });
+    edge = await createTestEdge();
+    const layout: [number, number][] = [[0, 1], [1, 3], [3, 4]];
+    linked = await startChain({ edge, spans: layout.map((l) => fakeSpan(model, l)), agentIdPrefix: 'ln' });
+    posted = await startChain({ edge, spans: layout.map((l) => fakeSpan(model, l)), agentIdPrefix: 'ps', agentOptions: (i) => (i === 0 ? { hopTransport: 'post' } : {}) });
+  });
+  afterAll(async () => {
+    await Promise.all([linked?.close(), posted?.close()]);
+  });
+
+  async function run(chain: InProcessChain, maxTokens: number, sampling: SamplingParams = SAMPLED, signal?: AbortSignal) {
+    const { signed, hash } = await edge.ticket({ route: chain.route, modelId: model.modelId, promptIds: PROMPT, maxTokens, sampling, patch: { chunking: CHUNKS } });
+    const res = await runJob(chain.url, { signedTicket: signed, promptIds: PROMPT, prefixIds: [] }, signal);
+    const chunks = res.events.filter((e): e is Chunk => e.type === 'chunk');
+    const verifier = new ChainVerifier({ ticket: signed.ticket, ticketHash: hash, numLayers: 4, keys: chain.publicKeys });
+    const verdicts = [];
+    for (const c of chunks) verdicts.push(await verifier.verifyChunk(c.attestations));
+    return { res, chunks, verdicts };
+  }
+
+  it('gives the same tokens and verified chunks as POST, and middle hops answer only the steps that seal', async () => {
+    const middle = linked.agents[1]!.core;
+    const last = linked.agents[2]!.core;
+    const answered = vi.spyOn(middle, 'handleLinkFrame');
+    const posts = [vi.spyOn(middle, 'handleFrame'), vi.spyOn(last, 'handleFrame')];
+    const viaLink = await run(linked, 11);
+    const viaPost = await run(posted, 11);
+    expect(viaLink.res.events.at(-1)).toEqual({ type: 'done', finishReason: 'length' });
+    expect(tokensOf(viaLink.res.events)).toEqual(tokensOf(viaPost.res.events));
+    expect(viaLink.chunks.map((c) => c.steps)).toEqual([[0, 1], [1, 5], [5, 9], [9, 11]]);
+    expect(viaLink.verdicts.every((v) => v.ok)).toBe(true);
+    // 11 steps went over the middle hop's link; only the 4 sealing ones were answered on it.
+    const answers = await Promise.all(answered.mock.results.map((r) => r.value as Promise<Uint8Array | null>));
+    expect(answers).toHaveLength(11 + 1); // + the close frame at the end
+    expect(answers.filter((a) => a !== null)).toHaveLength(4 + 1);
+    for (const spy of posts) expect(spy).not.toHaveBeenCalled();
+    answered.mockRestore();
+    for (const spy of posts) spy.mockRestore();
+    await vi.waitFor(() => expect(linked.agents.map((a) => a.core.sessions.size)).toEqual([0, 0, 0]));
+  });
+
+  it('a client gone mid-job frees the sessions down the chain (the links close)', async () => {
+    const ctl = new AbortController();
+    const slow = await startChain({
+      edge,
+      spans: [fakeSpan(model, [0, 1], { delayMs: 20 }), fakeSpan(model, [1, 3]), fakeSpan(model, [3, 4])],
+      agentIdPrefix: 'gone',
+    });
+    try {
+      const running = run(slow, 10_000, SAMPLED, ctl.signal).catch(() => null);
+      await vi.waitFor(() => expect(slow.agents[2]!.core.sessions.size).toBe(1));
+      ctl.abort();
+      await running;
+      await vi.waitFor(() => expect(slow.agents.map((a) => a.core.sessions.size)).toEqual([0, 0, 0]));
+    } finally {
+      await slow.close();
+    }
+  });
+
+  /** A chain of 3 whose hop `failing` throws at its `failAtCall`-th step: the job's last event and what each hop still holds. */
+  async function failingRun(prefix: string, failing: number, failAtCall: number) {
+    const layout: [number, number][] = [[0, 1], [1, 3], [3, 4]];
+    const chain = await startChain({ edge, spans: layout.map((l, i) => fakeSpan(model, l, i === failing ? { failAtCall } : {})), agentIdPrefix: prefix });
+    try {
+      const r = await run(chain, 8);
+      // The prefill (a chunk of its own) came through; the open chunk after it is never sent.
+      expect(r.chunks.map((c) => c.steps)).toEqual([[0, 1]]);
+      await vi.waitFor(() => expect(chain.agents.map((a) => a.core.sessions.size)).toEqual([0, 0, 0]));
+      return r.res.events.at(-1);
+    } finally {
+      await chain.close();
+    }
+  }
+
+  it('an error at the last hop on an open step reaches the head, and every session is freed', async () => {
+    // Step 2 (open) fails at hop 2: the head, waiting on its tap, hears it there.
+    expect(await failingRun('fl', 2, 2)).toMatchObject({ type: 'error', code: 'internal_error', agentId: 'fl-2' });
+  });
+
+  it('a middle hop failing on an open step is the one named, not the last hop whose tap its failure closes', async () => {
+    expect(await failingRun('fm', 1, 3)).toMatchObject({ type: 'error', code: 'internal_error', agentId: 'fm-1' });
+  });
+
+  it('refuses a tap for a job it does not hold, and a wrong upgrade', async () => {
+    const last = linked.agents[2]!;
+    const tap = openLink(new URL(TAP_PATH, last.url).toString(), {
+      timeoutMs: 5_000,
+      maxPayloadBytes: 1024,
+      headers: { [TAP_JOB_HEADER]: 'job-nope', [TAP_TICKET_HEADER]: '0'.repeat(64) },
+    });
+    await expect(tap).rejects.toMatchObject({ code: 'refused', status: 404, agentCode: 'unknown_session' });
+    const other = await fetch(new URL(LINK_PATH, last.url), { headers: { connection: 'upgrade', upgrade: 'websocket' } }).catch((e: unknown) => e);
+    expect(other instanceof Response ? other.status : 0).not.toBe(101);
+  });
+
+  it('answers a bad frame on a link with an error frame, closes a link that sends garbage, and keeps serving', async () => {
+    const middle = linked.agents[1]!;
+    const link = await openLink(new URL(LINK_PATH, middle.url).toString(), { timeoutMs: 5_000, maxPayloadBytes: 1 << 20 });
+    const answer = decodeFrame(await link.request(encodeFrame({ kind: 'forward', dtype: 'float32', dims: [1, 1, 8], meta: { hop: 'x' }, payload: new Float32Array(8) }), 5_000), { maxPayloadBytes: 1 << 20 });
+    expect(answer.kind).toBe('error');
+    expect(answer.meta).toMatchObject({ code: 'bad_frame' });
+    // Still open: a second bad frame gets its own answer.
+    const again = decodeFrame(await link.request(encodeFrame({ kind: 'tokens', meta: null }), 5_000), { maxPayloadBytes: 1 << 20 });
+    expect(again.meta).toMatchObject({ code: 'bad_frame' });
+    link.close();
+
+    // Raw garbage after the upgrade: the agent drops that connection.
+    const port = Number(new URL(middle.url).port);
+    const closed = await new Promise<string>((resolve) => {
+      const socket = connect(port, '127.0.0.1', () => {
+        socket.write(`GET ${LINK_PATH} HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: layernet-link/1\r\n\r\n`);
+        socket.write('this is not a frame at all');
+      });
+      let text = '';
+      socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+      socket.on('close', () => resolve(text));
+      socket.on('error', () => undefined);
+    });
+    expect(closed).toMatch(/^HTTP\/1.1 101/);
+    // The agents still serve a whole job.
+    const r = await run(linked, 6);
+    expect(r.res.events.at(-1)).toEqual({ type: 'done', finishReason: 'length' });
+    expect(r.verdicts.every((v) => v.ok)).toBe(true);
+  });
+
+  it('LinkError carries what went wrong', () => {
+    expect(new LinkError('refused', 'x', 503, 'shutdown')).toMatchObject({ code: 'refused', status: 503, agentCode: 'shutdown' });
+  });
+});
