@@ -1,9 +1,10 @@
 /**
  * Where a chain's extra time per token goes, in one process: the `small` model split 3 ways,
- * run (a) directly, span after span (`forwardChain`), and (b) as three in-process agents over
- * loopback HTTP (`startChain`, the edge's default chunking). For (b) it measures the time spent
- * inside each span's `forward` (onnxruntime) and inside each agent's frame handling, so the
- * difference to (a) splits into compute, the agents' own per-frame work, and the transport.
+ * run (a) directly, span after span (`forwardChain`), and as three in-process agents on loopback
+ * (`startChain`, the edge's default chunking), (b) over links (the default hop transport) and
+ * (c) with a head that sends every step by POST. For (b) and (c) it measures the time spent
+ * inside each span's `forward` (onnxruntime), so the difference to (a) is the agents' own
+ * per-frame work and the transport.
  *
  *   npm run bench:hops -- [--threads 2] [--tokens 96] [--rounds 3]
  */
@@ -11,7 +12,6 @@ import { parseArgs } from 'node:util';
 import { join } from 'node:path';
 import { buildModel } from '../pool-agent/model/index.js';
 import { argmax, forwardChain, loadSpan } from '../pool-agent/runtime/index.js';
-import { AgentCore } from '../pool-agent/server/agent.js';
 import { createTestEdge, runJob, startChain } from '../test/support/agents.js';
 
 const { values } = parseArgs({ options: { threads: { type: 'string', default: '2' }, tokens: { type: 'string', default: '96' }, rounds: { type: 'string', default: '3' } } });
@@ -45,56 +45,47 @@ proto.forward = async function (this: object, ...args: unknown[]) {
     if (i !== undefined) inside[i]! += performance.now() - t;
   }
 };
-// Time inside the downstream agents' frame handling (hop 1's includes its call to hop 2).
-const frames = { ms: 0, count: 0 };
-const core = AgentCore.prototype as unknown as { handleFrame: (b: Uint8Array) => Promise<unknown> };
-const handleFrame = core.handleFrame;
-core.handleFrame = async function (this: unknown, bytes: Uint8Array) {
-  const t = performance.now();
-  try {
-    return await handleFrame.call(this, bytes);
-  } finally {
-    frames.ms += performance.now() - t;
-    frames.count++;
-  }
-};
-
 const edge = await createTestEdge();
-const chain = await startChain({ edge, spans, agentIdPrefix: 'hop' });
+const linked = await startChain({ edge, spans, agentIdPrefix: 'hop' });
+const posted = await startChain({ edge, spans, agentIdPrefix: 'post', agentOptions: (i) => (i === 0 ? { hopTransport: 'post' } : {}) });
 const PROMPT = Array.from({ length: 32 }, (_, i) => (i === 0 ? 1 : 100 + ((i * 7919) % 30000)));
 const rows: Record<string, Record<string, number>> = {};
+const per = (x: number) => +(x / (N + 1)).toFixed(2);
+
+/** One job through `chain`: ms per token, and ms per token inside the spans. */
+async function viaAgents(chain: typeof linked): Promise<[number, number]> {
+  inside.fill(0);
+  const { signed } = await edge.ticket({ route: chain.route, modelId, promptIds: PROMPT, maxTokens: N + 1, patch: { chunking: { maxSteps: 16, maxDelayMs: 50 } } });
+  const t = performance.now();
+  const res = await runJob(chain.url, { signedTicket: signed, promptIds: PROMPT, prefixIds: [] });
+  const total = (performance.now() - t) / (N + 1);
+  if (res.events.at(-1)?.type !== 'done') throw new Error(`job failed: ${JSON.stringify(res.events.at(-1) ?? res.error)}`);
+  return [+total.toFixed(2), per(inside.reduce((a, b) => a + b, 0))];
+}
+
 try {
   for (let round = 0; round <= rounds; round++) {
     const sessions = spans.map((s) => s.openSession());
     let out = await forwardChain(sessions, Int32Array.from(PROMPT));
-    let t = performance.now();
+    const t = performance.now();
     for (let i = 0; i < N; i++) out = await forwardChain(sessions, Int32Array.of(argmax(out.logits)));
     const direct = (performance.now() - t) / N;
     sessions.forEach((s) => s.dispose());
-
-    inside.fill(0);
-    frames.ms = frames.count = 0;
-    const { signed } = await edge.ticket({ route: chain.route, modelId, promptIds: PROMPT, maxTokens: N + 1, patch: { chunking: { maxSteps: 16, maxDelayMs: 50 } } });
-    t = performance.now();
-    const res = await runJob(chain.url, { signedTicket: signed, promptIds: PROMPT, prefixIds: [] });
-    const http = (performance.now() - t) / (N + 1);
-    if (res.events.at(-1)?.type !== 'done') throw new Error(`job failed: ${JSON.stringify(res.events.at(-1) ?? res.error)}`);
+    const [link, linkInside] = await viaAgents(linked);
+    const [post, postInside] = await viaAgents(posted);
     if (round === 0) continue; // warm-up
-    const per = (x: number) => +(x / (N + 1)).toFixed(2);
-    // hop 1's handling nests hop 2's: own work of both = handled - hop 2 counted twice - compute.
-    const hop2 = per(inside[2]!);
     rows[`round ${round}`] = {
       'direct ms/token': +direct.toFixed(2),
-      'agents over HTTP ms/token': +http.toFixed(2),
-      'inside forward, all spans': per(inside.reduce((a, b) => a + b, 0)),
-      'downstream frame handling (nested)': per(frames.ms),
-      'hop 2 forward': hop2,
+      'links ms/token': link,
+      'links: inside spans': linkInside,
+      'POST ms/token': post,
+      'POST: inside spans': postInside,
     };
   }
   console.log(`small split [0:3 3:5 5:8], ${threads} onnxruntime threads, ${N} tokens, one process`);
   console.table(rows);
   console.log(JSON.stringify({ bench: 'hop-overhead', threads, tokens: N, rows }));
 } finally {
-  await chain.close();
+  await Promise.all([linked.close(), posted.close()]);
   await Promise.all(spans.map((s) => s.close()));
 }

@@ -145,6 +145,11 @@ export const checkInputsRequestSchema = z.object({
   signature: z.string().max(128),
 });
 export type CheckInputsRequest = z.infer<typeof checkInputsRequestSchema>;
+/**
+ * What the head signs to open its tap on the last hop (pool-agent/server/link.ts): only the hop
+ * the ticket names as the head may take a job's tokens there.
+ */
+export const tapMessage = (jobId: string, ticketHash: string) => `layernet.tap/1\n${jobId}\n${ticketHash}`;
 export const checkInputsMessage = (r: Omit<CheckInputsRequest, 'signature'>) => `layernet.check-inputs/1\n${r.jobId}\n${r.hop}\n${r.issuedAt}`;
 
 export const checkInputsResponseSchema = z.object({

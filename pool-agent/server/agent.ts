@@ -8,7 +8,7 @@
  * const job = await agent.prepareJob(body);          // throws AgentError before any byte is sent
  * for await (const ev of job.events(signal)) write(ev);
  */
-import { cancelMessage, cancelRequestSchema, checkInputsMessage, checkInputsRequestSchema, closeMetaSchema, errorFrameMetaSchema, forwardMetaSchema, jobRequestSchema, sealMetaSchema, type CheckInputsResponse, type ForwardResultMeta, type JobEvent } from '../../protocol/agent-api.js';
+import { cancelMessage, cancelRequestSchema, checkInputsMessage, tapMessage, checkInputsRequestSchema, closeMetaSchema, errorFrameMetaSchema, forwardMetaSchema, jobRequestSchema, sealMetaSchema, type CheckInputsResponse, type ForwardResultMeta, type JobEvent } from '../../protocol/agent-api.js';
 import { attestationBytes, type SignedAttestation } from '../../protocol/attestation.js';
 import { bytesOf, concatByteList, encodeTokenIds, sha256Hex, toBase64Url, utf8 } from '../../protocol/bytes.js';
 import { decodeFrame, encodeFrame, FrameError, framePayloadAs, type Frame } from '../../protocol/frame.js';
@@ -344,7 +344,16 @@ export class AgentCore {
       const transport = this.hopTransport;
       next =
         ticket.route.length > 1
-          ? new RemoteStage({ signedTicket, ticketHash: hash, hop: 1, timeoutMs: this.limits.hopTimeoutMs, transport, awaitTokens: true, ...(this.fetch && transport === 'post' ? { fetch: this.fetch } : {}) })
+          ? new RemoteStage({
+              signedTicket,
+              ticketHash: hash,
+              hop: 1,
+              timeoutMs: this.limits.hopTimeoutMs,
+              transport,
+              awaitTokens: true,
+              sign: (bytes) => this.crypto.sign(bytes),
+              ...(this.fetch && transport === 'post' ? { fetch: this.fetch } : {}),
+            })
           : null;
       // A link's handshake overlaps this hop's prefill.
       next?.connect();
@@ -511,10 +520,16 @@ export class AgentCore {
    * Last hop: the head's tap for job `jobId` (see link.ts). Open steps' tokens go to it from now
    * on; throws AgentError when the job has no session here, another ticket, or already a tap.
    */
-  attachTap(jobId: string, ticketHash: string, tap: Link): void {
+  attachTap(jobId: string, ticketHash: string, signature: string, tap: Link): void {
     const entry = this.sessions.get(jobId);
     if (!entry || entry.ticketHash !== ticketHash || !entry.ticket) throw new AgentError('unknown_session', `no open session for job ${jobId} on this agent`);
     if (entry.hop !== entry.ticket.route.length - 1) throw new AgentError('wrong_hop', `job ${jobId} is open here as hop ${entry.hop}, not the last hop`);
+    // Only the head may take the tokens: a hop in between that took the tap could withhold them
+    // and have this hop blamed. The route names the head's registered key (vouched by the edge).
+    const headKey = entry.ticket.route[0]?.publicKey;
+    if (headKey !== undefined && !this.crypto.verify(headKey, signature, utf8(tapMessage(jobId, ticketHash)))) {
+      throw new AgentError('invalid_signature', `the tap request for job ${jobId} is not signed by the head's key`);
+    }
     if (!entry.upstream) throw new AgentError('bad_frame', `job ${jobId} did not reach this hop over a link`);
     if (entry.tap) throw new AgentError('conflict', `job ${jobId} already has a tap`);
     entry.tap = tap;
@@ -524,9 +539,25 @@ export class AgentCore {
     });
   }
 
-  /** A link closed: the sessions it opened end (their upstream is gone). */
+  /**
+   * A link closed: the sessions it opened end (their upstream is gone). A last hop says so on
+   * the head's tap first, naming the previous hop, so the head does not take the tap's closing
+   * for this hop's failure.
+   */
   linkClosed(via: Link): void {
-    for (const id of [...this.sessionsByLink(via)]) this.sessions.close(id, 'link closed');
+    for (const id of [...this.sessionsByLink(via)]) {
+      const entry = this.sessions.get(id);
+      if (entry) this.tellTapUpstreamEnded(entry, 'closed its link to');
+      this.sessions.close(id, 'link closed');
+    }
+  }
+
+  /** Last hop: the previous hop ended the job while the head's tap is still open. */
+  private tellTapUpstreamEnded(entry: SessionEntry, what: string): void {
+    const prev = entry.ticket?.route[entry.hop - 1];
+    if (entry.tap && !entry.tap.error && prev) {
+      entry.tap.send(this.errorFrameBytes(new AgentError('upstream_error', `hop ${entry.hop - 1} ${what} hop ${entry.hop}`, { agentId: prev.agentId })));
+    }
   }
 
   private *sessionsByLink(via: Link): Generator<string> {
@@ -549,7 +580,12 @@ export class AgentCore {
     const meta = closeMetaSchema.safeParse(frame.meta);
     if (!meta.success) throw new AgentError('bad_frame', 'close frame meta does not match the schema');
     const entry = this.sessions.get(meta.data.jobId);
-    if (entry && entry.ticketHash === meta.data.ticketHash && entry.hop === meta.data.hop) this.sessions.close(meta.data.jobId, 'closed');
+    if (entry && entry.ticketHash === meta.data.ticketHash && entry.hop === meta.data.hop) {
+      // The head closes its tap before the job's close frame gets here; an open tap means a hop
+      // before this one ended the job early.
+      this.tellTapUpstreamEnded(entry, 'closed the job on');
+      this.sessions.close(meta.data.jobId, 'closed');
+    }
     return encodeFrame({ kind: 'close', meta: { closed: entry !== undefined } });
   }
 

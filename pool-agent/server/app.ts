@@ -16,7 +16,7 @@ import { FORWARD_PATH } from './remote-stage.js';
 import { createCheckService, type CheckService } from './checks.js';
 import { CHECK_PATH } from '../../protocol/check.js';
 import type { Duplex } from 'node:stream';
-import { Link, LINK_PATH, LINK_PROTOCOL, TAP_JOB_HEADER, TAP_PATH, TAP_TICKET_HEADER } from './link.js';
+import { Link, LINK_PATH, LINK_PROTOCOL, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER } from './link.js';
 
 export interface AgentServerOptions extends AgentCoreOptions {
   host?: string;
@@ -153,7 +153,7 @@ function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, he
     // Nothing comes from the head on a tap: any byte is a protocol error.
     const tap = new Link(socket, { maxPayloadBytes: 0 });
     try {
-      core.attachTap(String(req.headers[TAP_JOB_HEADER] ?? ''), String(req.headers[TAP_TICKET_HEADER] ?? ''), tap);
+      core.attachTap(String(req.headers[TAP_JOB_HEADER] ?? ''), String(req.headers[TAP_TICKET_HEADER] ?? ''), String(req.headers[TAP_SIGNATURE_HEADER] ?? ''), tap);
     } catch (err) {
       refuseUpgrade(socket, toAgentError(err));
       return;

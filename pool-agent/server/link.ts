@@ -28,6 +28,8 @@ export const LINK_PROTOCOL = 'layernet-link/1';
 /** Request headers naming the job a tap is for. */
 export const TAP_JOB_HEADER = 'x-layernet-job';
 export const TAP_TICKET_HEADER = 'x-layernet-ticket-hash';
+/** The head's Ed25519 signature (base64url) of tapMessage(jobId, ticketHash). */
+export const TAP_SIGNATURE_HEADER = 'x-layernet-tap-signature';
 
 /** Why a link stopped: the socket closed or failed, a bad frame, a timeout, or an unanswerable frame. */
 export class LinkError extends Error {

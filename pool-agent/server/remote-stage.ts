@@ -17,7 +17,9 @@ import { readResponseBytes } from '../../protocol/bytes.js';
 import type { SignedAttestation } from '../../protocol/attestation.js';
 import type { SignedTicket } from '../../protocol/ticket.js';
 import { AgentError, isAgentErrorCode } from './errors.js';
-import { LINK_PATH, LinkError, openLink, TAP_JOB_HEADER, TAP_PATH, TAP_TICKET_HEADER, type Link } from './link.js';
+import { LINK_PATH, LinkError, openLink, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER, type Link } from './link.js';
+import { tapMessage } from '../../protocol/agent-api.js';
+import { utf8 } from '../../protocol/bytes.js';
 
 export const FORWARD_PATH = '/v1/spans/forward';
 /** How long a head whose tap closed waits for the error of a hop before the last (see forwardOpen). */
@@ -106,6 +108,8 @@ export interface RemoteStageOptions {
    * about an open step, or the link closing). Called once; the stage is unusable after it.
    */
   onFailure?: (err: AgentError) => void;
+  /** The head's signature (base64url) of its tap request (see tapMessage); required for a tap. */
+  sign?: (bytes: Uint8Array) => string;
 }
 
 export type HopTransport = 'post' | 'link';
@@ -175,7 +179,11 @@ export class RemoteStage {
     const link = await openLink(new URL(TAP_PATH, last.endpoint).toString(), {
       timeoutMs: Math.min(this.timeoutMs, 10_000),
       maxPayloadBytes: 4 * 4096,
-      headers: { [TAP_JOB_HEADER]: this.opts.signedTicket.ticket.jobId, [TAP_TICKET_HEADER]: this.opts.ticketHash },
+      headers: {
+        [TAP_JOB_HEADER]: this.opts.signedTicket.ticket.jobId,
+        [TAP_TICKET_HEADER]: this.opts.ticketHash,
+        ...(this.opts.sign ? { [TAP_SIGNATURE_HEADER]: this.opts.sign(utf8(tapMessage(this.opts.signedTicket.ticket.jobId, this.opts.ticketHash))) } : {}),
+      },
     }).catch((err: unknown) => {
       throw this.linkError(err, route.length - 1, last.agentId);
     });
@@ -285,14 +293,18 @@ export class RemoteStage {
     }
     const route = this.opts.signedTicket.ticket.route;
     this.pending++;
-    let bytes: Uint8Array;
+    let result: ForwardResultMeta;
     try {
-      bytes = await Promise.race([answer, this.brokenPromise()]);
+      result = this.parseAnswer(await Promise.race([answer, this.brokenPromise()]));
     } catch (err) {
-      if (this.tap && err instanceof LinkError && !this.broken) {
-        // The tap closed. A hop before the last that failed frees its session, which closes the
-        // chain behind it up to the tap, while its own error is still on its way back up the
-        // link: wait a moment for that error rather than blame the last hop.
+      // Nothing came in time: the hop this step was handed to (or one after it) did not answer,
+      // as a POST chain would report it.
+      if (err instanceof LinkError && err.code === 'timeout') throw this.linkError(err, this.opts.hop, this.agentId);
+      if (this.tap && !this.broken) {
+        // The tap failed or carried an error. A hop before the last that failed frees its
+        // session, which closes the chain behind it up to the tap, while its own error is still
+        // on its way back up the link: wait a moment for that report rather than take the last
+        // hop's word (or silence) for it.
         const first = await Promise.race([this.brokenPromise().catch((e: unknown) => e), new Promise<null>((r) => setTimeout(r, TAP_GRACE_MS, null))]);
         if (first instanceof AgentError) throw first;
       }
@@ -300,7 +312,6 @@ export class RemoteStage {
     } finally {
       this.pending--;
     }
-    const result = this.parseAnswer(bytes);
     if (result.attestations.length !== 0 || result.tokenIds.length !== steps[1] - steps[0]) {
       throw new AgentError('upstream_error', `the last hop returned ${result.attestations.length} attestations and ${result.tokenIds.length} tokens for an open step`, { agentId: route[route.length - 1]!.agentId });
     }

@@ -11,7 +11,9 @@ import { ChainVerifier } from '../../protocol/attestation.js';
 import type { JobEvent } from '../../protocol/agent-api.js';
 import { decodeFrame, encodeFrame, FrameError, FrameReader } from '../../protocol/frame.js';
 import type { ChunkingPolicy, SamplingParams } from '../../protocol/ticket.js';
-import { LINK_PATH, LinkError, openLink, TAP_JOB_HEADER, TAP_PATH, TAP_TICKET_HEADER } from '../../pool-agent/server/link.js';
+import { LINK_PATH, LinkError, openLink, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER } from '../../pool-agent/server/link.js';
+import { tapMessage } from '../../protocol/agent-api.js';
+import type { AgentServer } from '../../pool-agent/server/app.js';
 import { fakeModel, fakeSpan, type FakeModel } from '../support/fake-span.js';
 import { createTestEdge, runJob, startChain, tokensOf, type InProcessChain, type TestEdge } from '../support/agents.js';
 
@@ -19,6 +21,8 @@ const PROMPT = [1, 17, 33, 5, 9];
 const CHUNKS: ChunkingPolicy = { maxSteps: 4, maxDelayMs: 60_000 };
 const SAMPLED: SamplingParams = { temperature: 1.1, topP: 0.95, topK: 0, seed: 5 };
 type Chunk = Extract<JobEvent, { type: 'chunk' }>;
+/** A signature by `agent`'s own key (the agent's crypto, as it signs attestations). */
+const signBytesSync = (agent: AgentServer, message: string) => (agent.core as unknown as { crypto: { sign(b: Uint8Array): string } }).crypto.sign(new TextEncoder().encode(message));
 
 describe('FrameReader', () => {
   const frames = [
@@ -143,6 +147,29 @@ describe('a chain of 3 over links', () => {
 
   it('a middle hop failing on an open step is the one named, not the last hop whose tap its failure closes', async () => {
     expect(await failingRun('fm', 1, 3)).toMatchObject({ type: 'error', code: 'internal_error', agentId: 'fm-1' });
+  });
+
+  it('refuses a tap not signed by the head, so no other hop can take the tokens', async () => {
+    const ctl = new AbortController();
+    const slow = await startChain({ edge, spans: [fakeSpan(model, [0, 1], { delayMs: 20 }), fakeSpan(model, [1, 3]), fakeSpan(model, [3, 4])], agentIdPrefix: 'st' });
+    try {
+      const { signed, hash } = await edge.ticket({ route: slow.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 10_000, sampling: SAMPLED, patch: { chunking: CHUNKS } });
+      const running = runJob(slow.url, { signedTicket: signed, promptIds: PROMPT, prefixIds: [] }, ctl.signal).catch(() => null);
+      await vi.waitFor(() => expect(slow.agents[2]!.core.sessions.size).toBe(1));
+      const url = new URL(TAP_PATH, slow.agents[2]!.url).toString();
+      const headers = { [TAP_JOB_HEADER]: signed.ticket.jobId, [TAP_TICKET_HEADER]: hash };
+      // The middle hop knows the job id and ticket hash, but cannot sign as the head.
+      const forged = signBytesSync(slow.agents[1]!, tapMessage(signed.ticket.jobId, hash));
+      for (const signature of ['', forged]) {
+        await expect(openLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024, headers: { ...headers, [TAP_SIGNATURE_HEADER]: signature } })).rejects.toMatchObject({ status: 401, agentCode: 'invalid_signature' });
+      }
+      // The head's own tap is in place and the job goes on.
+      expect(slow.agents[2]!.core.sessions.get(signed.ticket.jobId)?.tap).toBeDefined();
+      ctl.abort();
+      await running;
+    } finally {
+      await slow.close();
+    }
   });
 
   it('refuses a tap for a job it does not hold, and a wrong upgrade', async () => {
