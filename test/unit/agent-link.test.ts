@@ -193,6 +193,10 @@ describe('a chain of 3 over links', () => {
     // Still open: a second bad frame gets its own answer.
     const again = decodeFrame(await link.request(encodeFrame({ kind: 'tokens', meta: null }), 5_000), { maxPayloadBytes: 1 << 20 });
     expect(again.meta).toMatchObject({ code: 'bad_frame' });
+    // A peer sending far ahead is paused, not dropped: every frame is answered, in order.
+    const ahead = Array.from({ length: 40 }, (_, i) => link.request(encodeFrame({ kind: 'close', meta: { jobId: `job-${i}`, ticketHash: '0'.repeat(64), hop: 1 } }), 5_000));
+    const closes = await Promise.all(ahead);
+    expect(closes.map((b) => decodeFrame(b, { maxPayloadBytes: 0 }).meta)).toEqual(Array(40).fill({ closed: false }));
     link.close();
 
     // Raw garbage after the upgrade: the agent drops that connection.
