@@ -560,6 +560,12 @@ export class AgentCore {
     }
   }
 
+  /** Whether a session this link opened is still open. */
+  holdsSessionsOf(via: Link): boolean {
+    for (const id of this.linkJobs.get(via) ?? []) if (this.sessions.get(id)?.upstream === via) return true;
+    return false;
+  }
+
   private *sessionsByLink(via: Link): Generator<string> {
     for (const id of this.linkJobs.get(via) ?? []) if (this.sessions.get(id)?.upstream === via) yield id;
     this.linkJobs.delete(via);
@@ -723,12 +729,12 @@ export class AgentCore {
     }
     this.metrics.forwards.inc({ hop: String(meta.hop) });
     if (last) this.metrics.tokens.inc({ role: 'last' }, result.tokenIds.length);
+    // An open step on a link: the last hop's token goes to the head's tap when it has one (else
+    // back up the link, to the head itself when it is the previous hop); middle hops answer nothing.
+    if (via && !seal && !last) return null;
     const resultMeta: ForwardResultMeta = { attestations: result.attestations, tokenIds: result.tokenIds };
     const answer = encodeFrame({ kind: 'tokens', dtype: 'int32', dims: [result.tokenIds.length], meta: resultMeta, payload: Int32Array.from(result.tokenIds) });
     if (via && !seal) {
-      // An open step on a link: the last hop's token goes to the head's tap when it has one (else
-      // back up the link, to the head itself when it is the previous hop); middle hops answer nothing.
-      if (!last) return null;
       if (entry.tap) {
         if (entry.tap.error) throw new AgentError('upstream_error', `the head's tap for job ${ticket.jobId} is closed`);
         entry.tap.send(answer);

@@ -131,8 +131,8 @@ function refuseUpgrade(socket: Duplex, err: AgentError): void {
 
 /**
  * `GET /v1/spans/link` and `GET /v1/spans/tap` with `Upgrade: layernet-link/1` (see link.ts).
- * A link's frames run one after the other; a link idle past the session idle time is closed, and
- * closing it frees the sessions it opened. A tap only carries tokens to the head.
+ * A link's frames run one after the other; a link without a session, idle past the session idle
+ * time, is closed, and closing a link frees the sessions it opened. A tap only carries tokens to the head.
  */
 function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, head: Buffer, links: Set<Link>): void {
   socket.on('error', () => undefined);
@@ -167,7 +167,11 @@ function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, he
   accept();
   const link = new Link(socket, { maxPayloadBytes: core.limits.maxFramePayloadBytes }, head);
   links.add(link);
-  (socket as { setTimeout?: (ms: number, cb: () => void) => void }).setTimeout?.(core.limits.idleMs, () => link.close());
+  // A link that carries no session for the idle time goes; one whose session is busy (a long
+  // prefill upstream) stays: sessions expire on their own, and then the link follows.
+  (socket as { setTimeout?: (ms: number, cb: () => void) => void }).setTimeout?.(core.limits.idleMs, () => {
+    if (!core.holdsSessionsOf(link)) link.close();
+  });
   let queue = Promise.resolve();
   // Frames run one at a time; a peer that sends ahead is paused rather than buffered without end.
   let waiting = 0;

@@ -218,6 +218,17 @@ describe('a chain of 3 over links', () => {
     expect(r.verdicts.every((v) => v.ok)).toBe(true);
   });
 
+  it('closes a link that carries no session once it has been idle for the session idle time', async () => {
+    const quick = await startChain({ edge, spans: [fakeSpan(model, [0, 4])], agentIdPrefix: 'idle', agentOptions: () => ({ limits: { idleMs: 300 } }) });
+    try {
+      const link = await openLink(new URL(LINK_PATH, quick.url).toString(), { timeoutMs: 5_000, maxPayloadBytes: 1024 });
+      expect(link.error).toBeNull();
+      await vi.waitFor(() => expect(link.error?.code).toBe('closed'), { timeout: 3_000 });
+    } finally {
+      await quick.close();
+    }
+  });
+
   it('LinkError carries what went wrong', () => {
     expect(new LinkError('refused', 'x', 503, 'shutdown')).toMatchObject({ code: 'refused', status: 503, agentCode: 'shutdown' });
   });
