@@ -217,10 +217,23 @@ export class RemoteStage {
     if (!this.closed && this.pending === 0) this.opts.onFailure?.(err);
   }
 
-  /** Rejects once the link breaks outside a request. */
-  private brokenPromise(): Promise<never> {
-    if (this.broken) return Promise.reject(this.broken);
-    return new Promise((_, reject) => this.brokenWaiters.push(reject));
+  /**
+   * Races `p` against the link breaking outside a request (an error a later hop sent back up, or
+   * the link closing); the waiter goes away with the race, so a long job does not pile them up.
+   */
+  private async orBroken<T>(p: Promise<T>): Promise<T> {
+    if (this.broken) throw this.broken;
+    let waiter!: (err: AgentError) => void;
+    const broken = new Promise<never>((_, reject) => {
+      waiter = reject;
+      this.brokenWaiters.push(reject);
+    });
+    try {
+      return await Promise.race([p, broken]);
+    } finally {
+      const i = this.brokenWaiters.indexOf(waiter);
+      if (i >= 0) this.brokenWaiters.splice(i, 1);
+    }
   }
 
   private async linked(): Promise<Link> {
@@ -295,7 +308,7 @@ export class RemoteStage {
     this.pending++;
     let result: ForwardResultMeta;
     try {
-      result = this.parseAnswer(await Promise.race([answer, this.brokenPromise()]));
+      result = this.parseAnswer(await this.orBroken(answer));
     } catch (err) {
       // Nothing came in time: the hop this step was handed to (or one after it) did not answer,
       // as a POST chain would report it.
@@ -305,7 +318,9 @@ export class RemoteStage {
         // session, which closes the chain behind it up to the tap, while its own error is still
         // on its way back up the link: wait a moment for that report rather than take the last
         // hop's word (or silence) for it.
-        const first = await Promise.race([this.brokenPromise().catch((e: unknown) => e), new Promise<null>((r) => setTimeout(r, TAP_GRACE_MS, null))]);
+        let timer: NodeJS.Timeout | undefined;
+        const first = await this.orBroken(new Promise<null>((r) => (timer = setTimeout(r, TAP_GRACE_MS, null)))).catch((e: unknown) => e);
+        clearTimeout(timer);
         if (first instanceof AgentError) throw first;
       }
       throw this.linkError(err, this.tap ? route.length - 1 : this.opts.hop, this.tap ? route[route.length - 1]!.agentId : this.agentId);
