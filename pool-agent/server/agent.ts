@@ -8,7 +8,7 @@
  * const job = await agent.prepareJob(body);          // throws AgentError before any byte is sent
  * for await (const ev of job.events(signal)) write(ev);
  */
-import { cancelMessage, cancelRequestSchema, checkInputsMessage, tapMessage, checkInputsRequestSchema, closeMetaSchema, errorFrameMetaSchema, forwardMetaSchema, jobRequestSchema, sealMetaSchema, type CheckInputsResponse, type ForwardResultMeta, type JobEvent } from '../../protocol/agent-api.js';
+import { cancelMessage, cancelRequestSchema, checkInputsMessage, checkInputsRequestSchema, closeMetaSchema, errorFrameMetaSchema, forwardMetaSchema, jobRequestSchema, sealMetaSchema, tapMessage, type CheckInputsResponse, type ForwardResultMeta, type JobEvent } from '../../protocol/agent-api.js';
 import { attestationBytes, type SignedAttestation } from '../../protocol/attestation.js';
 import { bytesOf, concatByteList, encodeTokenIds, sha256Hex, toBase64Url, utf8 } from '../../protocol/bytes.js';
 import { decodeFrame, encodeFrame, FrameError, framePayloadAs, type Frame } from '../../protocol/frame.js';
@@ -116,8 +116,6 @@ export class AgentCore {
   private readonly jobs = new Map<string, RunningJob>();
   /** Next hop of each job this agent serves as a middle hop. */
   private readonly downstream = new Map<string, RemoteStage>();
-  /** Jobs whose sessions each link opened (links close their sessions). */
-  private readonly linkJobs = new Map<Link, Set<string>>();
   private shuttingDown = false;
 
   constructor(opts: AgentCoreOptions) {
@@ -545,10 +543,10 @@ export class AgentCore {
    * for this hop's failure.
    */
   linkClosed(via: Link): void {
-    for (const id of [...this.sessionsByLink(via)]) {
-      const entry = this.sessions.get(id);
-      if (entry) this.tellTapUpstreamEnded(entry, 'closed its link to');
-      this.sessions.close(id, 'link closed');
+    for (const entry of this.sessions.list()) {
+      if (entry.upstream !== via) continue;
+      this.tellTapUpstreamEnded(entry, 'closed its link to');
+      this.sessions.close(entry.jobId, 'link closed');
     }
   }
 
@@ -562,13 +560,7 @@ export class AgentCore {
 
   /** Whether a session this link opened is still open. */
   holdsSessionsOf(via: Link): boolean {
-    for (const id of this.linkJobs.get(via) ?? []) if (this.sessions.get(id)?.upstream === via) return true;
-    return false;
-  }
-
-  private *sessionsByLink(via: Link): Generator<string> {
-    for (const id of this.linkJobs.get(via) ?? []) if (this.sessions.get(id)?.upstream === via) yield id;
-    this.linkJobs.delete(via);
+    return this.sessions.list().some((e) => e.upstream === via);
   }
 
   /** An `error` frame for a refused forward/close frame, with its HTTP status. */
@@ -685,12 +677,7 @@ export class AgentCore {
       this.checkPrev({ hop: meta.hop, steps: [from, to], prevHash: meta.prevHash!, prev: meta.prev }, ticket, hash, frame.payload);
       entry = this.openSession(ticket, hash, meta.hop);
       entry.ticket = ticket;
-      if (via) {
-        entry.upstream = via;
-        const jobs = this.linkJobs.get(via) ?? new Set<string>();
-        jobs.add(ticket.jobId);
-        this.linkJobs.set(via, jobs);
-      }
+      if (via) entry.upstream = via;
     } else {
       ({ entry, ticket, hash } = this.sessionFor(meta, meta.hop));
       if (seqLen !== 1) throw new AgentError('bad_frame', 'a decode frame carries one position');

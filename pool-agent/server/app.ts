@@ -183,10 +183,9 @@ function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, he
       if (--waiting <= MAX_QUEUED_LINK_FRAMES) socket.resume();
     });
   };
-  link.onFailed((err) => {
+  // (A link whose stream is not frames has already dropped its socket: nothing can be answered.)
+  link.onFailed(() => {
     links.delete(link);
-    // A bad frame cannot be answered in place (the stream lost its framing): say why, then close.
-    if (err.code === 'bad_frame' && !socket.destroyed) socket.destroy();
     void queue.then(() => core.linkClosed(link));
   });
 }

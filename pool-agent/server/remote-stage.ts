@@ -24,6 +24,8 @@ import { utf8 } from '../../protocol/bytes.js';
 export const FORWARD_PATH = '/v1/spans/forward';
 /** How long a head whose tap closed waits for the error of a hop before the last (see forwardOpen). */
 const TAP_GRACE_MS = 250;
+/** Largest tensor in an answer from the next hop (sampled token ids). */
+const MAX_ANSWER_PAYLOAD_BYTES = 4 * 4096;
 /** Largest answer accepted from the next hop (attestations only, no tensor). */
 const MAX_RESULT_BYTES = 1024 * 1024;
 
@@ -160,7 +162,7 @@ export class RemoteStage {
   connect(): void {
     if (this.transport !== 'link' || this.link) return;
     const hop = this.opts.signedTicket.ticket.route[this.opts.hop]!;
-    this.link = openLink(new URL(LINK_PATH, hop.endpoint).toString(), { timeoutMs: Math.min(this.timeoutMs, 10_000), maxPayloadBytes: 4 * 4096 }).then((link) => {
+    this.link = openLink(new URL(LINK_PATH, hop.endpoint).toString(), { timeoutMs: Math.min(this.timeoutMs, 10_000), maxPayloadBytes: MAX_ANSWER_PAYLOAD_BYTES }).then((link) => {
       link.onUnsolicited = (bytes) => this.unsolicited(bytes);
       link.onFailed((err) => this.markBroken(this.linkError(err, this.opts.hop, this.agentId)));
       return link;
@@ -176,9 +178,9 @@ export class RemoteStage {
   private async openTap(): Promise<Link> {
     const route = this.opts.signedTicket.ticket.route;
     const last = route[route.length - 1]!;
-    const link = await openLink(new URL(TAP_PATH, last.endpoint).toString(), {
+    return openLink(new URL(TAP_PATH, last.endpoint).toString(), {
       timeoutMs: Math.min(this.timeoutMs, 10_000),
-      maxPayloadBytes: 4 * 4096,
+      maxPayloadBytes: MAX_ANSWER_PAYLOAD_BYTES,
       headers: {
         [TAP_JOB_HEADER]: this.opts.signedTicket.ticket.jobId,
         [TAP_TICKET_HEADER]: this.opts.ticketHash,
@@ -187,7 +189,6 @@ export class RemoteStage {
     }).catch((err: unknown) => {
       throw this.linkError(err, route.length - 1, last.agentId);
     });
-    return link;
   }
 
   private linkError(err: unknown, hop: number, agentId: string): AgentError {
@@ -375,7 +376,7 @@ export class RemoteStage {
   private parseAnswer(bytes: Uint8Array): ForwardResultMeta {
     let frame;
     try {
-      frame = decodeFrame(bytes, { maxPayloadBytes: 4 * 4096 });
+      frame = decodeFrame(bytes, { maxPayloadBytes: MAX_ANSWER_PAYLOAD_BYTES });
     } catch (err) {
       throw new AgentError('upstream_error', `hop ${this.opts.hop} sent a bad frame: ${(err as Error).message}`, { agentId: this.agentId });
     }

@@ -97,6 +97,11 @@ export class SessionManager {
     return this.entries.get(jobId);
   }
 
+  /** The open sessions (a snapshot: closing one while iterating is fine). */
+  list(): SessionEntry[] {
+    return [...this.entries.values()];
+  }
+
   /** Opens a session or throws AgentError: `conflict` (job already open), `capacity` (503 + retry-after). */
   open(req: OpenSession): SessionEntry {
     this.sweep();
