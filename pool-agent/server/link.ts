@@ -46,6 +46,9 @@ export class LinkError extends Error {
   }
 }
 
+/** Frames a link keeps for a later `next` before it gives up on the peer. */
+const MAX_UNREAD_FRAMES = 64;
+
 interface Waiter {
   resolve(bytes: Uint8Array): void;
   reject(err: Error): void;
@@ -148,7 +151,13 @@ export class Link {
         clearTimeout(waiter.timer);
         waiter.resolve(f);
       } else if (this.onUnsolicited) this.onUnsolicited(f);
-      else this.queue.push(f);
+      else if (this.queue.length < MAX_UNREAD_FRAMES) this.queue.push(f);
+      else {
+        // A peer sending frames nobody asks for (a flooding tap) does not get to fill memory.
+        this.fail(new LinkError('bad_frame', `more than ${MAX_UNREAD_FRAMES} frames nobody asked for`));
+        this.socket.destroy();
+        return;
+      }
     }
   }
 

@@ -229,6 +229,33 @@ describe('a chain of 3 over links', () => {
     }
   });
 
+  it('a link keeps a bounded number of frames nobody asked for, then drops the peer', async () => {
+    const { createServer } = await import('node:http');
+    // A peer that upgrades and then floods frames (as a hostile last hop could flood a tap).
+    const flood = createServer();
+    const sockets: { destroy(): void }[] = [];
+    flood.on('upgrade', (_req, socket) => {
+      sockets.push(socket);
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: layernet-link/1\r\nconnection: Upgrade\r\n\r\n`);
+      const frame = encodeFrame({ kind: 'tokens', dtype: 'int32', dims: [1], meta: { attestations: [], tokenIds: [1] }, payload: Int32Array.of(1) });
+      for (let i = 0; i < 200; i++) socket.write(frame);
+      socket.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => flood.listen(0, '127.0.0.1', () => r()));
+    try {
+      const { port } = flood.address() as { port: number };
+      const link = await openLink(`http://127.0.0.1:${port}${TAP_PATH}`, { timeoutMs: 5_000, maxPayloadBytes: 1024 });
+      await vi.waitFor(() => expect(link.error).toMatchObject({ code: 'bad_frame' }));
+      // What was kept before is still readable; nothing beyond the bound was.
+      let kept = 0;
+      while (await link.next(100).then(() => true, () => false)) kept++;
+      expect(kept).toBe(64);
+    } finally {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => flood.close(() => r()));
+    }
+  });
+
   it('LinkError carries what went wrong', () => {
     expect(new LinkError('refused', 'x', 503, 'shutdown')).toMatchObject({ code: 'refused', status: 503, agentCode: 'shutdown' });
   });
