@@ -88,6 +88,8 @@ export interface PreparedJob {
 interface StepResult {
   attestations: SignedAttestation[];
   tokenIds: number[];
+  /** Head over links: a sealing step's attestations, still on their way back (`attestations` is then empty). */
+  later?: Promise<SignedAttestation[]>;
 }
 
 /**
@@ -263,7 +265,7 @@ export class AgentCore {
     input: SpanInput,
     received: Uint8Array | null,
     steps: [number, number],
-    link: { chunkFrom: number; seal: boolean; prevHash: string | null },
+    link: { chunkFrom: number; seal: boolean; prevHash: string | null | Promise<string | null> },
     next: RemoteStage | null,
     open: boolean,
   ): Promise<StepResult> {
@@ -281,10 +283,16 @@ export class AgentCore {
       if (next) throw new AgentError('internal_error', 'the last span of the model is not the last hop');
       const vocab = out.logits.length / out.logitsKept;
       const token = sampleToken(out.logits.subarray((out.logitsKept - 1) * vocab), ctx.ticket.sampling, steps[0]);
+      // The head waits on its tap for every step after the prefill: the token goes there at once,
+      // before this hop signs (a sealing step's attestations follow back up the chain).
+      if (entry.tap) {
+        if (entry.tap.error) throw new AgentError('upstream_error', `the head's tap for job ${entry.jobId} is closed`);
+        entry.tap.send(encodeFrame({ kind: 'tokens', dtype: 'int32', dims: [1], meta: { attestations: [], tokenIds: [token] } satisfies ForwardResultMeta, payload: Int32Array.of(token) }));
+      }
       chunk.tokens.push(token);
       chunk.hiddenRows.push(lastHiddenRow(out.finalHidden, out.seqLen));
       if (!link.seal) return { attestations: [], tokenIds: [token] };
-      const { signed } = this.signChunk(entry, ctx, steps[1], link.prevHash, true);
+      const { signed } = this.signChunk(entry, ctx, steps[1], await link.prevHash, true);
       this.closeChunk(entry, ctx, steps[1]);
       return { attestations: [signed], tokenIds: [token] };
     }
@@ -297,10 +305,11 @@ export class AgentCore {
       // null: a middle hop on a link, whose open steps' tokens go from the last hop to the head.
       return { attestations: [], tokenIds: rest?.tokenIds ?? [] };
     }
-    const { signed, hash } = this.signChunk(entry, ctx, steps[1], link.prevHash, false);
+    const { signed, hash } = this.signChunk(entry, ctx, steps[1], await link.prevHash, false);
     const rest = await next.forward(hidden, steps, { chunkFrom: link.chunkFrom, seal: true, prev: signed, prevHash: hash }, open);
     if (!rest) throw new AgentError('internal_error', 'a sealing step was not answered');
     this.closeChunk(entry, ctx, steps[1]);
+    if (rest.later) return { attestations: [], tokenIds: rest.tokenIds, later: rest.later.then((later) => [signed, ...later]) };
     return { attestations: [signed, ...rest.attestations], tokenIds: rest.tokenIds };
   }
 
@@ -377,23 +386,36 @@ export class AgentCore {
     try {
       let step = ticket.prefixTokens;
       let fed = inputIds;
-      let prevHash: string | null = null;
+      // Hash of the last hop's attestation of the previous chunk: the next chunk chains to it (a
+      // promise while that chunk's attestations are still coming back up the chain).
+      let prevHash: string | null | Promise<string | null> = null;
       let first = true;
       // The open chunk: its first step, when it began, and the tokens it holds so far.
       let chunkFrom = step;
       let chunkStartedAt = started;
       let chunkTokens: number[] = [];
       let lastStepMs = 0;
-      const sealed = (attestations: SignedAttestation[], to: number): JobEvent => {
+      // A sealed chunk whose attestations are on their way back while the next step runs (over
+      // links, the token of a sealing step comes first, on the tap).
+      let pending: { from: number; to: number; tokens: number[]; attestations: Promise<SignedAttestation[]> } | null = null;
+      const chunkEvent = (attestations: SignedAttestation[], from: number, to: number, tokens: number[]): JobEvent => {
         const lastAtt = attestations[attestations.length - 1]!;
         const attested = lastAtt.att.outputTokenIds ?? [];
-        if (attested.length !== chunkTokens.length || attested.some((t, i) => t !== chunkTokens[i])) {
-          throw new AgentError('upstream_error', `the last hop attests other tokens than it returned for steps [${chunkFrom}, ${to})`, { agentId: lastAtt.att.agentId });
+        if (attested.length !== tokens.length || attested.some((t, i) => t !== tokens[i])) {
+          throw new AgentError('upstream_error', `the last hop attests other tokens than it returned for steps [${from}, ${to})`, { agentId: lastAtt.att.agentId });
         }
-        prevHash = this.crypto.sha256Hex(attestationBytes(lastAtt.att));
-        const ev: JobEvent = { type: 'chunk', steps: [chunkFrom, to], tokenIds: chunkTokens, attestations };
+        return { type: 'chunk', steps: [from, to], tokenIds: tokens, attestations };
+      };
+      const sealed = (attestations: SignedAttestation[], to: number): JobEvent => {
+        const ev = chunkEvent(attestations, chunkFrom, to, chunkTokens);
+        prevHash = this.crypto.sha256Hex(attestationBytes(attestations[attestations.length - 1]!.att));
         chunkTokens = [];
         return ev;
+      };
+      const settle = async (): Promise<JobEvent> => {
+        const p = pending!;
+        pending = null;
+        return chunkEvent(await p.attestations, p.from, p.to, p.tokens);
       };
       this.log.info('job started', { jobId: ticket.jobId, hops: ticket.route.length, promptTokens: ticket.promptTokens, prefixTokens: ticket.prefixTokens });
       while (step < ticket.limits.maxTokens) {
@@ -408,8 +430,12 @@ export class AgentCore {
         // The prefill is a chunk of its own (first token as soon as possible); later chunks close
         // on the ticket's policy, estimating this step to take as long as the last one.
         const seal = first || step + 1 >= ticket.limits.maxTokens || closesChunk(ticket.chunking, step + 1 - chunkFrom, t0 - chunkStartedAt + lastStepMs);
-        const link = { chunkFrom, seal, prevHash };
-        const result = await this.sessions.withSession(ticket.jobId, hash, (e) => this.runStep(e, ctx, { kind: 'tokens', ids: Int32Array.from(fed) }, null, steps, link, next, first));
+        const link: { chunkFrom: number; seal: boolean; prevHash: string | null | Promise<string | null> } = { chunkFrom, seal, prevHash };
+        const running: Promise<StepResult> = this.sessions.withSession(ticket.jobId, hash, (e) => this.runStep(e, ctx, { kind: 'tokens', ids: Int32Array.from(fed) }, null, steps, link, next, first));
+        running.catch(() => undefined); // awaited below
+        // The previous chunk's attestations come in while this step runs: send it on meanwhile.
+        if (pending) yield await settle();
+        const result: StepResult = await running;
         const token = result.tokenIds[0]!;
         chunkTokens.push(token);
         lastStepMs = this.clock() - t0;
@@ -417,8 +443,18 @@ export class AgentCore {
         this.metrics.stepDuration.observe(lastStepMs / 1000);
         if (controller.signal.aborted && controller.signal.reason === 'disconnect') break;
         const stopped = stop.has(token);
-        if (seal) yield sealed(result.attestations, step + 1);
-        else if (stopped) yield sealed(await this.sessions.withSession(ticket.jobId, hash, (e) => this.sealOnly(e, ctx, step + 1, prevHash, next)), step + 1);
+        if (seal && result.later) {
+          pending = { from: chunkFrom, to: step + 1, tokens: chunkTokens, attestations: result.later };
+          const chained: Promise<string> = result.later.then((a: SignedAttestation[]) => this.crypto.sha256Hex(attestationBytes(a[a.length - 1]!.att)));
+          chained.catch(() => undefined); // the chunk's own settle reports a failure
+          prevHash = chained;
+          chunkTokens = [];
+        } else if (seal) yield sealed(result.attestations, step + 1);
+        if (pending && (stopped || step + 1 >= ticket.limits.maxTokens)) yield await settle();
+        if (!seal && stopped) {
+          const chainTo = await prevHash;
+          yield sealed(await this.sessions.withSession(ticket.jobId, hash, (e) => this.sealOnly(e, ctx, step + 1, chainTo, next)), step + 1);
+        }
         if (stopped) {
           outcome = 'stop';
           yield { type: 'done', finishReason: 'stop' };
@@ -428,10 +464,12 @@ export class AgentCore {
         step++;
         first = false;
       }
+      if (pending && controller.signal.reason === 'shutdown') yield await settle();
       if (chunkTokens.length > 0 && controller.signal.reason === 'shutdown') {
         // Hand back what was computed: the edge resumes the job after the last attested token.
         try {
-          yield sealed(await this.sessions.withSession(ticket.jobId, hash, (e) => this.sealOnly(e, ctx, step, prevHash, next)), step);
+          const chainTo = await prevHash;
+          yield sealed(await this.sessions.withSession(ticket.jobId, hash, (e) => this.sealOnly(e, ctx, step, chainTo, next)), step);
         } catch (err) {
           this.log.warn('could not seal the open chunk at shutdown', { jobId: ticket.jobId, detail: (err as Error).message });
         }
@@ -709,26 +747,19 @@ export class AgentCore {
     } catch (err) {
       const e = toAgentError(err);
       // The head waits for an open step's token on its tap: tell it there, not only back up the chain.
-      if (via && !seal && entry.tap && !entry.tap.error) entry.tap.send(this.errorFrameBytes(e));
+      if (via && entry.tap && !entry.tap.error) entry.tap.send(this.errorFrameBytes(e));
       // A step that failed part-way leaves the KV cache ahead of the chain: the job cannot go on here.
       if (e.code !== 'busy' && e.code !== 'invalid_ticket' && e.code !== 'unknown_session') this.sessions.close(ticket.jobId, 'error');
       throw err;
     }
     this.metrics.forwards.inc({ hop: String(meta.hop) });
     if (last) this.metrics.tokens.inc({ role: 'last' }, result.tokenIds.length);
-    // An open step on a link: the last hop's token goes to the head's tap when it has one (else
-    // back up the link, to the head itself when it is the previous hop); middle hops answer nothing.
-    if (via && !seal && !last) return null;
+    // An open step on a link is not answered on it: the last hop's token went to the head's tap
+    // (without a tap it goes back up the link, to the head itself as the previous hop), and
+    // middle hops have nothing to add. A sealing step's answer carries the attestations back up.
+    if (via && !seal && (!last || entry.tap)) return null;
     const resultMeta: ForwardResultMeta = { attestations: result.attestations, tokenIds: result.tokenIds };
-    const answer = encodeFrame({ kind: 'tokens', dtype: 'int32', dims: [result.tokenIds.length], meta: resultMeta, payload: Int32Array.from(result.tokenIds) });
-    if (via && !seal) {
-      if (entry.tap) {
-        if (entry.tap.error) throw new AgentError('upstream_error', `the head's tap for job ${ticket.jobId} is closed`);
-        entry.tap.send(answer);
-        return null;
-      }
-    }
-    return answer;
+    return encodeFrame({ kind: 'tokens', dtype: 'int32', dims: [result.tokenIds.length], meta: resultMeta, payload: Int32Array.from(result.tokenIds) });
   }
 
   /** A `seal` frame: signs the open chunk without running a step, then has later hops do the same. */

@@ -116,6 +116,15 @@ export interface RemoteStageOptions {
 
 export type HopTransport = 'post' | 'link';
 
+/**
+ * A step's answer at the hop that sent it. On a link with a tap, a sealing step's token comes
+ * first (from the last hop, on the tap) and the attestations after it (back up the chain):
+ * `later` then resolves with them, already checked like a synchronous answer's.
+ */
+export interface StepAnswer extends ForwardResultMeta {
+  later?: Promise<SignedAttestation[]>;
+}
+
 /** How a step relates to the attestation chunk it belongs to (see ForwardMeta). */
 export type StepLink =
   | { chunkFrom: number; seal: false }
@@ -254,7 +263,7 @@ export class RemoteStage {
    * An open step is answered with the sampled token alone (on a link: at the head only, null at a
    * middle hop). The opening frame carries the signed ticket; later ones name the job by ticket hash.
    */
-  async forward(hidden: HiddenActivation, steps: [number, number], link: StepLink, open: boolean): Promise<ForwardResultMeta | null> {
+  async forward(hidden: HiddenActivation, steps: [number, number], link: StepLink, open: boolean): Promise<StepAnswer | null> {
     const ticket = this.opts.signedTicket.ticket;
     const hiddenSize = hidden.data.length / hidden.seqLen;
     const meta: ForwardMeta = {
@@ -267,6 +276,7 @@ export class RemoteStage {
     };
     const body = encodeFrame({ kind: 'forward', dtype: ticket.dtype, dims: [1, hidden.seqLen, hiddenSize], meta, payload: hidden.data });
     if (this.transport === 'link' && !link.seal) return this.forwardOpen(body, steps);
+    if (this.transport === 'link' && link.seal && this.tap && this.opts.awaitTokens) return this.forwardSeal(body, steps, link);
     const result = await this.exchange(body);
     if (this.transport === 'link' && open && this.opts.awaitTokens && this.tapped && ticket.chunking) {
       // The last hop's session exists now: open steps' tokens will come straight from it (the
@@ -274,12 +284,53 @@ export class RemoteStage {
       this.tap = this.openTap();
       this.tap.catch(() => undefined);
     }
-    const attestations = link.seal ? ticket.route.length - this.opts.hop : 0;
+    this.checkAnswer(result, steps, link);
+    return result;
+  }
+
+  /** The next hop's answer holds every later hop's attestation of a sealing step (none for an open one), the token, and a link not tampered with. */
+  private checkAnswer(result: ForwardResultMeta, steps: [number, number], link: StepLink): void {
+    const attestations = link.seal ? this.opts.signedTicket.ticket.route.length - this.opts.hop : 0;
     if (result.attestations.length !== attestations || result.tokenIds.length !== steps[1] - steps[0]) {
       throw new AgentError('upstream_error', `hop ${this.opts.hop} returned ${result.attestations.length} attestations and ${result.tokenIds.length} tokens`, { agentId: this.agentId });
     }
     if (link.seal) this.checkRelayed(result, link.prev, link.prevHash);
-    return result;
+  }
+
+  /**
+   * Head, link with a tap, a sealing step: the token comes on the tap as for an open step, the
+   * attestations come back up the chain (`later`), so the head can start its next run while they
+   * travel. A failure on either path ends the wait.
+   */
+  private async forwardSeal(body: Uint8Array, steps: [number, number], link: StepLink & { seal: true }): Promise<StepAnswer> {
+    const connection = await this.linked();
+    const tap = await this.tap!;
+    const token = tap.next(this.timeoutMs);
+    let nested: Promise<Uint8Array>;
+    try {
+      nested = connection.request(body, this.timeoutMs);
+    } catch (err) {
+      token.catch(() => undefined);
+      throw this.linkError(err, this.opts.hop, this.agentId);
+    }
+    const later = nested.then(
+      (bytes) => {
+        // (The head checks that the last hop attests the tokens it sent on the tap.)
+        const result = this.parseAnswer(bytes);
+        this.checkAnswer(result, steps, link);
+        return result.attestations;
+      },
+      (err: unknown) => {
+        throw this.linkError(err, this.opts.hop, this.agentId);
+      },
+    );
+    later.catch(() => undefined);
+    // Until the token is in, a failure coming back up the chain (it names its own culprit) ends the wait too.
+    const failed = later.then(() => new Promise<never>(() => undefined));
+    const fromTap = this.awaitToken(token, steps);
+    fromTap.catch(() => undefined);
+    const answer = await Promise.race([fromTap, failed]);
+    return { ...answer, later };
   }
 
   /**
@@ -305,6 +356,11 @@ export class RemoteStage {
         throw this.linkError(err, this.opts.hop, this.agentId);
       }
     }
+    return this.awaitToken(answer, steps);
+  }
+
+  /** Head: the sampled token of a step from `answer` (the tap's next frame, or the link's), or the error that came instead. */
+  private async awaitToken(answer: Promise<Uint8Array>, steps: [number, number]): Promise<ForwardResultMeta> {
     const route = this.opts.signedTicket.ticket.route;
     this.pending++;
     let result: ForwardResultMeta;

@@ -107,6 +107,42 @@ describe('a chain of 3 over links', () => {
     await vi.waitFor(() => expect(linked.agents.map((a) => a.core.sessions.size)).toEqual([0, 0, 0]));
   });
 
+  it("starts the head's next run while a sealed chunk's attestations are still coming back up the chain", async () => {
+    // The head's span logs each run; the job's events are read straight from the head's core.
+    const log: string[] = [];
+    const head = fakeSpan(model, [0, 1]);
+    const open = head.openSession.bind(head);
+    head.openSession = () => {
+      const session = open();
+      const forward = session.forward.bind(session);
+      let run = 0;
+      session.forward = (input, options) => {
+        log.push(`run ${run++}`);
+        return forward(input, options);
+      };
+      return session;
+    };
+    const chain = await startChain({ edge, spans: [head, fakeSpan(model, [1, 3]), fakeSpan(model, [3, 4])], agentIdPrefix: 'ov' });
+    try {
+      const { signed, hash } = await edge.ticket({ route: chain.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 11, sampling: SAMPLED, patch: { chunking: CHUNKS } });
+      const job = await chain.agents[0]!.core.prepareJob({ signedTicket: signed, promptIds: PROMPT, prefixIds: [] });
+      const events: JobEvent[] = [];
+      for await (const ev of job.events()) {
+        events.push(ev);
+        if (ev.type === 'chunk') log.push(`chunk ${ev.steps[0]}-${ev.steps[1]}`);
+      }
+      expect(events.at(-1)).toEqual({ type: 'done', finishReason: 'length' });
+      // The prefill's chunk goes out before step 1 (no tap yet); the chunk sealed at step 4 after
+      // step 5 has started, the one sealed at step 8 after step 9 has; the last at the end.
+      expect(log).toEqual(['run 0', 'chunk 0-1', 'run 1', 'run 2', 'run 3', 'run 4', 'run 5', 'chunk 1-5', 'run 6', 'run 7', 'run 8', 'run 9', 'chunk 5-9', 'run 10', 'chunk 9-11']);
+      const verifier = new ChainVerifier({ ticket: signed.ticket, ticketHash: hash, numLayers: 4, keys: chain.publicKeys });
+      for (const ev of events) if (ev.type === 'chunk') expect((await verifier.verifyChunk(ev.attestations)).ok).toBe(true);
+      expect(tokensOf(events)).toEqual(tokensOf((await run(posted, 11)).res.events));
+    } finally {
+      await chain.close();
+    }
+  });
+
   it('a client gone mid-job frees the sessions down the chain (the links close)', async () => {
     const ctl = new AbortController();
     const slow = await startChain({
