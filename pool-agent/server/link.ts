@@ -4,12 +4,13 @@
  * layernet-link/1`). Frames delimit themselves (see protocol/frame.ts), so a link is just the
  * frames back to back.
  *
- * A link changes which messages a decode step sends, not what is signed: steps that seal an
- * attestation chunk are answered back up the chain exactly as on `POST /v1/spans/forward`, while
- * an open step is not answered by the hops in the middle at all: the last hop sends its sampled
- * token straight to the head on a *tap* (`GET /v1/spans/tap`, opened by the head to the last
- * hop). A step then costs one message per hop around the ring (head -> ... -> last -> head)
- * instead of two per hop down and back up the chain. Errors still travel back up hop by hop.
+ * A link changes which messages a decode step sends, not what is signed: the last hop sends each
+ * sampled token straight to the head on a *tap* (`GET /v1/spans/tap`, opened by the head to the
+ * last hop after the prefill), so a step costs one message per hop around the ring (head -> ...
+ * -> last -> head) instead of two per hop down and back up the chain. An open step is not
+ * answered by the hops in the middle at all; a step that seals an attestation chunk is also
+ * answered back up the chain with the attestations, exactly as on `POST /v1/spans/forward`, while
+ * the head already runs its next step. Errors travel back up hop by hop.
  *
  * @example
  * const link = await openLink('http://10.0.0.2:7000/v1/spans/link', { timeoutMs: 5000, maxPayloadBytes: 64 << 20 });
