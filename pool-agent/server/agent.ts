@@ -464,7 +464,8 @@ export class AgentCore {
         step++;
         first = false;
       }
-      if (pending && controller.signal.reason === 'shutdown') yield await settle();
+      // A chunk the whole route sealed still goes out, unless nobody is listening any more.
+      if (pending && controller.signal.reason !== 'disconnect') yield await settle();
       if (chunkTokens.length > 0 && controller.signal.reason === 'shutdown') {
         // Hand back what was computed: the edge resumes the job after the last attested token.
         try {
