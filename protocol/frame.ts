@@ -93,31 +93,55 @@ export interface DecodeFrameLimits {
   maxPayloadBytes: number;
 }
 
-/** Decodes and bounds-checks a frame. Throws FrameError; never reads past the buffer. */
-export function decodeFrame(bytes: Uint8Array, limits: DecodeFrameLimits): Frame {
-  if (bytes.byteLength < FRAME_HEADER_BYTES) throw new FrameError('truncated', 'frame shorter than its header');
+interface FrameHeader {
+  kindCode: number;
+  dtype: FrameDtype;
+  ndim: number;
+  metaLen: number;
+  /** Where the dims end and the metadata begins. */
+  dimsEnd: number;
+}
+
+/**
+ * Checks the fixed header at the front of `bytes` (at least FRAME_HEADER_BYTES): magic, kind
+ * (when `checkKind`), dtype, number of dims, metadata size. Throws FrameError.
+ */
+function readHeader(bytes: Uint8Array, checkKind: boolean): FrameHeader {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (dv.getUint32(0, true) !== FRAME_MAGIC) throw new FrameError('bad_magic', 'not a layernet frame');
   const kindCode = dv.getUint8(4);
-  if (kindCode < 1 || kindCode > 6) throw new FrameError('bad_kind', `unknown frame kind ${kindCode}`);
+  if (checkKind && (kindCode < 1 || kindCode > 6)) throw new FrameError('bad_kind', `unknown frame kind ${kindCode}`);
   const dtypeCode = dv.getUint8(5);
   if (dtypeCode > 3) throw new FrameError('bad_dtype', `unknown dtype ${dtypeCode}`);
   const ndim = dv.getUint16(6, true);
   if (ndim > MAX_DIMS) throw new FrameError('bad_dims', `${ndim} dims, at most ${MAX_DIMS}`);
   const metaLen = dv.getUint32(8, true);
   if (metaLen > MAX_META_BYTES) throw new FrameError('too_large', 'frame metadata too large');
-  const dimsEnd = FRAME_HEADER_BYTES + ndim * 4;
-  if (bytes.byteLength < dimsEnd + metaLen) throw new FrameError('truncated', 'frame shorter than its metadata');
+  return { kindCode, dtype: DTYPES[dtypeCode]!, ndim, metaLen, dimsEnd: FRAME_HEADER_BYTES + ndim * 4 };
+}
+
+/** The dims after the header (`bytes` holds at least header.dimsEnd) and the tensor's size, refused above the limit. */
+function readDims(bytes: Uint8Array, header: FrameHeader, limits: DecodeFrameLimits): { dims: number[]; payloadBytes: number } {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const dims: number[] = [];
-  let count = ndim ? 1 : 0;
-  for (let i = 0; i < ndim; i++) {
+  let count = header.ndim ? 1 : 0;
+  for (let i = 0; i < header.ndim; i++) {
     const d = dv.getUint32(FRAME_HEADER_BYTES + i * 4, true);
     dims.push(d);
     count *= d;
   }
-  const dtype = DTYPES[dtypeCode]!;
-  const payloadBytes = count * DTYPE_BYTES[dtype];
+  const payloadBytes = count * DTYPE_BYTES[header.dtype];
   if (payloadBytes > limits.maxPayloadBytes) throw new FrameError('too_large', `tensor of ${payloadBytes} bytes exceeds ${limits.maxPayloadBytes}`);
+  return { dims, payloadBytes };
+}
+
+/** Decodes and bounds-checks a frame. Throws FrameError; never reads past the buffer. */
+export function decodeFrame(bytes: Uint8Array, limits: DecodeFrameLimits): Frame {
+  if (bytes.byteLength < FRAME_HEADER_BYTES) throw new FrameError('truncated', 'frame shorter than its header');
+  const header = readHeader(bytes, true);
+  const { dimsEnd, metaLen, dtype } = header;
+  if (bytes.byteLength < dimsEnd + metaLen) throw new FrameError('truncated', 'frame shorter than its metadata');
+  const { dims, payloadBytes } = readDims(bytes, header, limits);
   const payloadStart = dimsEnd + metaLen;
   const actual = bytes.byteLength - payloadStart;
   if (actual < payloadBytes) throw new FrameError('truncated', `payload is ${actual} bytes, dims x dtype say ${payloadBytes}`);
@@ -128,7 +152,7 @@ export function decodeFrame(bytes: Uint8Array, limits: DecodeFrameLimits): Frame
   } catch {
     throw new FrameError('bad_meta', 'frame metadata is not JSON');
   }
-  return { kind: KINDS[kindCode]!, dtype, dims, meta, payload: bytes.subarray(payloadStart) };
+  return { kind: KINDS[header.kindCode]!, dtype, dims, meta, payload: bytes.subarray(payloadStart) };
 }
 
 /** Copies a payload into an aligned typed array of the frame's dtype. */
@@ -178,24 +202,11 @@ export class FrameReader {
     for (;;) {
       if (this.need === 0) {
         if (this.buffered < FRAME_HEADER_BYTES) break;
-        const head = this.peek(FRAME_HEADER_BYTES);
-        const dv = new DataView(head.buffer, head.byteOffset, head.byteLength);
-        if (dv.getUint32(0, true) !== FRAME_MAGIC) throw new FrameError('bad_magic', 'not a layernet frame');
-        const ndim = dv.getUint16(6, true);
-        if (ndim > MAX_DIMS) throw new FrameError('bad_dims', `${ndim} dims, at most ${MAX_DIMS}`);
-        const dtypeCode = dv.getUint8(5);
-        if (dtypeCode > 3) throw new FrameError('bad_dtype', `unknown dtype ${dtypeCode}`);
-        const metaLen = dv.getUint32(8, true);
-        if (metaLen > MAX_META_BYTES) throw new FrameError('too_large', 'frame metadata too large');
-        const dimsEnd = FRAME_HEADER_BYTES + ndim * 4;
-        if (this.buffered < dimsEnd) break;
-        const withDims = this.peek(dimsEnd);
-        const ddv = new DataView(withDims.buffer, withDims.byteOffset, withDims.byteLength);
-        let count = ndim ? 1 : 0;
-        for (let i = 0; i < ndim; i++) count *= ddv.getUint32(FRAME_HEADER_BYTES + i * 4, true);
-        const payloadBytes = count * DTYPE_BYTES[DTYPES[dtypeCode]!];
-        if (payloadBytes > this.limits.maxPayloadBytes) throw new FrameError('too_large', `tensor of ${payloadBytes} bytes exceeds ${this.limits.maxPayloadBytes}`);
-        this.need = dimsEnd + metaLen + payloadBytes;
+        // The kind is left to decodeFrame: a frame of an unknown kind is answered, not fatal.
+        const header = readHeader(this.peek(FRAME_HEADER_BYTES), false);
+        if (this.buffered < header.dimsEnd) break;
+        const { payloadBytes } = readDims(this.peek(header.dimsEnd), header, this.limits);
+        this.need = header.dimsEnd + header.metaLen + payloadBytes;
       }
       if (this.buffered < this.need) break;
       out.push(this.take(this.need));
