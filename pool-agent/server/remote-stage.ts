@@ -13,13 +13,12 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { closeMetaSchema, errorFrameMetaSchema, forwardResultMetaSchema, type ForwardMeta, type ForwardResultMeta, type SealMeta } from '../../protocol/agent-api.js';
 import { decodeFrame, encodeFrame, FrameError } from '../../protocol/frame.js';
-import { readResponseBytes } from '../../protocol/bytes.js';
+import { readResponseBytes, utf8 } from '../../protocol/bytes.js';
 import type { SignedAttestation } from '../../protocol/attestation.js';
 import type { SignedTicket } from '../../protocol/ticket.js';
 import { AgentError, isAgentErrorCode } from './errors.js';
 import { LINK_PATH, LinkError, openLink, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER, type Link } from './link.js';
 import { tapMessage } from '../../protocol/agent-api.js';
-import { utf8 } from '../../protocol/bytes.js';
 
 export const FORWARD_PATH = '/v1/spans/forward';
 /** How long a head whose tap closed waits for the error of a hop before the last (see forwardOpen). */
@@ -167,13 +166,18 @@ export class RemoteStage {
     if (this.transport === 'link' && opts.fetch) throw new AgentError('internal_error', 'a link cannot run over a custom fetch');
   }
 
+  /** How long opening a link or tap may take (at most 10 s, never more than a step). */
+  private get handshakeMs(): number {
+    return Math.min(this.timeoutMs, 10_000);
+  }
+
   /** Link: starts opening the connection (a step waits for it); lets the caller overlap it with work. */
   connect(): void {
     if (this.transport !== 'link' || this.link) return;
     const hop = this.opts.signedTicket.ticket.route[this.opts.hop]!;
-    this.link = openLink(new URL(LINK_PATH, hop.endpoint).toString(), { timeoutMs: Math.min(this.timeoutMs, 10_000), maxPayloadBytes: MAX_ANSWER_PAYLOAD_BYTES }).then((link) => {
+    this.link = openLink(new URL(LINK_PATH, hop.endpoint).toString(), { timeoutMs: this.handshakeMs, maxPayloadBytes: MAX_ANSWER_PAYLOAD_BYTES }).then((link) => {
       link.onUnsolicited = (bytes) => this.unsolicited(bytes);
-      link.onFailed((err) => this.markBroken(this.linkError(err, this.opts.hop, this.agentId)));
+      link.onFailed((err) => this.markBroken(this.nextHopError(err)));
       return link;
     });
     this.link.catch(() => undefined);
@@ -188,7 +192,7 @@ export class RemoteStage {
     const route = this.opts.signedTicket.ticket.route;
     const last = route[route.length - 1]!;
     return openLink(new URL(TAP_PATH, last.endpoint).toString(), {
-      timeoutMs: Math.min(this.timeoutMs, 10_000),
+      timeoutMs: this.handshakeMs,
       maxPayloadBytes: MAX_ANSWER_PAYLOAD_BYTES,
       headers: {
         [TAP_JOB_HEADER]: this.opts.signedTicket.ticket.jobId,
@@ -198,6 +202,11 @@ export class RemoteStage {
     }).catch((err: unknown) => {
       throw this.linkError(err, route.length - 1, last.agentId);
     });
+  }
+
+  /** A link failure on the way to the next hop, as an AgentError naming it. */
+  private nextHopError(err: unknown): AgentError {
+    return this.linkError(err, this.opts.hop, this.agentId);
   }
 
   private linkError(err: unknown, hop: number, agentId: string): AgentError {
@@ -252,7 +261,7 @@ export class RemoteStage {
     try {
       return await this.link!;
     } catch (err) {
-      throw this.linkError(err, this.opts.hop, this.agentId);
+      throw this.nextHopError(err);
     }
   }
 
@@ -306,24 +315,12 @@ export class RemoteStage {
     const connection = await this.linked();
     const tap = await this.tap!;
     const token = tap.next(this.timeoutMs);
-    let nested: Promise<Uint8Array>;
-    try {
-      nested = connection.request(body, this.timeoutMs);
-    } catch (err) {
-      token.catch(() => undefined);
-      throw this.linkError(err, this.opts.hop, this.agentId);
-    }
-    const later = nested.then(
-      (bytes) => {
-        // (The head checks that the last hop attests the tokens it sent on the tap.)
-        const result = this.parseAnswer(bytes);
-        this.checkAnswer(result, steps, link);
-        return result.attestations;
-      },
-      (err: unknown) => {
-        throw this.linkError(err, this.opts.hop, this.agentId);
-      },
-    );
+    const later = this.requestOn(connection, body).then((bytes) => {
+      // (The head checks that the last hop attests the tokens it sent on the tap.)
+      const result = this.parseAnswer(bytes);
+      this.checkAnswer(result, steps, link);
+      return result.attestations;
+    });
     later.catch(() => undefined);
     // Until the token is in, a failure coming back up the chain (it names its own culprit) ends the wait too.
     const failed = later.then(() => new Promise<never>(() => undefined));
@@ -349,13 +346,7 @@ export class RemoteStage {
       const tap = await this.tap;
       answer = tap.next(this.timeoutMs);
       this.sendOn(link, body);
-    } else {
-      try {
-        answer = link.request(body, this.timeoutMs);
-      } catch (err) {
-        throw this.linkError(err, this.opts.hop, this.agentId);
-      }
-    }
+    } else answer = this.requestOn(link, body);
     return this.awaitToken(answer, steps);
   }
 
@@ -369,7 +360,7 @@ export class RemoteStage {
     } catch (err) {
       // Nothing came in time: the hop this step was handed to (or one after it) did not answer,
       // as a POST chain would report it.
-      if (err instanceof LinkError && err.code === 'timeout') throw this.linkError(err, this.opts.hop, this.agentId);
+      if (err instanceof LinkError && err.code === 'timeout') throw this.nextHopError(err);
       if (this.tap && !this.broken) {
         // The tap failed or carried an error. A hop before the last that failed frees its
         // session, which closes the chain behind it up to the tap, while its own error is still
@@ -394,7 +385,16 @@ export class RemoteStage {
     try {
       link.send(body);
     } catch (err) {
-      throw this.linkError(err, this.opts.hop, this.agentId);
+      throw this.nextHopError(err);
+    }
+  }
+
+  /** Sends a frame on the link to the next hop and resolves with the next frame back; failures name the next hop. */
+  private async requestOn(link: Link, body: Uint8Array): Promise<Uint8Array> {
+    try {
+      return await link.request(body, this.timeoutMs);
+    } catch (err) {
+      throw this.nextHopError(err);
     }
   }
 
@@ -417,16 +417,12 @@ export class RemoteStage {
   private async exchange(body: Uint8Array): Promise<ForwardResultMeta> {
     if (this.transport === 'post') return this.parseAnswer(await this.post(body));
     const link = await this.linked();
-    let bytes: Uint8Array;
     this.pending++;
     try {
-      bytes = await link.request(body, this.timeoutMs);
-    } catch (err) {
-      throw this.linkError(err, this.opts.hop, this.agentId);
+      return this.parseAnswer(await this.requestOn(link, body));
     } finally {
       this.pending--;
     }
-    return this.parseAnswer(bytes);
   }
 
   private parseAnswer(bytes: Uint8Array): ForwardResultMeta {
