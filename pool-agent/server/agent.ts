@@ -93,6 +93,22 @@ interface StepResult {
 }
 
 /**
+ * Where a step stands in its attestation chunk: the chunk's first step, whether this step seals
+ * it, and the hash it chains to (a promise at the head while the previous chunk's attestations
+ * are still coming back).
+ */
+interface StepChain {
+  chunkFrom: number;
+  seal: boolean;
+  prevHash: string | null | Promise<string | null>;
+}
+
+/** A `tokens` frame: a step's (or seal's) answer, its token ids also as the int32 payload. */
+function tokensFrame(meta: ForwardResultMeta): Uint8Array {
+  return encodeFrame({ kind: 'tokens', dtype: 'int32', dims: [meta.tokenIds.length], meta, payload: Int32Array.from(meta.tokenIds) });
+}
+
+/**
  * Whether the head closes its open chunk with this step: always without a policy (one chunk per
  * step), else once it holds `steps` >= maxSteps or has been open about `elapsedMs` >= maxDelayMs.
  */
@@ -265,7 +281,7 @@ export class AgentCore {
     input: SpanInput,
     received: Uint8Array | null,
     steps: [number, number],
-    link: { chunkFrom: number; seal: boolean; prevHash: string | null | Promise<string | null> },
+    link: StepChain,
     next: RemoteStage | null,
     open: boolean,
   ): Promise<StepResult> {
@@ -287,7 +303,7 @@ export class AgentCore {
       // before this hop signs (a sealing step's attestations follow back up the chain).
       if (entry.tap) {
         if (entry.tap.error) throw new AgentError('upstream_error', `the head's tap for job ${entry.jobId} is closed`);
-        entry.tap.send(encodeFrame({ kind: 'tokens', dtype: 'int32', dims: [1], meta: { attestations: [], tokenIds: [token] } satisfies ForwardResultMeta, payload: Int32Array.of(token) }));
+        entry.tap.send(tokensFrame({ attestations: [], tokenIds: [token] }));
       }
       chunk.tokens.push(token);
       chunk.hiddenRows.push(lastHiddenRow(out.finalHidden, out.seqLen));
@@ -430,7 +446,7 @@ export class AgentCore {
         // The prefill is a chunk of its own (first token as soon as possible); later chunks close
         // on the ticket's policy, estimating this step to take as long as the last one.
         const seal = first || step + 1 >= ticket.limits.maxTokens || closesChunk(ticket.chunking, step + 1 - chunkFrom, t0 - chunkStartedAt + lastStepMs);
-        const link: { chunkFrom: number; seal: boolean; prevHash: string | null | Promise<string | null> } = { chunkFrom, seal, prevHash };
+        const link: StepChain = { chunkFrom, seal, prevHash };
         const running: Promise<StepResult> = this.sessions.withSession(ticket.jobId, hash, (e) => this.runStep(e, ctx, { kind: 'tokens', ids: Int32Array.from(fed) }, null, steps, link, next, first));
         running.catch(() => undefined); // awaited below
         // The previous chunk's attestations come in while this step runs: send it on meanwhile.
@@ -759,8 +775,7 @@ export class AgentCore {
     // (without a tap it goes back up the link, to the head itself as the previous hop), and
     // middle hops have nothing to add. A sealing step's answer carries the attestations back up.
     if (via && !seal && (!last || entry.tap)) return null;
-    const resultMeta: ForwardResultMeta = { attestations: result.attestations, tokenIds: result.tokenIds };
-    return encodeFrame({ kind: 'tokens', dtype: 'int32', dims: [result.tokenIds.length], meta: resultMeta, payload: Int32Array.from(result.tokenIds) });
+    return tokensFrame({ attestations: result.attestations, tokenIds: result.tokenIds });
   }
 
   /** A `seal` frame: signs the open chunk without running a step, then has later hops do the same. */
@@ -787,8 +802,7 @@ export class AgentCore {
       if (e.code !== 'busy' && e.code !== 'invalid_ticket' && e.code !== 'unknown_session') this.sessions.close(ticket.jobId, 'error');
       throw err;
     }
-    const resultMeta: ForwardResultMeta = { attestations, tokenIds: [] };
-    return encodeFrame({ kind: 'tokens', dtype: 'int32', dims: [0], meta: resultMeta, payload: new Int32Array(0) });
+    return tokensFrame({ attestations, tokenIds: [] });
   }
 
   // ---- signed edge requests -----------------------------------------------------------------
