@@ -321,11 +321,22 @@ export class AgentCore {
       // null: a middle hop on a link, whose open steps' tokens go from the last hop to the head.
       return { attestations: [], tokenIds: rest?.tokenIds ?? [] };
     }
+    if (!open && next.sealsBehindStep) {
+      // The head over links: the step goes on first, this hop signs while the later hops run it,
+      // and the chunk's seal follows it down the link (see RemoteStage.forwardThenSeal).
+      let own: SignedAttestation | undefined;
+      const rest = await next.forwardThenSeal(hidden, steps, link.chunkFrom, async () => {
+        const signedHere = this.signChunk(entry, ctx, steps[1], await link.prevHash, false);
+        this.closeChunk(entry, ctx, steps[1]);
+        own = signedHere.signed;
+        return signedHere;
+      });
+      return { attestations: [], tokenIds: rest.tokenIds, later: rest.later.then((later) => [own!, ...later]) };
+    }
     const { signed, hash } = this.signChunk(entry, ctx, steps[1], await link.prevHash, false);
     const rest = await next.forward(hidden, steps, { chunkFrom: link.chunkFrom, seal: true, prev: signed, prevHash: hash }, open);
     if (!rest) throw new AgentError('internal_error', 'a sealing step was not answered');
     this.closeChunk(entry, ctx, steps[1]);
-    if (rest.later) return { attestations: [], tokenIds: rest.tokenIds, later: rest.later.then((later) => [signed, ...later]) };
     return { attestations: [signed, ...rest.attestations], tokenIds: rest.tokenIds };
   }
 
@@ -412,7 +423,7 @@ export class AgentCore {
       let chunkTokens: number[] = [];
       let lastStepMs = 0;
       // A sealed chunk whose attestations are on their way back while the next step runs (over
-      // links, the token of a sealing step comes first, on the tap).
+      // links, the token of a sealing step comes first and a seal frame follows the step).
       let pending: { from: number; to: number; tokens: number[]; attestations: Promise<SignedAttestation[]> } | null = null;
       const chunkEvent = (attestations: SignedAttestation[], from: number, to: number, tokens: number[]): JobEvent => {
         const lastAtt = attestations[attestations.length - 1]!;

@@ -116,9 +116,10 @@ export interface RemoteStageOptions {
 export type HopTransport = 'post' | 'link';
 
 /**
- * A step's answer at the hop that sent it. On a link with a tap, a sealing step's token comes
- * first (from the last hop, on the tap) and the attestations after it (back up the chain):
- * `later` then resolves with them, already checked like a synchronous answer's.
+ * A step's answer at the hop that sent it. At a head over links (forwardThenSeal), a sealing
+ * step's token comes first (from the last hop, on the tap or the link) and the attestations after
+ * it (back up the chain, behind the seal frame): `later` then resolves with them, already checked
+ * like a synchronous answer's.
  */
 export interface StepAnswer extends ForwardResultMeta {
   later?: Promise<SignedAttestation[]>;
@@ -265,6 +266,20 @@ export class RemoteStage {
     }
   }
 
+  private forwardFrame(hidden: HiddenActivation, steps: [number, number], link: StepLink, open: boolean): Uint8Array {
+    const ticket = this.opts.signedTicket.ticket;
+    const meta: ForwardMeta = {
+      ...(open ? { signedTicket: this.opts.signedTicket } : { job: { jobId: ticket.jobId, ticketHash: this.opts.ticketHash } }),
+      hop: this.opts.hop,
+      steps,
+      open,
+      ...(link.chunkFrom !== steps[0] ? { chunkFrom: link.chunkFrom } : {}),
+      ...(link.seal ? { prevHash: link.prevHash, prev: link.prev } : { seal: false }),
+    };
+    const hiddenSize = hidden.data.length / hidden.seqLen;
+    return encodeFrame({ kind: 'forward', dtype: ticket.dtype, dims: [1, hidden.seqLen, hiddenSize], meta, payload: hidden.data });
+  }
+
   /**
    * Runs one step on the next hop (and, through it, every later hop). A sealing step carries
    * `prev`, this hop's signed attestation of the whole chunk (hash `prevHash`): the next hop
@@ -274,18 +289,8 @@ export class RemoteStage {
    */
   async forward(hidden: HiddenActivation, steps: [number, number], link: StepLink, open: boolean): Promise<StepAnswer | null> {
     const ticket = this.opts.signedTicket.ticket;
-    const hiddenSize = hidden.data.length / hidden.seqLen;
-    const meta: ForwardMeta = {
-      ...(open ? { signedTicket: this.opts.signedTicket } : { job: { jobId: ticket.jobId, ticketHash: this.opts.ticketHash } }),
-      hop: this.opts.hop,
-      steps,
-      open,
-      ...(link.chunkFrom !== steps[0] ? { chunkFrom: link.chunkFrom } : {}),
-      ...(link.seal ? { prevHash: link.prevHash, prev: link.prev } : { seal: false }),
-    };
-    const body = encodeFrame({ kind: 'forward', dtype: ticket.dtype, dims: [1, hidden.seqLen, hiddenSize], meta, payload: hidden.data });
+    const body = this.forwardFrame(hidden, steps, link, open);
     if (this.transport === 'link' && !link.seal) return this.forwardOpen(body, steps);
-    if (this.transport === 'link' && link.seal && this.tap && this.opts.awaitTokens) return this.forwardSeal(body, steps, link);
     const result = await this.exchange(body);
     if (this.transport === 'link' && open && this.opts.awaitTokens && this.tapped && ticket.chunking) {
       // The last hop's session exists now: open steps' tokens will come straight from it (the
@@ -307,26 +312,47 @@ export class RemoteStage {
   }
 
   /**
-   * Head, link with a tap, a sealing step: the token comes on the tap as for an open step, the
-   * attestations come back up the chain (`later`), so the head can start its next run while they
-   * travel. A failure on either path ends the wait.
+   * Head over a link whose tokens come back without the middle hops (a tap, or the last hop is
+   * the next one), a decode step that seals its chunk: see forwardThenSeal.
    */
-  private async forwardSeal(body: Uint8Array, steps: [number, number], link: StepLink & { seal: true }): Promise<StepAnswer> {
-    const connection = await this.linked();
-    const tap = await this.tap!;
-    const token = tap.next(this.timeoutMs);
-    const later = this.requestOn(connection, body).then((bytes) => {
-      // (The head checks that the last hop attests the tokens it sent on the tap.)
-      const result = this.parseAnswer(bytes);
-      this.checkAnswer(result, steps, link);
-      return result.attestations;
+  get sealsBehindStep(): boolean {
+    return this.transport === 'link' && this.opts.awaitTokens === true && (this.tap !== null || !this.tapped);
+  }
+
+  /**
+   * Head, a decode step that seals its chunk, when `sealsBehindStep`: the step goes on as an open
+   * step at once; `attest` then signs this hop's attestation of the chunk while the later hops
+   * run, and a `seal` frame follows the step on the link. Every later hop checks the previous
+   * hop's attestation and signs its own when that frame reaches it, after its run (as for the
+   * open steps before it: nothing is signed over activations not yet checked). Resolves with the
+   * token once it is in and `attest` is done; `later` with the later hops' attestations of the
+   * chunk, checked like a synchronous answer's. A failure on either path ends the wait.
+   */
+  async forwardThenSeal(hidden: HiddenActivation, steps: [number, number], chunkFrom: number, attest: () => Promise<{ signed: SignedAttestation; hash: string }>): Promise<StepAnswer & { later: Promise<SignedAttestation[]> }> {
+    const sent = await this.sendOpen(this.forwardFrame(hidden, steps, { chunkFrom, seal: false }, false));
+    if (!sent) throw new AgentError('internal_error', 'a stage that waits for no token cannot seal behind a step');
+    const token = this.awaitToken(sent.answer, steps);
+    token.catch(() => undefined);
+    const link = await this.linked();
+    // The step is on its way: sign now, while the later hops run it.
+    const attested = attest();
+    attested.catch(() => undefined);
+    // The seal frame goes out as soon as the attestation is signed, before this call returns and
+    // the next step's frame can follow it (the next hop reads a link's frames in order).
+    const later = attested.then(async ({ signed, hash }) => {
+      this.pending++;
+      try {
+        return this.sealed(this.parseAnswer(await this.requestOn(link, this.sealFrame([chunkFrom, steps[1]], signed, hash))), signed, hash);
+      } finally {
+        this.pending--;
+      }
     });
     later.catch(() => undefined);
-    // Until the token is in, a failure coming back up the chain (it names its own culprit) ends the wait too.
+    // Until the token is in, a failure sealing the chunk (it names its own culprit) ends the wait too.
     const failed = later.then(() => new Promise<never>(() => undefined));
-    const fromTap = this.awaitToken(token, steps);
-    fromTap.catch(() => undefined);
-    const answer = await Promise.race([fromTap, failed]);
+    const answer = await Promise.race([token, failed]);
+    // The caller's chunk is closed only once `attest` returns: the next step must not start before.
+    await attested;
     return { ...answer, later };
   }
 
@@ -336,18 +362,25 @@ export class RemoteStage {
    * error a hop reports back up the chain meanwhile. A middle hop returns null at once.
    */
   private async forwardOpen(body: Uint8Array, steps: [number, number]): Promise<ForwardResultMeta | null> {
+    const sent = await this.sendOpen(body);
+    return sent ? this.awaitToken(sent.answer, steps) : null;
+  }
+
+  /**
+   * Link: sends an open step's frame; resolves once it is on the socket, with the frame that will
+   * carry its token (the tap's next, or the link's when the next hop is the last), or null at a
+   * middle hop, which waits for nothing.
+   */
+  private async sendOpen(body: Uint8Array): Promise<{ answer: Promise<Uint8Array> } | null> {
     const link = await this.linked();
     if (!this.opts.awaitTokens) {
       this.sendOn(link, body);
       return null;
     }
-    let answer: Promise<Uint8Array>;
-    if (this.tap) {
-      const tap = await this.tap;
-      answer = tap.next(this.timeoutMs);
-      this.sendOn(link, body);
-    } else answer = this.requestOn(link, body);
-    return this.awaitToken(answer, steps);
+    if (!this.tap) return { answer: this.requestOn(link, body) };
+    const answer = (await this.tap).next(this.timeoutMs);
+    this.sendOn(link, body);
+    return { answer };
   }
 
   /** Head: the sampled token of a step from `answer` (the tap's next frame, or the link's), or the error that came instead. */
@@ -403,10 +436,18 @@ export class RemoteStage {
    * returns their attestations of it.
    */
   async seal(chunk: [number, number], prev: SignedAttestation, prevHash: string): Promise<SignedAttestation[]> {
+    return this.sealed(await this.exchange(this.sealFrame(chunk, prev, prevHash)), prev, prevHash);
+  }
+
+  private sealFrame(chunk: [number, number], prev: SignedAttestation, prevHash: string): Uint8Array {
     const ticket = this.opts.signedTicket.ticket;
     const meta: SealMeta = { job: { jobId: ticket.jobId, ticketHash: this.opts.ticketHash }, hop: this.opts.hop, chunk, prevHash, prev };
-    const result = await this.exchange(encodeFrame({ kind: 'seal', meta }));
-    if (result.attestations.length !== ticket.route.length - this.opts.hop || result.tokenIds.length !== 0) {
+    return encodeFrame({ kind: 'seal', meta });
+  }
+
+  /** The next hop's answer to a seal: every later hop's attestation of the chunk, of what this hop sent. */
+  private sealed(result: ForwardResultMeta, prev: SignedAttestation, prevHash: string): SignedAttestation[] {
+    if (result.attestations.length !== this.opts.signedTicket.ticket.route.length - this.opts.hop || result.tokenIds.length !== 0) {
       throw new AgentError('upstream_error', `hop ${this.opts.hop} sealed with ${result.attestations.length} attestations and ${result.tokenIds.length} tokens`, { agentId: this.agentId });
     }
     this.checkRelayed(result, prev, prevHash);

@@ -187,8 +187,12 @@ export async function startEvilProxy(): Promise<EvilProxy> {
    * Links and taps (HTTP upgrades): the handshake and everything from the agent pass through
    * unchanged; frames to the agent are split out and go through `tamper.forwardRequest`.
    */
+  const upgraded = new Set<Duplex>();
   const upgrade = (req: IncomingMessage, client: Duplex, head: Buffer) => {
     client.on('error', () => undefined);
+    // Upgraded sockets leave the server's books: close() ends them itself.
+    upgraded.add(client);
+    client.on('close', () => upgraded.delete(client));
     if (!proxy.target) {
       client.end('HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\n\r\n');
       return;
@@ -255,6 +259,7 @@ export async function startEvilProxy(): Promise<EvilProxy> {
   proxy.close = () =>
     new Promise<void>((r) => {
       server.closeAllConnections();
+      for (const socket of upgraded) socket.destroy();
       server.close(() => r());
     });
   return proxy;

@@ -1,7 +1,8 @@
 /**
  * Links between hops (pool-agent/server/link.ts): the frame reader that splits a link's byte
  * stream, the ring a decode step takes over links (middle hops do not answer open steps, the last
- * hop's token goes to the head's tap) with the same tokens and verified chunks as POST, errors
+ * hop's token goes to the head's tap, a chunk is sealed by a seal frame behind its last step, and
+ * a payload tampered with on the way is refused there) with the same tokens and verified chunks as POST, errors
  * that travel back up from a later hop, sessions freed when links close, and hostile peers on the
  * upgrade endpoints.
  */
@@ -9,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { connect } from 'node:net';
 import { ChainVerifier } from '../../protocol/attestation.js';
 import type { JobEvent } from '../../protocol/agent-api.js';
-import { decodeFrame, encodeFrame, FrameError, FrameReader } from '../../protocol/frame.js';
+import { decodeFrame, encodeFrame, FrameError, FrameReader, framePayloadAs } from '../../protocol/frame.js';
+import { startEvilProxy } from '../support/evil-proxy.js';
 import type { ChunkingPolicy, SamplingParams } from '../../protocol/ticket.js';
 import { LINK_PATH, LinkError, openLink, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER } from '../../pool-agent/server/link.js';
 import { tapMessage } from '../../protocol/agent-api.js';
@@ -97,10 +99,14 @@ describe('a chain of 3 over links', () => {
     expect(tokensOf(viaLink.res.events)).toEqual(tokensOf(viaPost.res.events));
     expect(viaLink.chunks.map((c) => c.steps)).toEqual([[0, 1], [1, 5], [5, 9], [9, 11]]);
     expect(viaLink.verdicts.every((v) => v.ok)).toBe(true);
-    // 11 steps went over the middle hop's link; only the 4 sealing ones were answered on it.
+    // 11 steps went over the middle hop's link, each decode step unsigned: the three chunks after
+    // the prefill were sealed by a seal frame behind their last step. Only the prefill and the
+    // seals were answered on it.
+    const frames = answered.mock.calls.map(([bytes]) => decodeFrame(bytes, { maxPayloadBytes: 1 << 20 }));
+    expect(frames.map((f) => f.kind)).toEqual([...Array<string>(5).fill('forward'), 'seal', ...Array<string>(4).fill('forward'), 'seal', 'forward', 'forward', 'seal', 'close']);
+    expect(frames.filter((f) => f.kind === 'forward' && (f.meta as { prev?: unknown }).prev !== undefined)).toHaveLength(1);
     const answers = await Promise.all(answered.mock.results.map((r) => r.value as Promise<Uint8Array | null>));
-    expect(answers).toHaveLength(11 + 1); // + the close frame at the end
-    expect(answers.filter((a) => a !== null)).toHaveLength(4 + 1);
+    expect(answers.filter((a) => a !== null)).toHaveLength(1 + 3 + 1);
     for (const spy of posts) expect(spy).not.toHaveBeenCalled();
     answered.mockRestore();
     for (const spy of posts) spy.mockRestore();
@@ -139,6 +145,39 @@ describe('a chain of 3 over links', () => {
       for (const ev of events) if (ev.type === 'chunk') expect((await verifier.verifyChunk(ev.attestations)).ok).toBe(true);
       expect(tokensOf(events)).toEqual(tokensOf((await run(posted, 11)).res.events));
     } finally {
+      await chain.close();
+    }
+  });
+
+  it('a payload changed on its way at the step that closes a chunk is refused at the seal behind it: bad_input from the hop that got it, no chunk of it sent', async () => {
+    const chain = await startChain({ edge, spans: [[0, 1], [1, 3], [3, 4]].map((l) => fakeSpan(model, l as [number, number])), agentIdPrefix: 'tm' });
+    const proxy = await startEvilProxy();
+    try {
+      proxy.target = chain.route[1]!.endpoint;
+      const route = chain.route.map((h, i) => (i === 1 ? { ...h, endpoint: proxy.url } : h));
+      const seen: string[] = [];
+      proxy.tamper = {
+        forwardRequest(bytes) {
+          const frame = decodeFrame(bytes, { maxPayloadBytes: 1 << 20 });
+          const steps = (frame.meta as { steps?: [number, number]; chunk?: [number, number] }).steps ?? (frame.meta as { chunk?: [number, number] }).chunk;
+          seen.push(`${frame.kind} ${steps?.join('-') ?? ''}`);
+          // Step 4 closes the chunk [1, 5): it goes unsigned, the seal follows it.
+          if (frame.kind !== 'forward' || steps?.[0] !== 4) return bytes;
+          const data = framePayloadAs(frame) as Float32Array;
+          data[0] = data[0]! + 1;
+          return encodeFrame({ kind: 'forward', dtype: frame.dtype, dims: frame.dims, meta: frame.meta, payload: data });
+        },
+      };
+      const { signed } = await edge.ticket({ route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 11, sampling: SAMPLED, patch: { chunking: CHUNKS } });
+      const res = await runJob(chain.url, { signedTicket: signed, promptIds: PROMPT, prefixIds: [] });
+      expect(seen).toContain('forward 4-5');
+      expect(seen).toContain('seal 1-5');
+      expect(res.events.filter((e) => e.type === 'chunk').map((e) => (e as Chunk).steps)).toEqual([[0, 1]]);
+      // Hop 1 ran step 4 (unchecked, as every step inside a chunk) but signed nothing of [1, 5).
+      expect(res.events.at(-1)).toMatchObject({ type: 'error', code: 'bad_input', agentId: chain.route[1]!.agentId, message: expect.stringContaining('refuses steps [1, 5)') });
+      await vi.waitFor(() => expect(chain.agents.map((a) => a.core.sessions.size)).toEqual([0, 0, 0]));
+    } finally {
+      await proxy.close();
       await chain.close();
     }
   });
