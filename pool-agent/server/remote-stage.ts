@@ -288,11 +288,10 @@ export class RemoteStage {
    * middle hop). The opening frame carries the signed ticket; later ones name the job by ticket hash.
    */
   async forward(hidden: HiddenActivation, steps: [number, number], link: StepLink, open: boolean): Promise<StepAnswer | null> {
-    const ticket = this.opts.signedTicket.ticket;
     const body = this.forwardFrame(hidden, steps, link, open);
     if (this.transport === 'link' && !link.seal) return this.forwardOpen(body, steps);
     const result = await this.exchange(body);
-    if (this.transport === 'link' && open && this.opts.awaitTokens && this.tapped && ticket.chunking) {
+    if (this.transport === 'link' && open && this.opts.awaitTokens && this.tapped) {
       // The last hop's session exists now: open steps' tokens will come straight from it (the
       // first open step waits for the tap; opening it overlaps this hop's next run).
       this.tap = this.openTap();

@@ -78,8 +78,8 @@ describe('a chain of 3 over links', () => {
     await Promise.all([linked?.close(), posted?.close()]);
   });
 
-  async function run(chain: InProcessChain, maxTokens: number, sampling: SamplingParams = SAMPLED, signal?: AbortSignal) {
-    const { signed, hash } = await edge.ticket({ route: chain.route, modelId: model.modelId, promptIds: PROMPT, maxTokens, sampling, patch: { chunking: CHUNKS } });
+  async function run(chain: InProcessChain, maxTokens: number, sampling: SamplingParams = SAMPLED, signal?: AbortSignal, chunking: ChunkingPolicy | null = CHUNKS) {
+    const { signed, hash } = await edge.ticket({ route: chain.route, modelId: model.modelId, promptIds: PROMPT, maxTokens, sampling, ...(chunking ? { patch: { chunking } } : {}) });
     const res = await runJob(chain.url, { signedTicket: signed, promptIds: PROMPT, prefixIds: [] }, signal);
     const chunks = res.events.filter((e): e is Chunk => e.type === 'chunk');
     const verifier = new ChainVerifier({ ticket: signed.ticket, ticketHash: hash, numLayers: 4, keys: chain.publicKeys });
@@ -110,6 +110,21 @@ describe('a chain of 3 over links', () => {
     for (const spy of posts) expect(spy).not.toHaveBeenCalled();
     answered.mockRestore();
     for (const spy of posts) spy.mockRestore();
+    await vi.waitFor(() => expect(linked.agents.map((a) => a.core.sessions.size)).toEqual([0, 0, 0]));
+  });
+
+  it('a ticket without a chunking policy takes the ring too: every step is a chunk of its own, sealed behind it', async () => {
+    const middle = linked.agents[1]!.core;
+    const answered = vi.spyOn(middle, 'handleLinkFrame');
+    const viaLink = await run(linked, 5, SAMPLED, undefined, null);
+    const viaPost = await run(posted, 5, SAMPLED, undefined, null);
+    expect(viaLink.res.events.at(-1)).toEqual({ type: 'done', finishReason: 'length' });
+    expect(tokensOf(viaLink.res.events)).toEqual(tokensOf(viaPost.res.events));
+    expect(viaLink.chunks.map((c) => c.steps)).toEqual([[0, 1], [1, 2], [2, 3], [3, 4], [4, 5]]);
+    expect(viaLink.verdicts.every((v) => v.ok)).toBe(true);
+    const frames = answered.mock.calls.map(([bytes]) => decodeFrame(bytes, { maxPayloadBytes: 1 << 20 }).kind);
+    expect(frames).toEqual(['forward', 'forward', 'seal', 'forward', 'seal', 'forward', 'seal', 'forward', 'seal', 'close']);
+    answered.mockRestore();
     await vi.waitFor(() => expect(linked.agents.map((a) => a.core.sessions.size)).toEqual([0, 0, 0]));
   });
 
