@@ -331,7 +331,11 @@ export class AgentCore {
         own = signedHere.signed;
         return signedHere;
       });
-      return { attestations: [], tokenIds: rest.tokenIds, later: rest.later.then((later) => [own!, ...later]) };
+      const later = rest.later.then((attestations) => [own!, ...attestations]);
+      // Whoever takes this step's result reports a failure; a job that ended first (a client gone,
+      // an error elsewhere) never looks at it, and its rejection is not an unhandled one.
+      later.catch(() => undefined);
+      return { attestations: [], tokenIds: rest.tokenIds, later };
     }
     const { signed, hash } = this.signChunk(entry, ctx, steps[1], await link.prevHash, false);
     const rest = await next.forward(hidden, steps, { chunkFrom: link.chunkFrom, seal: true, prev: signed, prevHash: hash }, open);
