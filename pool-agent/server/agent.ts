@@ -324,18 +324,12 @@ export class AgentCore {
     if (!open && next.sealsBehindStep) {
       // The head over links: the step goes on first, this hop signs while the later hops run it,
       // and the chunk's seal follows it down the link (see RemoteStage.forwardThenSeal).
-      let own: SignedAttestation | undefined;
       const rest = await next.forwardThenSeal(hidden, steps, link.chunkFrom, async () => {
-        const signedHere = this.signChunk(entry, ctx, steps[1], await link.prevHash, false);
+        const signed = this.signChunk(entry, ctx, steps[1], await link.prevHash, false);
         this.closeChunk(entry, ctx, steps[1]);
-        own = signedHere.signed;
-        return signedHere;
+        return signed;
       });
-      const later = rest.later.then((attestations) => [own!, ...attestations]);
-      // Whoever takes this step's result reports a failure; a job that ended first (a client gone,
-      // an error elsewhere) never looks at it, and its rejection is not an unhandled one.
-      later.catch(() => undefined);
-      return { attestations: [], tokenIds: rest.tokenIds, later };
+      return { attestations: [], tokenIds: rest.tokenIds, later: rest.later };
     }
     const { signed, hash } = this.signChunk(entry, ctx, steps[1], await link.prevHash, false);
     const rest = await next.forward(hidden, steps, { chunkFrom: link.chunkFrom, seal: true, prev: signed, prevHash: hash }, open);

@@ -118,8 +118,8 @@ export type HopTransport = 'post' | 'link';
 /**
  * A step's answer at the hop that sent it. At a head over links (forwardThenSeal), a sealing
  * step's token comes first (from the last hop, on the tap or the link) and the attestations after
- * it (back up the chain, behind the seal frame): `later` then resolves with them, already checked
- * like a synchronous answer's.
+ * it (back up the chain, behind the seal frame): `later` then resolves with this hop's attestation
+ * of the chunk and every later hop's, already checked like a synchronous answer's.
  */
 export interface StepAnswer extends ForwardResultMeta {
   later?: Promise<SignedAttestation[]>;
@@ -324,8 +324,8 @@ export class RemoteStage {
    * run, and a `seal` frame follows the step on the link. Every later hop checks the previous
    * hop's attestation and signs its own when that frame reaches it, after its run (as for the
    * open steps before it: nothing is signed over activations not yet checked). Resolves with the
-   * token once it is in and `attest` is done; `later` with the later hops' attestations of the
-   * chunk, checked like a synchronous answer's. A failure on either path ends the wait.
+   * token once it is in and `attest` is done; `later` with this hop's attestation of the chunk and
+   * every later hop's, checked like a synchronous answer's. A failure on either path ends the wait.
    */
   async forwardThenSeal(hidden: HiddenActivation, steps: [number, number], chunkFrom: number, attest: () => Promise<{ signed: SignedAttestation; hash: string }>): Promise<StepAnswer & { later: Promise<SignedAttestation[]> }> {
     const sent = await this.sendOpen(this.forwardFrame(hidden, steps, { chunkFrom, seal: false }, false));
@@ -338,14 +338,9 @@ export class RemoteStage {
     attested.catch(() => undefined);
     // The seal frame goes out as soon as the attestation is signed, before this call returns and
     // the next step's frame can follow it (the next hop reads a link's frames in order).
-    const later = attested.then(async ({ signed, hash }) => {
-      this.pending++;
-      try {
-        return this.sealed(this.parseAnswer(await this.requestOn(link, this.sealFrame([chunkFrom, steps[1]], signed, hash))), signed, hash);
-      } finally {
-        this.pending--;
-      }
-    });
+    const later = attested.then(async ({ signed, hash }) => [signed, ...this.sealed(await this.exchangeOn(link, this.sealFrame([chunkFrom, steps[1]], signed, hash)), signed, hash)]);
+    // Whoever takes the step's result reports a failure; a job that ended first (a client gone,
+    // an error elsewhere) never looks at it, and its rejection is not an unhandled one.
     later.catch(() => undefined);
     // Until the token is in, a failure sealing the chunk (it names its own culprit) ends the wait too.
     const failed = later.then(() => new Promise<never>(() => undefined));
@@ -456,7 +451,11 @@ export class RemoteStage {
   /** Sends a frame and reads the next hop's `tokens` answer (an `error` frame becomes an AgentError). */
   private async exchange(body: Uint8Array): Promise<ForwardResultMeta> {
     if (this.transport === 'post') return this.parseAnswer(await this.post(body));
-    const link = await this.linked();
+    return this.exchangeOn(await this.linked(), body);
+  }
+
+  /** Sends a frame on `link` before it returns, and reads the next hop's `tokens` answer. */
+  private async exchangeOn(link: Link, body: Uint8Array): Promise<ForwardResultMeta> {
     this.pending++;
     try {
       return this.parseAnswer(await this.requestOn(link, body));
