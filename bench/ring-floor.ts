@@ -15,7 +15,8 @@ import { parseArgs } from 'node:util';
 import { loadManifest } from '../pool-agent/model/build.js';
 import { loadSpan } from '../pool-agent/runtime/span.js';
 import { sampleToken } from '../pool-agent/runtime/sampler.js';
-import type { SpanOutput, SpanSession } from '../pool-agent/runtime/types.js';
+import { generate } from '../pool-agent/runtime/pipeline.js';
+import type { LoadedSpan, SpanOutput, SpanSession } from '../pool-agent/runtime/types.js';
 
 const { values } = parseArgs({
   options: {
@@ -140,7 +141,21 @@ if (values.member) {
         send(first, bytes);
       });
 
-    /** Decode tokens/s (after the prefill) and the tokens, for one way of running the model. */
+    const tps = (times: number[]) => (times.length - 1) / ((times[times.length - 1]! - times[0]!) / 1000);
+    /** Decode tokens/s (after the prefill) and the tokens of `generate` over in-process stages. */
+    const inProcessRun = async (spans: LoadedSpan[]) => {
+      const stages = spans.map((sp) => sp.openSession({ maxPositions: 512 }));
+      const times: number[] = [];
+      try {
+        const { tokens } = await generate({ stages, promptIds: PROMPT, sampling: GREEDY, maxTokens: TOKENS, onToken: () => void times.push(performance.now()) });
+        return { tps: tps(times), tokens };
+      } finally {
+        for (const s of stages) s.dispose();
+      }
+    };
+    const runUnsplit = () => inProcessRun([unsplit]);
+    const runInProcess = () => inProcessRun([head!, ...inProcess]);
+    /** The same loop round the ring: the head span here, the token back from the last member. */
     const decode = async (step: (ids: Int32Array) => Promise<number>) => {
       let ids = Int32Array.from(PROMPT);
       const times: number[] = [];
@@ -151,30 +166,7 @@ if (values.member) {
         times.push(performance.now());
         ids = Int32Array.of(token);
       }
-      return { tps: (TOKENS - 1) / ((times[TOKENS - 1]! - times[0]!) / 1000), tokens };
-    };
-    const runUnsplit = async () => {
-      const s = unsplit.openSession({ maxPositions: 512 });
-      try {
-        return await decode(async (ids) => tokenOf(await s.forward({ kind: 'tokens', ids })));
-      } finally {
-        s.dispose();
-      }
-    };
-    const runInProcess = async () => {
-      const ss = [head!, ...inProcess].map((sp) => sp.openSession({ maxPositions: 512 }));
-      try {
-        return await decode(async (ids) => {
-          let out = await ss[0]!.forward({ kind: 'tokens', ids });
-          for (const s of ss.slice(1)) {
-            if (out.kind !== 'hidden') throw new Error('a span before the last returned logits');
-            out = await s.forward({ kind: 'hidden', data: out.data, seqLen: out.seqLen });
-          }
-          return tokenOf(out);
-        });
-      } finally {
-        for (const s of ss) s.dispose();
-      }
+      return { tps: tps(times), tokens };
     };
     const runRing = async () => {
       await ask(u32(RESET)); // fresh sessions round the ring (and last round's span times, dropped)
