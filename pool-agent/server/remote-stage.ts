@@ -330,9 +330,9 @@ export class RemoteStage {
   async forwardThenSeal(hidden: HiddenActivation, steps: [number, number], chunkFrom: number, attest: () => Promise<{ signed: SignedAttestation; hash: string }>): Promise<StepAnswer & { later: Promise<SignedAttestation[]> }> {
     const sent = await this.sendOpen(this.forwardFrame(hidden, steps, { chunkFrom, seal: false }, false));
     if (!sent) throw new AgentError('internal_error', 'a stage that waits for no token cannot seal behind a step');
-    const token = this.awaitToken(sent.answer, steps);
+    const { link, answer: tokenFrame } = sent;
+    const token = this.awaitToken(tokenFrame, steps);
     token.catch(() => undefined);
-    const link = await this.linked();
     // The step is on its way: sign now, while the later hops run it.
     const attested = attest();
     attested.catch(() => undefined);
@@ -361,20 +361,20 @@ export class RemoteStage {
   }
 
   /**
-   * Link: sends an open step's frame; resolves once it is on the socket, with the frame that will
-   * carry its token (the tap's next, or the link's when the next hop is the last), or null at a
-   * middle hop, which waits for nothing.
+   * Link: sends an open step's frame; resolves once it is on the socket, with the link and the
+   * frame that will carry its token (the tap's next, or the link's when the next hop is the last),
+   * or null at a middle hop, which waits for nothing.
    */
-  private async sendOpen(body: Uint8Array): Promise<{ answer: Promise<Uint8Array> } | null> {
+  private async sendOpen(body: Uint8Array): Promise<{ link: Link; answer: Promise<Uint8Array> } | null> {
     const link = await this.linked();
     if (!this.opts.awaitTokens) {
       this.sendOn(link, body);
       return null;
     }
-    if (!this.tap) return { answer: this.requestOn(link, body) };
+    if (!this.tap) return { link, answer: this.requestOn(link, body) };
     const answer = (await this.tap).next(this.timeoutMs);
     this.sendOn(link, body);
-    return { answer };
+    return { link, answer };
   }
 
   /** Head: the sampled token of a step from `answer` (the tap's next frame, or the link's), or the error that came instead. */
