@@ -50,6 +50,8 @@ export const configSchema = z
     maxKvBytes: z.number().int().positive().default(2 * 1024 ** 3),
     sessionIdleMs: z.number().int().positive().default(60_000),
     hopTimeoutMs: z.number().int().positive().default(30_000),
+    /** Links and taps held open at once (default 2 x maxSessions + 16); more upgrades are refused. */
+    maxLinks: z.number().int().positive().max(1_000_000).optional(),
     /**
      * How this agent, as the head of a route, reaches the later hops: 'link' (one upgraded
      * connection per job and hop; a decode step goes once round the ring) or 'post' (one HTTP

@@ -78,7 +78,7 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
     host: config.host,
     port: config.port,
     log,
-    limits: { maxSessions: config.maxSessions, maxKvBytes: config.maxKvBytes, idleMs: config.sessionIdleMs, hopTimeoutMs: config.hopTimeoutMs },
+    limits: { maxSessions: config.maxSessions, maxKvBytes: config.maxKvBytes, idleMs: config.sessionIdleMs, hopTimeoutMs: config.hopTimeoutMs, ...(config.maxLinks ? { maxLinks: config.maxLinks } : {}) },
     hopTransport: config.hopTransport,
   });
   await writeFileAtomic(join(dir, PORT_FILE), String(server.port));

@@ -37,6 +37,17 @@ export interface AgentLimits extends SessionLimits {
   maxNonces: number;
   /** How far a signed cancel / check request's issuedAt may be from now. */
   signedRequestWindowMs: number;
+  /**
+   * Links and taps held open at once (see link.ts); an upgrade past it is refused with
+   * `capacity`. Default: 2 x maxSessions + 16 (a session has one upstream link, a last hop one
+   * tap per job, and links are opened a little before their first frame).
+   */
+  maxLinks?: number;
+}
+
+/** The most links and taps an agent holds at once under `limits`. */
+export function linkCap(limits: Pick<AgentLimits, 'maxSessions' | 'maxLinks'>): number {
+  return limits.maxLinks ?? 2 * limits.maxSessions + 16;
 }
 
 export const DEFAULT_AGENT_LIMITS: AgentLimits = {

@@ -9,7 +9,7 @@
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AgentCore, type AgentCoreOptions } from './agent.js';
+import { AgentCore, linkCap, type AgentCoreOptions } from './agent.js';
 import { AgentError, toAgentError } from './errors.js';
 import { readBody, readJsonBody, sendError, sendJson } from './http.js';
 import { FORWARD_PATH } from './remote-stage.js';
@@ -126,7 +126,8 @@ const MAX_QUEUED_LINK_FRAMES = 4;
 /** Answers a refused upgrade with the agent's JSON error and closes the socket. */
 function refuseUpgrade(socket: Duplex, err: AgentError): void {
   const body = JSON.stringify(err.toEnvelope());
-  socket.end(`HTTP/1.1 ${err.status} Refused\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  const retry = err.retryAfter ? `retry-after: ${err.retryAfter}\r\n` : '';
+  socket.end(`HTTP/1.1 ${err.status} Refused\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${retry}connection: close\r\n\r\n${body}`);
 }
 
 /**
@@ -143,6 +144,13 @@ function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, he
   }
   if (core.draining && path === LINK_PATH) {
     refuseUpgrade(socket, new AgentError('shutdown', 'this agent is shutting down', { retryAfter: 5 }));
+    return;
+  }
+  // Opening a link takes no credentials (the ticket comes with its first frame): their number is
+  // bounded, so a peer opening links by the thousand runs into a refusal, not out of sockets.
+  if (links.size >= linkCap(core.limits)) {
+    core.metrics.errors.inc({ code: 'capacity' });
+    refuseUpgrade(socket, new AgentError('capacity', `this agent holds ${links.size} links, its limit`, { retryAfter: 1 }));
     return;
   }
   const accept = () => {

@@ -80,6 +80,12 @@ export class Link {
     socket.on('data', (chunk: Buffer) => this.feed(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength)));
     socket.on('error', (err) => this.fail(new LinkError('closed', `link failed: ${err.message}`)));
     socket.on('close', () => this.fail(new LinkError('closed', 'link closed')));
+    // The peer closed its side (an HTTP server's sockets allow half-open ones): so does this one,
+    // at once, rather than holding the socket until it idles out.
+    socket.on('end', () => {
+      this.fail(new LinkError('closed', 'link closed'));
+      socket.end();
+    });
     if (head && head.byteLength > 0) queueMicrotask(() => this.feed(new Uint8Array(head.buffer, head.byteOffset, head.byteLength)));
   }
 

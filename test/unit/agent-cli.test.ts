@@ -60,6 +60,9 @@ describe('init and configuration', () => {
     expect(mergeSettings({}, {}).hopTransport).toBe('link');
     expect(mergeSettings({ hopTransport: 'link' }, { hopTransport: 'post' }).hopTransport).toBe('post');
     expect(() => mergeSettings({}, { hopTransport: 'carrier-pigeon' })).toThrow(/hopTransport/);
+    expect(mergeSettings({}, {}).maxLinks).toBeUndefined();
+    expect(mergeSettings({ maxLinks: 64 }, {}).maxLinks).toBe(64);
+    expect(() => mergeSettings({ maxLinks: 0 }, {})).toThrow(/maxLinks/);
   });
 
   it('gives clear errors for unknown commands, unknown flags and an unregistered serve', async () => {

@@ -319,6 +319,35 @@ describe('a chain of 3 over links', () => {
     }
   });
 
+  it('holds at most maxLinks links at once: one more upgrade is refused with capacity and retry-after', async () => {
+    const capped = await startChain({ edge, spans: [fakeSpan(model, [0, 4])], agentIdPrefix: 'cap', agentOptions: () => ({ limits: { maxLinks: 2 } }) });
+    try {
+      const url = new URL(LINK_PATH, capped.url).toString();
+      const held = [await openLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024 }), await openLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024 })];
+      await expect(openLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024 })).rejects.toMatchObject({ code: 'refused', status: 503, agentCode: 'capacity' });
+      const answer = await new Promise<string>((resolve) => {
+        const socket = connect(Number(new URL(capped.url).port), '127.0.0.1', () => socket.write(`GET ${LINK_PATH} HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: layernet-link/1\r\n\r\n`));
+        let text = '';
+        socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
+        socket.on('close', () => resolve(text));
+        socket.on('error', () => undefined);
+      });
+      expect(answer).toMatch(/^HTTP\/1.1 503 /);
+      expect(answer).toMatch(/\r\nretry-after: 1\r\n/);
+      // A slot frees when a link closes; the agent still runs a whole job.
+      held[0]!.close();
+      await vi.waitFor(async () => {
+        const again = await openLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024 });
+        held.push(again);
+      });
+      for (const l of held) l.close();
+      const r = await run(capped, 4);
+      expect(r.res.events.at(-1)).toEqual({ type: 'done', finishReason: 'length' });
+    } finally {
+      await capped.close();
+    }
+  });
+
   it('a link keeps a bounded number of frames nobody asked for, then drops the peer', async () => {
     const { createServer } = await import('node:http');
     // A peer that upgrades and then floods frames (as a hostile last hop could flood a tap).
