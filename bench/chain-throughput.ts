@@ -3,7 +3,8 @@
  * agent and chains of 2 and 3 agents (`pool-agent serve` child processes) over loopback, every
  * one with the same onnxruntime thread budget (a single sequence runs one hop at a time, so each
  * agent gets the whole budget). Prints tokens/s and the ratio to unsplit; target: a chain of 3
- * keeps >= 90% of unsplit decode.
+ * keeps >= 90% of unsplit decode. Every layout's run sits between two unsplit runs, and its ratio
+ * is the median over rounds of its tokens/s over theirs (a shared host drifts within seconds).
  *
  * Each row also splits the time per token (whole run, prefill included) into time inside the
  * spans (onnxruntime; the agents' layernet_agent_span_duration_seconds, the unsplit run timed the
@@ -247,24 +248,38 @@ try {
   // Per token over the whole run (prefill included): time inside the spans, and the rest.
   const compute = runners.map(() => [] as number[]);
   const outside = runners.map(() => [] as number[]);
-  for (let round = 0; round <= REPEATS; round++) {
-    for (const [i, r] of runners.entries()) {
-      const t0 = performance.now();
-      const { times, ttftMs, computeMs } = await r.run();
-      if (round === 0) continue; // warm-up
-      rates[i]!.push(rate(times));
+  // Each layout's run over the unsplit runs just before and after it: a shared host's load drifts
+  // by 10-20% within seconds, so a layout is only compared with unsplit runs next to it in time.
+  const paired = runners.map(() => [] as number[]);
+  const once = async (i: number, keep: boolean): Promise<number> => {
+    const t0 = performance.now();
+    const { times, ttftMs, computeMs } = await runners[i]!.run();
+    const tps = rate(times);
+    if (keep) {
+      rates[i]!.push(tps);
       ttfts[i]!.push(ttftMs);
       compute[i]!.push(computeMs / TOKENS);
       outside[i]!.push((times.at(-1)! - t0 - computeMs) / TOKENS);
     }
+    return tps;
+  };
+  for (let round = 0; round <= REPEATS; round++) {
+    const keep = round > 0; // round 0 warms up
+    let before = await once(0, keep);
+    for (let i = 1; i < runners.length; i++) {
+      const tps = await once(i, keep);
+      const after = await once(0, keep);
+      if (keep) paired[i]!.push(tps / ((before + after) / 2));
+      before = after;
+    }
   }
-  const base = median(rates[0]!);
-  console.log(`model ${manifest.name} (${L} layers, hidden ${manifest.architecture.hiddenSize}), ${TOKENS} tokens after a ${PROMPT.length}-token prompt, ${THREADS} onnxruntime threads per process, median of ${REPEATS} interleaved rounds`);
+  console.log(`model ${manifest.name} (${L} layers, hidden ${manifest.architecture.hiddenSize}), ${TOKENS} tokens after a ${PROMPT.length}-token prompt, ${THREADS} onnxruntime threads per process, median of ${REPEATS} interleaved rounds, each layout run between two unsplit runs and rated against them`);
   const baseCompute = median(compute[0]!);
   const rows = runners.map((r, i) => ({
     layout: r.name,
     tokensPerS: median(rates[i]!),
-    ratio: median(rates[i]!) / base,
+    /** Median over rounds of the run's tokens/s over the unsplit runs next to it (see above). */
+    ratio: i === 0 ? 1 : median(paired[i]!),
     ttftMs: median(ttfts[i]!),
     computeMsPerToken: median(compute[i]!),
     outsideMsPerToken: median(outside[i]!),
