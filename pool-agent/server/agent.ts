@@ -10,7 +10,7 @@
  */
 import { cancelMessage, cancelRequestSchema, checkInputsMessage, checkInputsRequestSchema, closeMetaSchema, errorFrameMetaSchema, forwardMetaSchema, jobRequestSchema, sealMetaSchema, tapMessage, type CheckInputsResponse, type ForwardResultMeta, type JobEvent } from '../../protocol/agent-api.js';
 import { attestationBytes, type SignedAttestation } from '../../protocol/attestation.js';
-import { bytesOf, concatByteList, encodeTokenIds, sha256Hex, toBase64Url, utf8 } from '../../protocol/bytes.js';
+import { bytesOf, concatByteList, encodeTokenIds, fromBase64Url, fromUtf8, sha256Hex, toBase64Url, utf8 } from '../../protocol/bytes.js';
 import { decodeFrame, encodeFrame, FrameError, framePayloadAs, type Frame } from '../../protocol/frame.js';
 import { verifyBytes, type SigningKey } from '../../protocol/keys.js';
 import { routeCoversModel, signedTicketSchema, ticketBytes, verifyTicket, type ChunkingPolicy, type JobTicket, type SignedTicket } from '../../protocol/ticket.js';
@@ -24,7 +24,7 @@ import { AgentError, toAgentError } from './errors.js';
 import { DEFAULT_INPUT_STORE_LIMITS, InputStore, type InputStoreLimits } from './input-store.js';
 import { NonceCache } from './nonce-cache.js';
 import { RemoteStage, type FetchLike, type HopTransport } from './remote-stage.js';
-import type { Link } from './link.js';
+import { LINK_HOP_HEADER, LINK_TICKET_HEADER, type Link } from './link.js';
 import { SessionManager, type SessionEntry, type SessionLimits } from './session-manager.js';
 
 export interface AgentLimits extends SessionLimits {
@@ -214,6 +214,26 @@ export class AgentCore {
     if (ticket.route.some((h, i) => i !== hop && h.agentId === this.agentId)) this.fail('wrong_hop', 'this agent appears twice in the route');
     if (claimNonce && !this.nonces.claim(ticket.nonce, ticket.expiresAt)) this.fail('replayed', 'ticket nonce already used');
     return { ticket, hash };
+  }
+
+  /**
+   * A link's opening request (see link.ts): the job's signed ticket, base64url JSON, names this
+   * agent as hop `hop`. Checked like an opening frame's ticket, but its nonce is left for the
+   * opening frame to claim.
+   */
+  async checkLinkOpening(ticketHeader: unknown, hopHeader: unknown): Promise<{ jobId: string; ticketHash: string; hop: number }> {
+    if (typeof ticketHeader !== 'string' || ticketHeader === '') this.fail('invalid_ticket', `a link is opened with the job's signed ticket in ${LINK_TICKET_HEADER}`);
+    if (typeof hopHeader !== 'string' || !/^[1-9][0-9]?$/.test(hopHeader)) this.fail('invalid_request', `${LINK_HOP_HEADER} must be the hop the link opens to (1..15)`);
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(fromUtf8(fromBase64Url(ticketHeader)));
+    } catch {
+      this.fail('invalid_ticket', `${LINK_TICKET_HEADER} is not base64url JSON`);
+    }
+    const hop = Number(hopHeader);
+    const { ticket, hash } = await this.checkTicket(parsed, hop, false);
+    if (this.clock() > ticket.limits.deadline) this.fail('deadline', 'job deadline passed');
+    return { jobId: ticket.jobId, ticketHash: hash, hop };
   }
 
   private openSession(ticket: JobTicket, hash: string, hop: number): SessionEntry {
@@ -744,7 +764,12 @@ export class AgentCore {
     let entry: SessionEntry;
     if (meta.open) {
       if (!meta.signedTicket) throw new AgentError('bad_frame', 'the opening frame carries the signed ticket');
+      // A link carries the job it was opened for, nothing else.
+      if (via?.opened && (via.opened.jobId !== meta.signedTicket.ticket.jobId || via.opened.hop !== meta.hop)) {
+        throw new AgentError('bad_frame', `this link was opened for job ${via.opened.jobId} at hop ${via.opened.hop}`);
+      }
       ({ ticket, hash } = await this.checkTicket(meta.signedTicket, meta.hop, true));
+      if (via?.opened && via.opened.ticketHash !== hash) throw new AgentError('bad_frame', `this link was opened with another ticket for job ${ticket.jobId}`);
       if (seqLen !== ticket.promptTokens + ticket.prefixTokens || from !== ticket.prefixTokens) {
         throw new AgentError('bad_frame', `the opening frame must carry ${ticket.promptTokens + ticket.prefixTokens} positions at step ${ticket.prefixTokens}`);
       }

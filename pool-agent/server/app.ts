@@ -16,7 +16,7 @@ import { FORWARD_PATH } from './remote-stage.js';
 import { createCheckService, type CheckService } from './checks.js';
 import { CHECK_PATH } from '../../protocol/check.js';
 import type { Duplex } from 'node:stream';
-import { Link, LINK_PATH, LINK_PROTOCOL, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER } from './link.js';
+import { Link, LINK_HOP_HEADER, LINK_PATH, LINK_PROTOCOL, LINK_TICKET_HEADER, MAX_LINK_HEADER_BYTES, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER } from './link.js';
 
 export interface AgentServerOptions extends AgentCoreOptions {
   host?: string;
@@ -130,12 +130,20 @@ function refuseUpgrade(socket: Duplex, err: AgentError): void {
   socket.end(`HTTP/1.1 ${err.status} Refused\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n${retry}connection: close\r\n\r\n${body}`);
 }
 
+/** The links and taps an agent holds, and its links by the hash of the ticket they were opened with. */
+interface LinkTable {
+  all: Set<Link>;
+  byTicket: Map<string, Link>;
+}
+
 /**
  * `GET /v1/spans/link` and `GET /v1/spans/tap` with `Upgrade: layernet-link/1` (see link.ts).
- * A link's frames run one after the other; a link without a session, idle past the session idle
- * time, is closed, and closing a link frees the sessions it opened. A tap only carries tokens to the head.
+ * A link is opened with the job's signed ticket (checked before the upgrade; one link per ticket)
+ * and carries that job's frames, one after the other; a link without a session, idle past the
+ * session idle time, is closed, and closing a link frees the sessions it opened. A tap only
+ * carries tokens to the head. At most linkCap(limits) links and taps are held at once.
  */
-function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, head: Buffer, links: Set<Link>): void {
+function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, head: Buffer, links: LinkTable): void {
   socket.on('error', () => undefined);
   const path = new URL(req.url ?? '/', 'http://agent').pathname;
   if (String(req.headers.upgrade).toLowerCase() !== LINK_PROTOCOL || (path !== LINK_PATH && path !== TAP_PATH)) {
@@ -146,13 +154,13 @@ function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, he
     refuseUpgrade(socket, new AgentError('shutdown', 'this agent is shutting down', { retryAfter: 5 }));
     return;
   }
-  // Opening a link takes no credentials (the ticket comes with its first frame): their number is
-  // bounded, so a peer opening links by the thousand runs into a refusal, not out of sockets.
-  if (links.size >= linkCap(core.limits)) {
+  const full = (): boolean => {
+    if (links.all.size < linkCap(core.limits)) return false;
     core.metrics.errors.inc({ code: 'capacity' });
-    refuseUpgrade(socket, new AgentError('capacity', `this agent holds ${links.size} links, its limit`, { retryAfter: 1 }));
-    return;
-  }
+    refuseUpgrade(socket, new AgentError('capacity', `this agent holds ${links.all.size} links, its limit`, { retryAfter: 1 }));
+    return true;
+  };
+  if (full()) return;
   const accept = () => {
     (socket as { setNoDelay?: (b: boolean) => void }).setNoDelay?.(true);
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: ${LINK_PROTOCOL}\r\nconnection: Upgrade\r\n\r\n`);
@@ -168,13 +176,32 @@ function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, he
     }
     tap.onUnsolicited = () => tap.close();
     accept();
-    links.add(tap);
-    tap.onFailed(() => links.delete(tap));
+    links.all.add(tap);
+    tap.onFailed(() => links.all.delete(tap));
     return;
   }
-  accept();
+  core.checkLinkOpening(req.headers[LINK_TICKET_HEADER], req.headers[LINK_HOP_HEADER]).then(
+    (opened) => {
+      if (socket.destroyed || full()) return;
+      if (links.byTicket.has(opened.ticketHash)) {
+        refuseUpgrade(socket, new AgentError('conflict', `the ticket of job ${opened.jobId} already opened a link to this agent`));
+        return;
+      }
+      accept();
+      serveLink(core, socket, head, links, opened);
+    },
+    (err: unknown) => {
+      if (!socket.destroyed) refuseUpgrade(socket, toAgentError(err));
+    },
+  );
+}
+
+/** Runs an accepted link's frames, one at a time, for the job it was opened for. */
+function serveLink(core: AgentCore, socket: Duplex, head: Buffer, links: LinkTable, opened: NonNullable<Link['opened']>): void {
   const link = new Link(socket, { maxPayloadBytes: core.limits.maxFramePayloadBytes }, head);
-  links.add(link);
+  link.opened = opened;
+  links.all.add(link);
+  links.byTicket.set(opened.ticketHash, link);
   // A link that carries no session for the idle time goes; one whose session is busy (a long
   // prefill upstream) stays: sessions expire on their own, and then the link follows.
   (socket as { setTimeout?: (ms: number, cb: () => void) => void }).setTimeout?.(core.limits.idleMs, () => {
@@ -193,7 +220,8 @@ function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, he
   };
   // (A link whose stream is not frames has already dropped its socket: nothing can be answered.)
   link.onFailed(() => {
-    links.delete(link);
+    links.all.delete(link);
+    if (links.byTicket.get(opened.ticketHash) === link) links.byTicket.delete(opened.ticketHash);
     void queue.then(() => core.linkClosed(link));
   });
 }
@@ -202,7 +230,7 @@ function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, he
 export async function startAgentServer(opts: AgentServerOptions): Promise<AgentServer> {
   const core = new AgentCore(opts);
   const checks = createCheckService({ agentId: opts.agentId, signingKey: opts.signingKey, edgeKeys: () => opts.edgeKeys, span: opts.span, ...(opts.clock ? { clock: opts.clock } : {}), log: core.log });
-  const server = createServer((req, res) => {
+  const server = createServer({ maxHeaderSize: MAX_LINK_HEADER_BYTES }, (req, res) => {
     route(core, req, res, checks).catch((err) => {
       const e = toAgentError(err);
       if (e.code === 'internal_error') core.log.error('request failed', { path: req.url, error: err as Error });
@@ -214,7 +242,7 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       sendError(res, e);
     });
   });
-  const links = new Set<Link>();
+  const links: LinkTable = { all: new Set(), byTicket: new Map() };
   server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => handleUpgrade(core, req, socket, head, links));
   server.keepAliveTimeout = 65_000;
   server.headersTimeout = 30_000;
@@ -240,7 +268,7 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       const stopped = new Promise<void>((r) => server.close(() => r()));
       clearInterval(sweeper);
       server.closeIdleConnections();
-      for (const l of links) l.close();
+      for (const l of links.all) l.close();
       setTimeout(() => server.closeAllConnections(), 1_000).unref();
       await stopped;
     })());

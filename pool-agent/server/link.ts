@@ -31,6 +31,15 @@ export const TAP_JOB_HEADER = 'x-layernet-job';
 export const TAP_TICKET_HEADER = 'x-layernet-ticket-hash';
 /** The head's Ed25519 signature (base64url) of tapMessage(jobId, ticketHash). */
 export const TAP_SIGNATURE_HEADER = 'x-layernet-tap-signature';
+/**
+ * A link's opening request carries the job's signed ticket (base64url of its JSON) and the hop it
+ * opens to: the agent checks the edge's signature and its own place in the route before it
+ * upgrades, so only a job's previous hop can hold a link to it, one link per ticket.
+ */
+export const LINK_TICKET_HEADER = 'x-layernet-ticket';
+export const LINK_HOP_HEADER = 'x-layernet-hop';
+/** Largest request head an agent reads (a 16-hop ticket in base64url stays under 20 KB). */
+export const MAX_LINK_HEADER_BYTES = 64 * 1024;
 
 /** Why a link stopped: the socket closed or failed, a bad frame, a timeout, or an unanswerable frame. */
 export class LinkError extends Error {
@@ -69,6 +78,8 @@ export class Link {
   private readonly failedHandlers: ((err: LinkError) => void)[] = [];
   /** Called with frames nobody waits for; when unset they queue for `next`. */
   onUnsolicited: ((bytes: Uint8Array) => void) | null = null;
+  /** Server side: the job, ticket and hop the link was opened for (its opening request's ticket). */
+  opened: { jobId: string; ticketHash: string; hop: number } | null = null;
 
   constructor(
     private readonly socket: Duplex,

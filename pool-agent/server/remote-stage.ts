@@ -13,11 +13,11 @@ import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { closeMetaSchema, errorFrameMetaSchema, forwardResultMetaSchema, type ForwardMeta, type ForwardResultMeta, type SealMeta } from '../../protocol/agent-api.js';
 import { decodeFrame, encodeFrame, FrameError } from '../../protocol/frame.js';
-import { readResponseBytes, utf8 } from '../../protocol/bytes.js';
+import { readResponseBytes, toBase64Url, utf8 } from '../../protocol/bytes.js';
 import type { SignedAttestation } from '../../protocol/attestation.js';
 import type { SignedTicket } from '../../protocol/ticket.js';
 import { AgentError, isAgentErrorCode } from './errors.js';
-import { LINK_PATH, LinkError, openLink, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER, type Link } from './link.js';
+import { LINK_HOP_HEADER, LINK_PATH, LINK_TICKET_HEADER, LinkError, openLink, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER, type Link } from './link.js';
 import { tapMessage } from '../../protocol/agent-api.js';
 
 export const FORWARD_PATH = '/v1/spans/forward';
@@ -176,7 +176,11 @@ export class RemoteStage {
   connect(): void {
     if (this.transport !== 'link' || this.link) return;
     const hop = this.opts.signedTicket.ticket.route[this.opts.hop]!;
-    this.link = openLink(new URL(LINK_PATH, hop.endpoint).toString(), { timeoutMs: this.handshakeMs, maxPayloadBytes: MAX_ANSWER_PAYLOAD_BYTES }).then((link) => {
+    this.link = openLink(new URL(LINK_PATH, hop.endpoint).toString(), {
+      timeoutMs: this.handshakeMs,
+      maxPayloadBytes: MAX_ANSWER_PAYLOAD_BYTES,
+      headers: { [LINK_TICKET_HEADER]: toBase64Url(utf8(JSON.stringify(this.opts.signedTicket))), [LINK_HOP_HEADER]: String(this.opts.hop) },
+    }).then((link) => {
       link.onUnsolicited = (bytes) => this.unsolicited(bytes);
       link.onFailed((err) => this.markBroken(this.nextHopError(err)));
       return link;

@@ -13,7 +13,9 @@ import type { JobEvent } from '../../protocol/agent-api.js';
 import { decodeFrame, encodeFrame, FrameError, FrameReader, framePayloadAs } from '../../protocol/frame.js';
 import { startEvilProxy } from '../support/evil-proxy.js';
 import type { ChunkingPolicy, SamplingParams } from '../../protocol/ticket.js';
-import { LINK_PATH, LinkError, openLink, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER } from '../../pool-agent/server/link.js';
+import { LINK_HOP_HEADER, LINK_PATH, LINK_TICKET_HEADER, LinkError, openLink, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER } from '../../pool-agent/server/link.js';
+import { toBase64Url, utf8 } from '../../protocol/bytes.js';
+import type { SignedTicket } from '../../protocol/ticket.js';
 import { tapMessage } from '../../protocol/agent-api.js';
 import type { AgentServer } from '../../pool-agent/server/app.js';
 import { fakeModel, fakeSpan, type FakeModel } from '../support/fake-span.js';
@@ -25,6 +27,8 @@ const SAMPLED: SamplingParams = { temperature: 1.1, topP: 0.95, topK: 0, seed: 5
 type Chunk = Extract<JobEvent, { type: 'chunk' }>;
 /** A signature by `agent`'s own key (the agent's crypto, as it signs attestations). */
 const signBytesSync = (agent: AgentServer, message: string) => (agent.core as unknown as { crypto: { sign(b: Uint8Array): string } }).crypto.sign(new TextEncoder().encode(message));
+/** The request headers that open a link for `signed` to hop `hop` (as RemoteStage sends them). */
+const linkHeaders = (signed: SignedTicket, hop: number) => ({ [LINK_TICKET_HEADER]: toBase64Url(utf8(JSON.stringify(signed))), [LINK_HOP_HEADER]: String(hop) });
 
 describe('FrameReader', () => {
   const frames = [
@@ -276,7 +280,8 @@ describe('a chain of 3 over links', () => {
 
   it('answers a bad frame on a link with an error frame, closes a link that sends garbage, and keeps serving', async () => {
     const middle = linked.agents[1]!;
-    const link = await openLink(new URL(LINK_PATH, middle.url).toString(), { timeoutMs: 5_000, maxPayloadBytes: 1 << 20 });
+    const { signed } = await edge.ticket({ route: linked.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 4 });
+    const link = await openLink(new URL(LINK_PATH, middle.url).toString(), { timeoutMs: 5_000, maxPayloadBytes: 1 << 20, headers: linkHeaders(signed, 1) });
     const answer = decodeFrame(await link.request(encodeFrame({ kind: 'forward', dtype: 'float32', dims: [1, 1, 8], meta: { hop: 'x' }, payload: new Float32Array(8) }), 5_000), { maxPayloadBytes: 1 << 20 });
     expect(answer.kind).toBe('error');
     expect(answer.meta).toMatchObject({ code: 'bad_frame' });
@@ -290,10 +295,12 @@ describe('a chain of 3 over links', () => {
     link.close();
 
     // Raw garbage after the upgrade: the agent drops that connection.
+    const garbageTicket = await edge.ticket({ route: linked.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 4 });
     const port = Number(new URL(middle.url).port);
     const closed = await new Promise<string>((resolve) => {
       const socket = connect(port, '127.0.0.1', () => {
-        socket.write(`GET ${LINK_PATH} HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: layernet-link/1\r\n\r\n`);
+        const headers = Object.entries(linkHeaders(garbageTicket.signed, 1)).map(([k, v]) => `${k}: ${v}\r\n`).join('');
+        socket.write(`GET ${LINK_PATH} HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: layernet-link/1\r\n${headers}\r\n`);
         socket.write('this is not a frame at all');
       });
       let text = '';
@@ -309,9 +316,10 @@ describe('a chain of 3 over links', () => {
   });
 
   it('closes a link that carries no session once it has been idle for the session idle time', async () => {
-    const quick = await startChain({ edge, spans: [fakeSpan(model, [0, 4])], agentIdPrefix: 'idle', agentOptions: () => ({ limits: { idleMs: 300 } }) });
+    const quick = await startChain({ edge, spans: [fakeSpan(model, [0, 2]), fakeSpan(model, [2, 4])], agentIdPrefix: 'idle', agentOptions: () => ({ limits: { idleMs: 300 } }) });
     try {
-      const link = await openLink(new URL(LINK_PATH, quick.url).toString(), { timeoutMs: 5_000, maxPayloadBytes: 1024 });
+      const { signed } = await edge.ticket({ route: quick.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 4 });
+      const link = await openLink(new URL(LINK_PATH, quick.agents[1]!.url).toString(), { timeoutMs: 5_000, maxPayloadBytes: 1024, headers: linkHeaders(signed, 1) });
       expect(link.error).toBeNull();
       await vi.waitFor(() => expect(link.error?.code).toBe('closed'), { timeout: 3_000 });
     } finally {
@@ -319,14 +327,44 @@ describe('a chain of 3 over links', () => {
     }
   });
 
+  it('opens a link only for a job whose signed ticket names this agent at that hop, one link per ticket', async () => {
+    const middle = linked.agents[1]!;
+    const url = new URL(LINK_PATH, middle.url).toString();
+    const open = (headers?: Record<string, string>) => openLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1 << 20, ...(headers ? { headers } : {}) });
+    const { signed } = await edge.ticket({ route: linked.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 4 });
+    await expect(open()).rejects.toMatchObject({ status: 401, agentCode: 'invalid_ticket' });
+    await expect(open({ [LINK_TICKET_HEADER]: 'not base64url!', [LINK_HOP_HEADER]: '1' })).rejects.toMatchObject({ status: 401, agentCode: 'invalid_ticket' });
+    await expect(open({ ...linkHeaders(signed, 1), [LINK_HOP_HEADER]: 'one' })).rejects.toMatchObject({ status: 400, agentCode: 'invalid_request' });
+    // The middle agent is hop 1 of this route, not hop 2; a ticket whose signature is not the edge's is refused.
+    await expect(open(linkHeaders(signed, 2))).rejects.toMatchObject({ status: 403, agentCode: 'wrong_hop' });
+    const forged: SignedTicket = { ...signed, ticket: { ...signed.ticket, limits: { ...signed.ticket.limits, maxTokens: 9_999 } } };
+    await expect(open(linkHeaders(forged, 1))).rejects.toMatchObject({ status: 401, agentCode: 'invalid_ticket' });
+    const link = await open(linkHeaders(signed, 1));
+    await expect(open(linkHeaders(signed, 1))).rejects.toMatchObject({ status: 409, agentCode: 'conflict' });
+    // The link carries its own job only: an opening frame for another job is refused on it.
+    const other = await edge.ticket({ route: linked.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 4 });
+    const opening = encodeFrame({ kind: 'forward', dtype: 'float32', dims: [1, PROMPT.length, model.manifest.architecture.hiddenSize], meta: { signedTicket: other.signed, hop: 1, steps: [0, 1], open: true, prevHash: '0'.repeat(64) }, payload: new Float32Array(PROMPT.length * model.manifest.architecture.hiddenSize) });
+    const answer = decodeFrame(await link.request(opening, 5_000), { maxPayloadBytes: 1 << 20 });
+    expect(answer.kind).toBe('error');
+    expect(answer.meta).toMatchObject({ code: 'bad_frame', message: expect.stringContaining(`opened for job ${signed.ticket.jobId}`) });
+    expect(middle.core.sessions.get(other.signed.ticket.jobId)).toBeUndefined();
+    link.close();
+    // Once that link is gone, the ticket may open one again.
+    await vi.waitFor(async () => (await open(linkHeaders(signed, 1))).close());
+  });
+
   it('holds at most maxLinks links at once: one more upgrade is refused with capacity and retry-after', async () => {
-    const capped = await startChain({ edge, spans: [fakeSpan(model, [0, 4])], agentIdPrefix: 'cap', agentOptions: () => ({ limits: { maxLinks: 2 } }) });
+    const capped = await startChain({ edge, spans: [fakeSpan(model, [0, 2]), fakeSpan(model, [2, 4])], agentIdPrefix: 'cap', agentOptions: () => ({ limits: { maxLinks: 2 } }) });
     try {
-      const url = new URL(LINK_PATH, capped.url).toString();
-      const held = [await openLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024 }), await openLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024 })];
-      await expect(openLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024 })).rejects.toMatchObject({ code: 'refused', status: 503, agentCode: 'capacity' });
+      const agent = capped.agents[1]!;
+      const url = new URL(LINK_PATH, agent.url).toString();
+      const headers = async () => linkHeaders((await edge.ticket({ route: capped.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 4 })).signed, 1);
+      const open = async () => openLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024, headers: await headers() });
+      const held = [await open(), await open()];
+      await expect(open()).rejects.toMatchObject({ code: 'refused', status: 503, agentCode: 'capacity' });
+      const raw = Object.entries(await headers()).map(([k, v]) => `${k}: ${v}\r\n`).join('');
       const answer = await new Promise<string>((resolve) => {
-        const socket = connect(Number(new URL(capped.url).port), '127.0.0.1', () => socket.write(`GET ${LINK_PATH} HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: layernet-link/1\r\n\r\n`));
+        const socket = connect(Number(new URL(agent.url).port), '127.0.0.1', () => socket.write(`GET ${LINK_PATH} HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: layernet-link/1\r\n${raw}\r\n`));
         let text = '';
         socket.on('data', (c: Buffer) => (text += c.toString('latin1')));
         socket.on('close', () => resolve(text));
@@ -334,15 +372,14 @@ describe('a chain of 3 over links', () => {
       });
       expect(answer).toMatch(/^HTTP\/1.1 503 /);
       expect(answer).toMatch(/\r\nretry-after: 1\r\n/);
-      // A slot frees when a link closes; the agent still runs a whole job.
+      // A slot frees as soon as a link closes (its peer ending its side); the chain still runs a whole job.
       held[0]!.close();
-      await vi.waitFor(async () => {
-        const again = await openLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024 });
-        held.push(again);
-      });
+      await vi.waitFor(async () => held.push(await open()));
       for (const l of held) l.close();
+      await vi.waitFor(() => expect(agent.core.sessions.size).toBe(0));
       const r = await run(capped, 4);
       expect(r.res.events.at(-1)).toEqual({ type: 'done', finishReason: 'length' });
+      expect(r.verdicts.every((v) => v.ok)).toBe(true);
     } finally {
       await capped.close();
     }
