@@ -6,7 +6,7 @@
 import { join, resolve } from 'node:path';
 import { loadRawConfig, loadState, mergeSettings, PORT_FILE, resolveStateDir, writeFileAtomic } from '../config.js';
 import { loadIdentity } from '../identity.js';
-import { createLogger } from '../log.js';
+import { createLogger, type Logger } from '../log.js';
 import { loadManifest } from '../model/build.js';
 import { loadAgentSpan } from '../runtime/local-pipeline.js';
 import { startAgentServer } from '../server/app.js';
@@ -22,7 +22,39 @@ Serves this agent's span of the model. --devices cuts the span evenly over sever
 bound and writes the port to DIR/port. --hop-transport: how this agent, as the head of a route,
 reaches the later hops (default link: one connection per job and hop, a decode step goes once round
 the ring; post: one HTTP request per step and hop). Settings come from DIR/pool-agent.json; flags win.
-SIGTERM/SIGINT: stop taking jobs, finish running ones (shutdownGraceMs), then exit.`;
+SIGTERM/SIGINT: stop taking jobs, finish running ones (shutdownGraceMs), then exit. A bug that
+escapes (an unhandled rejection or exception) is logged and drains the agent the same way, then it
+exits 1 for its supervisor to restart it.`;
+
+/**
+ * Node stops a process at once on an unhandled rejection or exception, which would end every job
+ * on the host. `serve` logs it instead (message and stack) and calls `stop` (a drain, as on
+ * SIGTERM); a second one while draining calls `exitNow(1)`. Returns whether one was seen, and the
+ * function that removes the handlers.
+ */
+export function watchForBugs(proc: NodeJS.EventEmitter, log: Logger, stop: (why: string) => void, exitNow: (code: number) => void): { seen(): boolean; remove(): void } {
+  let seen = false;
+  const handler = (kind: 'unhandledRejection' | 'uncaughtException') => (err: unknown) => {
+    log.error(`${kind}: a bug in the agent; it drains, then exits 1`, {
+      error: err instanceof Error ? err.message : String(err),
+      stack: err instanceof Error ? err.stack : undefined,
+    });
+    if (seen) return exitNow(1);
+    seen = true;
+    stop(kind);
+  };
+  const onRejection = handler('unhandledRejection');
+  const onException = handler('uncaughtException');
+  proc.on('unhandledRejection', onRejection);
+  proc.on('uncaughtException', onException);
+  return {
+    seen: () => seen,
+    remove: () => {
+      proc.off('unhandledRejection', onRejection);
+      proc.off('uncaughtException', onException);
+    },
+  };
+}
 
 export async function runServe(argv: string[], io: CliIo): Promise<number> {
   const { values, help } = parseFlags(
@@ -87,6 +119,7 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
     state.heartbeatUrl && state.heartbeatIntervalMs
       ? startHeartbeats({ dir, agentId: state.agentId, signingKey: key, url: state.heartbeatUrl, intervalMs: state.heartbeatIntervalMs, core: server.core, log })
       : null;
+  let bugs: ReturnType<typeof watchForBugs> | undefined;
   await new Promise<void>((resolveStop) => {
     let stopping = false;
     const stop = (signal: string) => {
@@ -101,7 +134,9 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
+    bugs = watchForBugs(process, log, stop, (code) => process.exit(code));
   });
+  bugs?.remove();
   log.info('stopped');
-  return 0;
+  return bugs?.seen() ? 1 : 0;
 }

@@ -17,6 +17,9 @@ import { loadIdentity } from '../../pool-agent/identity.js';
 import { main } from '../../pool-agent/main.js';
 import { loadManifest } from '../../pool-agent/model/build.js';
 import { runRegister } from '../../pool-agent/cli/register.js';
+import { watchForBugs } from '../../pool-agent/cli/serve.js';
+import { createLogger } from '../../pool-agent/log.js';
+import { EventEmitter } from 'node:events';
 import { startHeartbeats } from '../../pool-agent/server/heartbeat.js';
 import { SessionManager } from '../../pool-agent/server/session-manager.js';
 import { fakeModel } from '../support/fake-span.js';
@@ -96,6 +99,28 @@ describe('init and configuration', () => {
       expect(JSON.parse(a.out.at(-1)!)).toMatchObject({ kvCache: layout, numLayers: 4 });
       expect((await loadManifest(out)).kvCache).toBe(layout);
     }
+  });
+});
+
+describe('serve: a bug that escapes', () => {
+  it('is logged with its stack and drains the agent instead of killing its jobs; a second one exits 1 at once', () => {
+    const proc = new EventEmitter();
+    const lines: Record<string, unknown>[] = [];
+    const log = createLogger({ write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) });
+    const stops: string[] = [];
+    const exits: number[] = [];
+    const bugs = watchForBugs(proc, log, (why) => stops.push(why), (code) => exits.push(code));
+    expect(bugs.seen()).toBe(false);
+    proc.emit('unhandledRejection', new Error('a promise nobody awaited'));
+    expect(stops).toEqual(['unhandledRejection']);
+    expect(exits).toEqual([]);
+    expect(bugs.seen()).toBe(true);
+    expect(lines[0]).toMatchObject({ level: 'error', error: 'a promise nobody awaited', stack: expect.stringContaining('agent-cli.test') });
+    proc.emit('uncaughtException', new TypeError('x is undefined'));
+    expect(exits).toEqual([1]);
+    expect(stops).toHaveLength(1);
+    bugs.remove();
+    expect(proc.listenerCount('unhandledRejection') + proc.listenerCount('uncaughtException')).toBe(0);
   });
 });
 
