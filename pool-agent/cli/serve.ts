@@ -20,7 +20,7 @@ export const SERVE_USAGE = `Usage: pool-agent serve [--dir DIR] [--port N] [--ho
 Serves this agent's span of the model. --devices cuts the span evenly over several local devices
 (one onnxruntime session each, run as a local pipeline); the network still sees one span. Prints {"event":"listening","url":...} on stdout once
 bound and writes the port to DIR/port. --hop-transport: how this agent, as the head of a route,
-reaches the later hops (default link: one connection per job and hop, a decode step goes once round
+reaches the later hops (default link: one connection per job and hop, kept for later jobs, a decode step goes once round
 the ring; post: one HTTP request per step and hop). Settings come from DIR/pool-agent.json; flags win.
 SIGTERM/SIGINT: stop taking jobs, finish running ones (shutdownGraceMs), then exit. A bug that
 escapes (an unhandled rejection or exception) is logged and drains the agent the same way, then it

@@ -764,12 +764,15 @@ export class AgentCore {
     let entry: SessionEntry;
     if (meta.open) {
       if (!meta.signedTicket) throw new AgentError('bad_frame', 'the opening frame carries the signed ticket');
-      // A link carries the job it was opened for, nothing else.
-      if (via?.opened && (via.opened.jobId !== meta.signedTicket.ticket.jobId || via.opened.hop !== meta.hop)) {
-        throw new AgentError('bad_frame', `this link was opened for job ${via.opened.jobId} at hop ${via.opened.hop}`);
+      // A link carries the job it was opened for, and a later one only once that job ran and
+      // ended on it (the previous hop keeps links for its next job to this hop).
+      const bound = via?.opened;
+      const rebinding = bound !== undefined && bound !== null && (bound.jobId !== meta.signedTicket.ticket.jobId || bound.hop !== meta.hop);
+      if (rebinding && (!bound.ran || this.holdsSessionsOf(via!))) {
+        throw new AgentError('bad_frame', `this link was opened for job ${bound.jobId} at hop ${bound.hop}`);
       }
       ({ ticket, hash } = await this.checkTicket(meta.signedTicket, meta.hop, true));
-      if (via?.opened && via.opened.ticketHash !== hash) throw new AgentError('bad_frame', `this link was opened with another ticket for job ${ticket.jobId}`);
+      if (bound && !rebinding && bound.ticketHash !== hash) throw new AgentError('bad_frame', `this link was opened with another ticket for job ${ticket.jobId}`);
       if (seqLen !== ticket.promptTokens + ticket.prefixTokens || from !== ticket.prefixTokens) {
         throw new AgentError('bad_frame', `the opening frame must carry ${ticket.promptTokens + ticket.prefixTokens} positions at step ${ticket.prefixTokens}`);
       }
@@ -777,7 +780,10 @@ export class AgentCore {
       this.checkPrev({ hop: meta.hop, steps: [from, to], prevHash: meta.prevHash!, prev: meta.prev }, ticket, hash, frame.payload);
       entry = this.openSession(ticket, hash, meta.hop);
       entry.ticket = ticket;
-      if (via) entry.upstream = via;
+      if (via) {
+        entry.upstream = via;
+        via.opened = { jobId: ticket.jobId, ticketHash: hash, hop: meta.hop, ran: true };
+      }
     } else {
       ({ entry, ticket, hash } = this.sessionFor(meta, meta.hop));
       if (seqLen !== 1) throw new AgentError('bad_frame', 'a decode frame carries one position');

@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { AgentCore, linkCap, type AgentCoreOptions } from './agent.js';
 import { AgentError, toAgentError } from './errors.js';
 import { readBody, readJsonBody, sendError, sendJson } from './http.js';
-import { FORWARD_PATH } from './remote-stage.js';
+import { FORWARD_PATH, linkPool } from './remote-stage.js';
 import { createCheckService, type CheckService } from './checks.js';
 import { CHECK_PATH } from '../../protocol/check.js';
 import type { Duplex } from 'node:stream';
@@ -156,6 +156,15 @@ function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, he
   }
   const full = (): boolean => {
     if (links.all.size < linkCap(core.limits)) return false;
+    // A link kept idle by a previous hop for its next job (one job ran on it, no session now) makes
+    // room: that hop opens a new one when it needs it.
+    for (const l of links.all) {
+      if (l.opened?.ran && !core.holdsSessionsOf(l)) {
+        l.close();
+        links.all.delete(l);
+        return false;
+      }
+    }
     core.metrics.errors.inc({ code: 'capacity' });
     refuseUpgrade(socket, new AgentError('capacity', `this agent holds ${links.all.size} links, its limit`, { retryAfter: 1 }));
     return true;
@@ -197,9 +206,9 @@ function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, he
 }
 
 /** Runs an accepted link's frames, one at a time, for the job it was opened for. */
-function serveLink(core: AgentCore, socket: Duplex, head: Buffer, links: LinkTable, opened: NonNullable<Link['opened']>): void {
+function serveLink(core: AgentCore, socket: Duplex, head: Buffer, links: LinkTable, opened: { jobId: string; ticketHash: string; hop: number }): void {
   const link = new Link(socket, { maxPayloadBytes: core.limits.maxFramePayloadBytes }, head);
-  link.opened = opened;
+  link.opened = { ...opened, ran: false };
   links.all.add(link);
   links.byTicket.set(opened.ticketHash, link);
   // A link that carries no session for the idle time goes; one whose session is busy (a long
@@ -269,6 +278,8 @@ export async function startAgentServer(opts: AgentServerOptions): Promise<AgentS
       clearInterval(sweeper);
       server.closeIdleConnections();
       for (const l of links.all) l.close();
+      // Idle links this agent kept to later hops (shared by the agents of one process: they reopen).
+      linkPool.closeAll();
       setTimeout(() => server.closeAllConnections(), 1_000).unref();
       await stopped;
     })());

@@ -1,5 +1,5 @@
 /**
- * Links: one upgraded HTTP connection per job between two consecutive hops, carrying binary
+ * Links: one upgraded HTTP connection per job (at a time) between two consecutive hops, carrying binary
  * frames both ways without an HTTP exchange per step (`GET /v1/spans/link`, `Upgrade:
  * layernet-link/1`). Frames delimit themselves (see protocol/frame.ts), so a link is just the
  * frames back to back.
@@ -11,6 +11,11 @@
  * answered by the hops in the middle at all; a step that seals an attestation chunk is also
  * answered back up the chain with the attestations, exactly as on `POST /v1/spans/forward`, while
  * the head already runs its next step. Errors travel back up hop by hop.
+ *
+ * When a job ended cleanly on a link (its close frame answered, nothing failed or in flight), the
+ * hop that opened it keeps it for its next job to the same agent (RemoteStage's LinkPool, at most
+ * 20 s idle), which then skips the TCP/TLS handshake and the upgrade; the agent carries the new
+ * job on it once the link holds no session, after checking its ticket as on any opening frame.
  *
  * @example
  * const link = await openLink('http://10.0.0.2:7000/v1/spans/link', { timeoutMs: 5000, maxPayloadBytes: 64 << 20 });
@@ -78,8 +83,12 @@ export class Link {
   private readonly failedHandlers: ((err: LinkError) => void)[] = [];
   /** Called with frames nobody waits for; when unset they queue for `next`. */
   onUnsolicited: ((bytes: Uint8Array) => void) | null = null;
-  /** Server side: the job, ticket and hop the link was opened for (its opening request's ticket). */
-  opened: { jobId: string; ticketHash: string; hop: number } | null = null;
+  /**
+   * Server side: the job, ticket and hop the link carries (first its opening request's ticket);
+   * `ran` once that job's opening frame opened a session on it. A link whose job ran and ended
+   * may carry a later job (see RemoteStage: links are kept for the next job to the same hop).
+   */
+  opened: { jobId: string; ticketHash: string; hop: number; ran: boolean } | null = null;
 
   constructor(
     private readonly socket: Duplex,
@@ -105,10 +114,21 @@ export class Link {
     return this.failure;
   }
 
-  /** Calls `fn` once when the link stops (at once if it already has). */
-  onFailed(fn: (err: LinkError) => void): void {
+  /** Calls `fn` once when the link stops (at once if it already has); returns what removes it. */
+  onFailed(fn: (err: LinkError) => void): () => void {
     if (this.failure) fn(this.failure);
     else this.failedHandlers.push(fn);
+    return () => {
+      const i = this.failedHandlers.indexOf(fn);
+      if (i >= 0) this.failedHandlers.splice(i, 1);
+    };
+  }
+
+  /** Whether the open socket keeps the process alive (a link idle in a pool does not). */
+  set keepsAlive(on: boolean) {
+    const s = this.socket as { ref?: () => void; unref?: () => void };
+    if (on) s.ref?.();
+    else s.unref?.();
   }
 
   send(bytes: Uint8Array): void {

@@ -84,6 +84,91 @@ function fetchPostBytes(doFetch: FetchLike): PostBytes {
   };
 }
 
+/**
+ * Links to next hops kept open after a job ended cleanly on them, by link URL, for the next job to
+ * the same agent: it then skips the TCP (and TLS) handshake and the upgrade. A link waits here at
+ * most `idleMs` (well under an agent's default session idle time, after which the other side
+ * closes a link that carries nothing), at most `perUrl` per URL, and keeps no process alive.
+ */
+export class LinkPool {
+  private readonly idle = new Map<string, { link: Link; drop(): void }[]>();
+
+  constructor(
+    private readonly idleMs = 20_000,
+    private readonly perUrl = 8,
+  ) {}
+
+  /** An idle link to `url` that still works, taken out of the pool, or null. */
+  take(url: string): Link | null {
+    const list = this.idle.get(url);
+    while (list && list.length > 0) {
+      const entry = list.pop()!;
+      entry.drop();
+      if (!entry.link.error) {
+        if (list.length === 0) this.idle.delete(url);
+        entry.link.keepsAlive = true;
+        return entry.link;
+      }
+    }
+    this.idle.delete(url);
+    return null;
+  }
+
+  /** Keeps `link` (its job ended cleanly, nothing in flight) for a later job to `url`. */
+  give(url: string, link: Link): void {
+    const list = this.idle.get(url) ?? [];
+    if (link.error || list.length >= this.perUrl) {
+      link.close();
+      return;
+    }
+    const remove = () => {
+      const i = list.indexOf(entry);
+      if (i >= 0) list.splice(i, 1);
+      if (list.length === 0 && this.idle.get(url) === list) this.idle.delete(url);
+    };
+    // A frame nobody asked for on an idle link is a protocol error; a link that fails leaves.
+    link.onUnsolicited = () => link.close();
+    const unsubscribe = link.onFailed(remove);
+    const timer = setTimeout(() => {
+      remove();
+      link.close();
+    }, this.idleMs);
+    timer.unref();
+    const entry = {
+      link,
+      drop: () => {
+        clearTimeout(timer);
+        unsubscribe();
+        link.onUnsolicited = null;
+      },
+    };
+    link.keepsAlive = false;
+    list.push(entry);
+    this.idle.set(url, list);
+  }
+
+  /** Links waiting in the pool (all URLs). */
+  get size(): number {
+    let n = 0;
+    for (const list of this.idle.values()) n += list.length;
+    return n;
+  }
+
+  /** Closes every idle link (an agent shutting down). */
+  closeAll(): void {
+    for (const list of [...this.idle.values()]) {
+      for (const entry of list.splice(0)) {
+        entry.drop();
+        entry.link.close();
+      }
+    }
+    this.idle.clear();
+  }
+}
+
+/** The process's pool of idle links (one agent per process; several in tests share it, by URL). */
+export const linkPool = new LinkPool();
+
 export interface RemoteStageOptions {
   signedTicket: SignedTicket;
   ticketHash: string;
@@ -111,6 +196,8 @@ export interface RemoteStageOptions {
   onFailure?: (err: AgentError) => void;
   /** The head's signature (base64url) of its tap request (see tapMessage); required for a tap. */
   sign?: (bytes: Uint8Array) => string;
+  /** Link only: where idle links are taken from and given back to (default the process's linkPool; null: a link per job). */
+  pool?: LinkPool | null;
 }
 
 export type HopTransport = 'post' | 'link';
@@ -148,11 +235,17 @@ export class RemoteStage {
   private readonly postBytes: PostBytes;
   private readonly timeoutMs: number;
   private link: Promise<Link> | null = null;
+  /** Removes this stage's failure handler from its link (a link given back to the pool outlives the stage). */
+  private unlink: (() => void) | null = null;
   private tap: Promise<Link> | null = null;
   /** Set once the link failed outside a request (see RemoteStageOptions.onFailure). */
   private broken: AgentError | null = null;
   private readonly brokenWaiters: ((err: AgentError) => void)[] = [];
   private closed = false;
+  /** Whether the job's opening frame was answered: the next hop then holds its link as used (see close). */
+  private ran = false;
+  /** Whether the link came from the pool (see exchangeOpening). */
+  private pooled = false;
   /** Requests waiting for an answer: a failure then rejects them, and onFailure is not called. */
   private pending = 0;
 
@@ -175,17 +268,30 @@ export class RemoteStage {
   /** Link: starts opening the connection (a step waits for it); lets the caller overlap it with work. */
   connect(): void {
     if (this.transport !== 'link' || this.link) return;
-    const hop = this.opts.signedTicket.ticket.route[this.opts.hop]!;
-    this.link = openLink(new URL(LINK_PATH, hop.endpoint).toString(), {
-      timeoutMs: this.handshakeMs,
-      maxPayloadBytes: MAX_ANSWER_PAYLOAD_BYTES,
-      headers: { [LINK_TICKET_HEADER]: toBase64Url(utf8(JSON.stringify(this.opts.signedTicket))), [LINK_HOP_HEADER]: String(this.opts.hop) },
-    }).then((link) => {
+    // A link an earlier job left open to this hop, else a new one opened with this job's ticket.
+    const pooled = this.pool?.take(this.linkUrl) ?? null;
+    this.pooled = pooled !== null;
+    const opening = pooled
+      ? Promise.resolve(pooled)
+      : openLink(this.linkUrl, {
+          timeoutMs: this.handshakeMs,
+          maxPayloadBytes: MAX_ANSWER_PAYLOAD_BYTES,
+          headers: { [LINK_TICKET_HEADER]: toBase64Url(utf8(JSON.stringify(this.opts.signedTicket))), [LINK_HOP_HEADER]: String(this.opts.hop) },
+        });
+    this.link = opening.then((link) => {
       link.onUnsolicited = (bytes) => this.unsolicited(bytes);
-      link.onFailed((err) => this.markBroken(this.nextHopError(err)));
+      this.unlink = link.onFailed((err) => this.markBroken(this.nextHopError(err)));
       return link;
     });
     this.link.catch(() => undefined);
+  }
+
+  private get pool(): LinkPool | null {
+    return this.opts.pool === undefined ? linkPool : this.opts.pool;
+  }
+
+  private get linkUrl(): string {
+    return new URL(LINK_PATH, this.opts.signedTicket.ticket.route[this.opts.hop]!.endpoint).toString();
   }
 
   /** Where the sampled token of an open step comes from: the last hop's tap when it is not the next hop. */
@@ -260,6 +366,28 @@ export class RemoteStage {
     }
   }
 
+  /**
+   * The opening frame. On a link taken from the pool that the other side closed meanwhile (it
+   * idled out there, or was evicted for a new one) before answering, the frame was never run
+   * there: it goes again on a new link. (Had it run, its ticket's nonce is spent, and the second
+   * try is refused as a replay: never run twice.)
+   */
+  private async exchangeOpening(body: Uint8Array): Promise<ForwardResultMeta> {
+    if (this.transport === 'post') return this.exchange(body);
+    const link = await this.linked();
+    if (!this.pooled) return this.exchangeOn(link, body);
+    try {
+      return await this.exchangeOn(link, body);
+    } catch (err) {
+      if (link.error?.code !== 'closed' || this.closed) throw err;
+      this.unlink?.();
+      this.link = null;
+      this.pooled = false;
+      this.broken = null;
+      return this.exchangeOn(await this.linked(), body);
+    }
+  }
+
   private async linked(): Promise<Link> {
     if (this.broken) throw this.broken;
     this.connect();
@@ -294,7 +422,7 @@ export class RemoteStage {
   async forward(hidden: HiddenActivation, steps: [number, number], link: StepLink, open: boolean): Promise<StepAnswer | null> {
     const body = this.forwardFrame(hidden, steps, link, open);
     if (this.transport === 'link' && !link.seal) return this.forwardOpen(body, steps);
-    const result = await this.exchange(body);
+    const result = open ? await this.exchangeOpening(body) : await this.exchange(body);
     if (this.transport === 'link' && open && this.opts.awaitTokens && this.tapped) {
       // The last hop's session exists now: open steps' tokens will come straight from it (the
       // first open step waits for the tap; opening it overlaps this hop's next run).
@@ -302,6 +430,7 @@ export class RemoteStage {
       this.tap.catch(() => undefined);
     }
     this.checkAnswer(result, steps, link);
+    if (open) this.ran = true;
     return result;
   }
 
@@ -504,13 +633,36 @@ export class RemoteStage {
   async close(): Promise<void> {
     const meta = closeMetaSchema.parse({ jobId: this.opts.signedTicket.ticket.jobId, ticketHash: this.opts.ticketHash, hop: this.opts.hop });
     if (this.transport === 'link') {
+      // Reusable: the job ran on the link and ended with nothing failed and nothing in flight
+      // (an agent carries a later job on a link only once the one it was opened for ran on it).
+      const clean = this.ran && !this.closed && this.broken === null && this.pending === 0;
       this.closed = true;
       // The next hop frees the sessions a link opened when the link closes.
       this.markBroken(new AgentError('upstream_error', 'the stage is closed', { agentId: this.agentId }));
       const [link, tap] = await Promise.all([this.link?.catch(() => null), this.tap?.catch(() => null)]);
       tap?.close();
-      if (link && !link.error) link.send(encodeFrame({ kind: 'close', meta }));
-      link?.close();
+      if (!link) return;
+      this.unlink?.();
+      link.onUnsolicited = null;
+      const pool = this.pool;
+      if (link.error) return;
+      if (!clean || !pool) {
+        link.send(encodeFrame({ kind: 'close', meta }));
+        link.close();
+        return;
+      }
+      // The close frame's answer comes after anything the next hop still had to say about this
+      // job: once it is in, the link carries nothing of it and may take the next job.
+      try {
+        const answer = decodeFrame(await link.request(encodeFrame({ kind: 'close', meta }), Math.min(this.timeoutMs, 5_000)), { maxPayloadBytes: 0 });
+        if (answer.kind === 'close') {
+          pool.give(this.linkUrl, link);
+          return;
+        }
+      } catch {
+        // Closed, timed out or not a frame: not reusable.
+      }
+      link.close();
       return;
     }
     try {

@@ -18,6 +18,7 @@ import { toBase64Url, utf8 } from '../../protocol/bytes.js';
 import type { SignedTicket } from '../../protocol/ticket.js';
 import { tapMessage } from '../../protocol/agent-api.js';
 import type { AgentServer } from '../../pool-agent/server/app.js';
+import { linkPool } from '../../pool-agent/server/remote-stage.js';
 import { fakeModel, fakeSpan, type FakeModel } from '../support/fake-span.js';
 import { createTestEdge, runJob, startChain, tokensOf, type InProcessChain, type TestEdge } from '../support/agents.js';
 
@@ -315,15 +316,74 @@ describe('a chain of 3 over links', () => {
     expect(r.verdicts.every((v) => v.ok)).toBe(true);
   });
 
-  it('closes a link that carries no session once it has been idle for the session idle time', async () => {
+  it('closes a link that carries no session once it has been idle for the session idle time, a pooled one too', async () => {
     const quick = await startChain({ edge, spans: [fakeSpan(model, [0, 2]), fakeSpan(model, [2, 4])], agentIdPrefix: 'idle', agentOptions: () => ({ limits: { idleMs: 300 } }) });
     try {
       const { signed } = await edge.ticket({ route: quick.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 4 });
       const link = await openLink(new URL(LINK_PATH, quick.agents[1]!.url).toString(), { timeoutMs: 5_000, maxPayloadBytes: 1024, headers: linkHeaders(signed, 1) });
       expect(link.error).toBeNull();
       await vi.waitFor(() => expect(link.error?.code).toBe('closed'), { timeout: 3_000 });
+      // So does a link kept for the next job: it leaves the pool, and the next job opens another.
+      linkPool.closeAll();
+      const first = await run(quick, 3);
+      await vi.waitFor(() => expect(linkPool.size).toBe(1));
+      await vi.waitFor(() => expect(linkPool.size).toBe(0), { timeout: 3_000 });
+      const second = await run(quick, 3);
+      expect(tokensOf(second.res.events)).toEqual(tokensOf(first.res.events));
+      expect(second.verdicts.every((v) => v.ok)).toBe(true);
     } finally {
       await quick.close();
+    }
+  });
+
+  it('keeps a link whose job ended cleanly for the next job to the same hop: no new handshake, same tokens, verified chunks', async () => {
+    const upgrades = linked.agents.map((a) => {
+      let n = 0;
+      a.server.on('upgrade', (req: { url?: string }) => {
+        if (new URL(req.url ?? '/', 'http://agent').pathname === LINK_PATH) n++;
+      });
+      return () => n;
+    });
+    linkPool.closeAll();
+    const first = await run(linked, 7);
+    // Head -> middle and middle -> last wait in the pool once the close frames are answered.
+    await vi.waitFor(() => expect(linkPool.size).toBe(2));
+    expect(upgrades.map((n) => n())).toEqual([0, 1, 1]);
+    const second = await run(linked, 7);
+    expect(upgrades.map((n) => n())).toEqual([0, 1, 1]);
+    expect(second.res.events.at(-1)).toEqual({ type: 'done', finishReason: 'length' });
+    expect(tokensOf(second.res.events)).toEqual(tokensOf(first.res.events));
+    expect(second.verdicts.every((v) => v.ok)).toBe(true);
+    await vi.waitFor(() => expect(linked.agents.map((a) => a.core.sessions.size)).toEqual([0, 0, 0]));
+    await vi.waitFor(() => expect(linkPool.size).toBe(2));
+  });
+
+  it('a kept link the agent closed before it read the opening frame: the job opens a new link and runs', async () => {
+    const { createServer } = await import('node:http');
+    // Stands in for a kept link that the agent dropped as the next job sent on it: it upgrades,
+    // then closes on the first bytes without reading them.
+    const dropped: number[] = [];
+    const gone = createServer();
+    gone.on('upgrade', (_req, socket) => {
+      socket.on('error', () => undefined);
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nupgrade: layernet-link/1\r\nconnection: Upgrade\r\n\r\n`);
+      socket.once('data', (c: Buffer) => {
+        dropped.push(c.byteLength);
+        socket.destroy();
+      });
+    });
+    await new Promise<void>((r) => gone.listen(0, '127.0.0.1', () => r()));
+    try {
+      linkPool.closeAll();
+      const stale = await openLink(`http://127.0.0.1:${(gone.address() as { port: number }).port}${LINK_PATH}`, { timeoutMs: 5_000, maxPayloadBytes: 1024 });
+      linkPool.give(new URL(LINK_PATH, linked.agents[1]!.url).toString(), stale);
+      expect(linkPool.size).toBe(1);
+      const r = await run(linked, 5);
+      expect(dropped).toHaveLength(1);
+      expect(r.res.events.at(-1)).toEqual({ type: 'done', finishReason: 'length' });
+      expect(r.verdicts.every((v) => v.ok)).toBe(true);
+    } finally {
+      await new Promise<void>((r) => gone.close(() => r()));
     }
   });
 
@@ -377,9 +437,21 @@ describe('a chain of 3 over links', () => {
       await vi.waitFor(async () => held.push(await open()));
       for (const l of held) l.close();
       await vi.waitFor(() => expect(agent.core.sessions.size).toBe(0));
+      linkPool.closeAll();
       const r = await run(capped, 4);
       expect(r.res.events.at(-1)).toEqual({ type: 'done', finishReason: 'length' });
       expect(r.verdicts.every((v) => v.ok)).toBe(true);
+      // The head keeps that job's link: it takes one slot. With the other one taken, a new link
+      // makes room by closing the kept one (idle, its job done), not by a refusal.
+      await vi.waitFor(() => expect(linkPool.size).toBe(1));
+      const other = await open();
+      const third = await open();
+      await vi.waitFor(() => expect(linkPool.size).toBe(0));
+      // Two links that carry no finished job are not given up for a third.
+      await expect(open()).rejects.toMatchObject({ status: 503, agentCode: 'capacity' });
+      other.close();
+      third.close();
+      await vi.waitFor(async () => expect((await run(capped, 4)).res.events.at(-1)).toEqual({ type: 'done', finishReason: 'length' }));
     } finally {
       await capped.close();
     }
