@@ -88,6 +88,7 @@ export class AgentMetrics {
   readonly jobs = new Counter('layernet_agent_jobs_total', 'Jobs finished by this agent as head hop, by finish reason.');
   readonly errors = new Counter('layernet_agent_errors_total', 'Errors returned, by code.');
   readonly forwards = new Counter('layernet_agent_forward_frames_total', 'Forward frames served as a downstream hop.');
+  readonly links = new Counter('layernet_agent_links_total', 'Links this agent took to a next hop for a job: kept="true" when an earlier job left it open, "false" when opened anew.');
   readonly jobDuration = new Histogram('layernet_agent_job_duration_seconds', 'Wall time of jobs run as head hop.', [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120]);
   readonly stepDuration = new Histogram('layernet_agent_step_duration_seconds', 'Wall time of one generation step across the route.', [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1]);
   /** Compared with step time, shows what a route spends outside the model (hops, transport). */
@@ -103,6 +104,6 @@ export class AgentMetrics {
   }
 
   render(): string {
-    return [...this.gauges, this.tokens, this.jobs, this.errors, this.forwards, this.jobDuration, this.stepDuration, this.spanDuration].map((m) => m.render()).join('\n') + '\n';
+    return [...this.gauges, this.tokens, this.jobs, this.errors, this.forwards, this.links, this.jobDuration, this.stepDuration, this.spanDuration].map((m) => m.render()).join('\n') + '\n';
   }
 }

@@ -257,6 +257,8 @@ export class AgentCore {
     }
   }
 
+  private readonly countLink = (kept: boolean): void => this.metrics.links.inc({ kept: String(kept) });
+
   private hopContext(ticket: JobTicket, hash: string, hop: number): HopContext {
     return { ticket, ticketHash: hash, agentId: this.agentId, hop, layers: this.span.layers, crypto: this.crypto, clock: this.clock };
   }
@@ -415,6 +417,7 @@ export class AgentCore {
               transport,
               awaitTokens: true,
               sign: (bytes) => this.crypto.sign(bytes),
+              onLink: this.countLink,
               ...(this.fetch && transport === 'post' ? { fetch: this.fetch } : {}),
             })
           : null;
@@ -731,7 +734,7 @@ export class AgentCore {
       ticketHash: hash,
       hop: hop + 1,
       timeoutMs: this.limits.hopTimeoutMs,
-      ...(via ? { transport: 'link' as const, awaitTokens: false, onFailure } : { transport: 'post' as const, ...(this.fetch ? { fetch: this.fetch } : {}) }),
+      ...(via ? { transport: 'link' as const, awaitTokens: false, onFailure, onLink: this.countLink } : { transport: 'post' as const, ...(this.fetch ? { fetch: this.fetch } : {}) }),
     });
     stage.connect();
     this.downstream.set(jobId, stage);

@@ -198,6 +198,8 @@ export interface RemoteStageOptions {
   sign?: (bytes: Uint8Array) => string;
   /** Link only: where idle links are taken from and given back to (default the process's linkPool; null: a link per job). */
   pool?: LinkPool | null;
+  /** Link only: told, for each link the stage takes, whether it was kept from an earlier job. */
+  onLink?: (kept: boolean) => void;
 }
 
 export type HopTransport = 'post' | 'link';
@@ -271,6 +273,7 @@ export class RemoteStage {
     // A link an earlier job left open to this hop, else a new one opened with this job's ticket.
     const pooled = this.pool?.take(this.linkUrl) ?? null;
     this.pooled = pooled !== null;
+    this.opts.onLink?.(this.pooled);
     const opening = pooled
       ? Promise.resolve(pooled)
       : openLink(this.linkUrl, {

@@ -349,8 +349,12 @@ describe('a chain of 3 over links', () => {
     // Head -> middle and middle -> last wait in the pool once the close frames are answered.
     await vi.waitFor(() => expect(linkPool.size).toBe(2));
     expect(upgrades.map((n) => n())).toEqual([0, 1, 1]);
+    const kept = () => linked.agents.map((a) => a.core.metrics.links.get({ kept: 'true' }));
+    const keptBefore = kept();
     const second = await run(linked, 7);
     expect(upgrades.map((n) => n())).toEqual([0, 1, 1]);
+    // The head and the middle hop each took a kept link (layernet_agent_links_total{kept="true"}).
+    expect(kept().map((n, i) => n - keptBefore[i]!)).toEqual([1, 1, 0]);
     expect(second.res.events.at(-1)).toEqual({ type: 'done', finishReason: 'length' });
     expect(tokensOf(second.res.events)).toEqual(tokensOf(first.res.events));
     expect(second.verdicts.every((v) => v.ok)).toBe(true);
