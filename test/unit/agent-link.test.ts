@@ -417,6 +417,48 @@ describe('a chain of 3 over links', () => {
     await vi.waitFor(async () => (await open(linkHeaders(signed, 1))).close());
   });
 
+  it('takes a later job on a link only once the job it carries has ended there', async () => {
+    // A head that posts (a custom fetch) keeps each job's opening frame for hop 1 and delivers
+    // nothing: the frames are valid (signed ticket, the head's attestation) and their nonces unspent.
+    const captured = new Map<string, Uint8Array>();
+    const capture = (async (_url: string, init: RequestInit) => {
+      const bytes = new Uint8Array(init.body as Uint8Array);
+      const frame = decodeFrame(bytes, { maxPayloadBytes: 64 << 20 });
+      const meta = frame.meta as { open?: boolean; signedTicket?: SignedTicket };
+      if (frame.kind === 'forward' && meta.open && meta.signedTicket) captured.set(meta.signedTicket.ticket.jobId, bytes);
+      return new Response(encodeFrame({ kind: 'error', meta: { code: 'capacity', message: 'held by the test' } }) as BodyInit, { status: 503 });
+    }) as unknown as typeof fetch;
+    const chain = await startChain({ edge, spans: [fakeSpan(model, [0, 1]), fakeSpan(model, [1, 3]), fakeSpan(model, [3, 4])], agentIdPrefix: 'rb', agentOptions: (i) => (i === 0 ? { fetch: capture } : {}) });
+    try {
+      const middle = chain.agents[1]!;
+      const jobs = [];
+      for (let i = 0; i < 2; i++) {
+        const t = await edge.ticket({ route: chain.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 4, patch: { chunking: CHUNKS } });
+        await runJob(chain.url, { signedTicket: t.signed, promptIds: PROMPT, prefixIds: [] });
+        jobs.push({ ...t, opening: captured.get(t.signed.ticket.jobId)! });
+      }
+      const [a, b] = jobs as [(typeof jobs)[0], (typeof jobs)[0]];
+      expect(a.opening && b.opening).toBeTruthy();
+      const link = await openLink(new URL(LINK_PATH, middle.url).toString(), { timeoutMs: 5_000, maxPayloadBytes: 1 << 20, headers: linkHeaders(a.signed, 1) });
+      const ask = async (bytes: Uint8Array) => decodeFrame(await link.request(bytes, 5_000), { maxPayloadBytes: 1 << 20 });
+      // Job A runs on the link (its prefill, down to the last hop and back) and stays open there.
+      expect((await ask(a.opening)).kind).toBe('tokens');
+      expect(middle.core.sessions.get(a.signed.ticket.jobId)).toBeDefined();
+      // B's opening frame while A holds a session on the link: refused, nothing opened, nonce unspent.
+      const refused = await ask(b.opening);
+      expect(refused.meta).toMatchObject({ code: 'bad_frame', message: expect.stringContaining(`opened for job ${a.signed.ticket.jobId}`) });
+      expect(middle.core.sessions.get(b.signed.ticket.jobId)).toBeUndefined();
+      // Once A is closed there, the link takes B.
+      expect((await ask(encodeFrame({ kind: 'close', meta: { jobId: a.signed.ticket.jobId, ticketHash: a.hash, hop: 1 } }))).meta).toEqual({ closed: true });
+      expect((await ask(b.opening)).kind).toBe('tokens');
+      expect(middle.core.sessions.get(b.signed.ticket.jobId)?.upstream).toBeDefined();
+      link.close();
+      await vi.waitFor(() => expect(chain.agents.map((x) => x.core.sessions.size)).toEqual([0, 0, 0]));
+    } finally {
+      await chain.close();
+    }
+  });
+
   it('holds at most maxLinks links at once: one more upgrade is refused with capacity and retry-after', async () => {
     const capped = await startChain({ edge, spans: [fakeSpan(model, [0, 2]), fakeSpan(model, [2, 4])], agentIdPrefix: 'cap', agentOptions: () => ({ limits: { maxLinks: 2 } }) });
     try {
