@@ -38,9 +38,10 @@ export interface AgentLimits extends SessionLimits {
   /** How far a signed cancel / check request's issuedAt may be from now. */
   signedRequestWindowMs: number;
   /**
-   * Links and taps held open at once (see link.ts); an upgrade past it is refused with
-   * `capacity`. Default: 2 x maxSessions + 16 (a session has one upstream link, a last hop one
-   * tap per job, and links are opened a little before their first frame).
+   * Links and taps held open at once (see link.ts); an upgrade past it first closes a link kept
+   * idle for a later job, else is refused with `capacity`. Default: 2 x maxSessions + 16 (a
+   * session has one upstream link, a last hop one tap per job, and links are opened a little
+   * before their first frame).
    */
   maxLinks?: number;
 }

@@ -160,8 +160,7 @@ function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, he
     // room: that hop opens a new one when it needs it.
     for (const l of links.all) {
       if (l.opened?.ran && !core.holdsSessionsOf(l)) {
-        l.close();
-        links.all.delete(l);
+        l.close(); // (its failure handler takes it out of the table)
         return false;
       }
     }
@@ -206,7 +205,7 @@ function handleUpgrade(core: AgentCore, req: IncomingMessage, socket: Duplex, he
 }
 
 /** Runs an accepted link's frames, one at a time, for the job it was opened for. */
-function serveLink(core: AgentCore, socket: Duplex, head: Buffer, links: LinkTable, opened: { jobId: string; ticketHash: string; hop: number }): void {
+function serveLink(core: AgentCore, socket: Duplex, head: Buffer, links: LinkTable, opened: Omit<NonNullable<Link['opened']>, 'ran'>): void {
   const link = new Link(socket, { maxPayloadBytes: core.limits.maxFramePayloadBytes }, head);
   link.opened = { ...opened, ran: false };
   links.all.add(link);

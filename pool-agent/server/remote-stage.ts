@@ -378,11 +378,10 @@ export class RemoteStage {
   private async exchangeOpening(body: Uint8Array): Promise<ForwardResultMeta> {
     if (this.transport === 'post') return this.exchange(body);
     const link = await this.linked();
-    if (!this.pooled) return this.exchangeOn(link, body);
     try {
       return await this.exchangeOn(link, body);
     } catch (err) {
-      if (link.error?.code !== 'closed' || this.closed) throw err;
+      if (!this.pooled || link.error?.code !== 'closed' || this.closed) throw err;
       this.unlink?.();
       this.link = null;
       this.pooled = false;
