@@ -4,7 +4,10 @@
  * meta, no sessions, no attestation, no HTTP), the head process sampling nothing and the last one
  * sampling greedily. Interleaved with the unsplit model and the same three spans run one after the
  * other in the head process. What the agents' chain loses beyond this ring is their protocol; what
- * the ring loses is the machine's (the split sessions and the cross-process hand-offs).
+ * the ring loses is the machine's (the split sessions and the cross-process hand-offs). Each round
+ * also prints every span's decode time in the head process and in its own ring process: a span
+ * that runs after its process sat idle for most of a token runs slower than the same span run
+ * right after another one in a busy process (caches gone cold), which no protocol can win back.
  *
  *   npm run bench:ring -- [--model .models/small] [--tokens 64] [--rounds 3] [--threads 1]
  */
@@ -144,11 +147,26 @@ if (values.member) {
     const tps = (times: number[]) => (times.length - 1) / ((times[times.length - 1]! - times[0]!) / 1000);
     /** Decode tokens/s (after the prefill) and the tokens of `generate` over in-process stages. */
     const inProcessRun = async (spans: LoadedSpan[]) => {
-      const stages = spans.map((sp) => sp.openSession({ maxPositions: 512 }));
+      const perSpan = spans.map(() => 0);
+      // Each span's decode steps timed as the ring members time theirs.
+      const stages: SpanSession[] = spans.map((sp, k) => {
+        const session = sp.openSession({ maxPositions: 512 });
+        return {
+          get length() { return session.length; },
+          get kvBytes() { return session.kvBytes; },
+          async forward(input, options) {
+            const t = performance.now();
+            const out = await session.forward(input, options);
+            if ((input.kind === 'tokens' ? input.ids.length : input.seqLen) === 1) perSpan[k]! += performance.now() - t;
+            return out;
+          },
+          dispose: () => session.dispose(),
+        };
+      });
       const times: number[] = [];
       try {
         const { tokens } = await generate({ stages, promptIds: PROMPT, sampling: GREEDY, maxTokens: TOKENS, onToken: () => void times.push(performance.now()) });
-        return { tps: tps(times), tokens };
+        return { tps: tps(times), tokens, perSpan: perSpan.map((ms) => ms / (TOKENS - 1)) };
       } finally {
         for (const s of stages) s.dispose();
       }
@@ -182,8 +200,8 @@ if (values.member) {
           return new Uint32Array(answer.buffer, answer.byteOffset, 1)[0]!;
         });
         const members = JSON.parse(new TextDecoder().decode(await ask(u32(RESET)))) as { spanMs: number }[];
-        const inSpans = headMs / (TOKENS - 1) + members.reduce((sum, m) => sum + m.spanMs, 0);
-        return { ...r, inSpans };
+        const perSpan = [headMs / (TOKENS - 1), ...members.map((m) => m.spanMs)];
+        return { ...r, inSpans: perSpan.reduce((a, b) => a + b, 0), perSpan };
       } finally {
         s.dispose();
       }
@@ -191,16 +209,19 @@ if (values.member) {
 
     await runUnsplit();
     await runRing();
-    const rows: { unsplit: number; inProcess: number; ring: number; ringInSpans: number; unsplitMs: number }[] = [];
+    const rows: { unsplit: number; inProcess: number; ring: number; ringInSpans: number; unsplitMs: number; coldMs: number[] }[] = [];
     for (let round = 0; round < Number(values.rounds); round++) {
       const u = await runUnsplit();
       const p = await runInProcess();
       const g = await runRing();
       if (p.tokens.join() !== u.tokens.join() || g.tokens.join() !== u.tokens.join()) throw new Error('a layout generated other tokens than the unsplit model');
-      rows.push({ unsplit: u.tps, inProcess: p.tps, ring: g.tps, ringInSpans: g.inSpans, unsplitMs: 1000 / u.tps });
+      const coldMs = g.perSpan.map((ms, k) => ms - p.perSpan[k]!);
+      rows.push({ unsplit: u.tps, inProcess: p.tps, ring: g.tps, ringInSpans: g.inSpans, unsplitMs: 1000 / u.tps, coldMs });
+      const list = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(' / ');
       console.log(
         `round ${round + 1}: unsplit ${u.tps.toFixed(1)} tok/s, 3 spans in process ${((100 * p.tps) / u.tps).toFixed(1)}%, ring of 3 processes ${((100 * g.tps) / u.tps).toFixed(1)}% ` +
-          `(in spans ${g.inSpans.toFixed(2)} ms/token, outside ${(1000 / g.tps - g.inSpans).toFixed(2)} ms/token)`,
+          `(in spans ${g.inSpans.toFixed(2)} ms/token, outside ${(1000 / g.tps - g.inSpans).toFixed(2)} ms/token); ` +
+          `each span's decode step in process ${list(p.perSpan)} ms, in its ring process ${list(g.perSpan)} ms`,
       );
     }
     const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
@@ -211,6 +232,8 @@ if (values.member) {
       inProcessRatio: median(rows.map((r) => r.inProcess / r.unsplit)),
       ringRatio: median(rows.map((r) => r.ring / r.unsplit)),
       ringOutsideMsPerToken: median(rows.map((r) => 1000 / r.ring - r.ringInSpans)),
+      // What the spans lose by running in processes of their own, per token (all spans together).
+      ringColdSpansMsPerToken: median(rows.map((r) => r.coldMs.reduce((a, b) => a + b, 0))),
     }));
     back.close();
     first.destroy();
