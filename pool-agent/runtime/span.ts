@@ -10,7 +10,7 @@
  * s.dispose(); await span.close();
  */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -30,7 +30,7 @@ import {
   presentValueName,
 } from '../model/llama.js';
 import { SpanClosedError, SpanInputError } from './errors.js';
-import { mergeOnnxModels } from './merge.js';
+import { OnnxMerger } from './merge.js';
 import type { ExecutionProvider, ForwardOptions, LoadedSpan, OpenSessionOptions, RuntimeOptions, SpanInput, SpanOutput, SpanSession } from './types.js';
 
 /** Largest merged model handed to one InferenceSession (protobuf messages stop at 2 GiB). */
@@ -93,19 +93,49 @@ async function createSession(model: Uint8Array, options: LoadSpanOptions): Promi
   return { session: await ort.InferenceSession.create(model, sessionOptions('cpu', options)), provider: 'cpu' };
 }
 
-async function readVerified(dir: string, f: ManifestFile, verify: boolean): Promise<Uint8Array> {
-  let bytes: Buffer;
+/**
+ * Reads a model file whole into `into` (a scratch buffer reused from file to file, or a fresh one
+ * of the manifest's size) and checks its size and SHA-256 against the manifest.
+ */
+async function readVerified(dir: string, f: ManifestFile, verify: boolean, into = new Uint8Array(f.bytes)): Promise<Uint8Array> {
+  let file: FileHandle;
   try {
-    bytes = await readFile(join(dir, f.path));
+    file = await open(join(dir, f.path), 'r');
   } catch {
     throw new ModelFileError(f.path, `model file ${f.path} is missing from ${dir}`);
   }
-  if (bytes.byteLength !== f.bytes) throw new ModelFileError(f.path, `model file ${f.path} has ${bytes.byteLength} bytes, the manifest says ${f.bytes}`);
+  let size: number;
+  try {
+    size = (await file.stat()).size;
+    if (size !== f.bytes) throw new ModelFileError(f.path, `model file ${f.path} has ${size} bytes, the manifest says ${f.bytes}`);
+    if (into.byteLength < size) throw new Error(`internal: a ${into.byteLength}-byte buffer for ${f.path} (${size} bytes)`);
+    let got = 0;
+    while (got < size) {
+      const { bytesRead } = await file.read(into, got, size - got, got);
+      if (bytesRead === 0) throw new ModelFileError(f.path, `model file ${f.path} ended after ${got} of ${size} bytes`);
+      got += bytesRead;
+    }
+  } finally {
+    await file.close();
+  }
+  const bytes = into.subarray(0, size);
   if (verify) {
     const sha = createHash('sha256').update(bytes).digest('hex');
     if (sha !== f.sha256) throw new ModelFileError(f.path, `model file ${f.path} has SHA-256 ${sha}, the manifest says ${f.sha256}`);
   }
-  return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  return bytes;
+}
+
+/**
+ * One session's model: a lone file as it is; several merged one by one through a scratch buffer
+ * as large as the largest, so the files never sit in memory together beside the merged model.
+ */
+async function readGroup(dir: string, group: readonly ManifestFile[], verify: boolean): Promise<Uint8Array> {
+  if (group.length === 1) return readVerified(dir, group[0]!, verify);
+  const scratch = new Uint8Array(Math.max(...group.map((f) => f.bytes)));
+  const merger = new OnnxMerger(group.reduce((n, f) => n + f.bytes, 0));
+  for (const f of group) merger.add(await readVerified(dir, f, verify, scratch));
+  return merger.finish();
 }
 
 /** Cuts the span's files into runs whose total size stays under the limit (at least one file each). */
@@ -154,9 +184,8 @@ export async function loadSpan(modelDir: string, layers: readonly [number, numbe
   let provider: ExecutionProvider = 'cpu';
   try {
     for (const group of groups) {
-      const parts: Uint8Array[] = [];
-      for (const f of group) parts.push(await readVerified(modelDir, f, !options.skipVerify));
-      const created = await createSession(mergeOnnxModels(parts), sessions.length === 0 ? options : { ...options, provider });
+      const model = await readGroup(modelDir, group, !options.skipVerify);
+      const created = await createSession(model, sessions.length === 0 ? options : { ...options, provider });
       sessions.push(created.session);
       provider = created.provider;
     }

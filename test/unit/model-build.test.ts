@@ -1,4 +1,4 @@
-import { open, readFile, stat, truncate, writeFile } from 'node:fs/promises';
+import { open, readFile, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
@@ -6,7 +6,7 @@ import { manifestHash, manifestSchema } from '../../protocol/manifest.js';
 import { BUILDER_VERSION, loadManifest, ModelFileError, parameterCount, PRESETS, verifyModelFiles } from '../../pool-agent/model/build.js';
 import { fromFloat16Bits, toFloat16Bits, uniformWeights } from '../../pool-agent/model/weights.js';
 import { createProgressBar, renderProgress } from '../../pool-agent/model/progress.js';
-import { mergeOnnxModels } from '../../pool-agent/runtime/merge.js';
+import { mergeOnnxModels, OnnxMerger } from '../../pool-agent/runtime/merge.js';
 import { loadSpan } from '../../pool-agent/runtime/span.js';
 import { tempModels, type TempModels } from './runtime-fixture.js';
 
@@ -133,6 +133,10 @@ describe('verifyModelFiles', () => {
     await truncate(join(dir, 'embed.onnx'), 0);
     await expect(verifyModelFiles(dir, manifest)).rejects.toThrow(/embed\.onnx has 0 bytes/);
     await expect(verifyModelFiles(join(dir, 'nowhere'), manifest)).rejects.toThrow(/embed\.onnx is missing/);
+    // Loading a span reads the same way: the truncated file and a missing one are named.
+    await expect(loadSpan(dir, [0, 2], { provider: 'cpu' })).rejects.toThrow(/embed\.onnx has 0 bytes, the manifest says/);
+    await rm(join(dir, 'layers.1.onnx'));
+    await expect(loadSpan(dir, [1, 3], { provider: 'cpu' })).rejects.toThrow(/layers\.1\.onnx is missing from/);
     await expect(loadManifest(join(dir, 'nowhere'))).rejects.toThrow(/cannot read model manifest/);
     const raw = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8'));
     expect(raw.format).toBe('layernet.manifest/1');
@@ -196,6 +200,28 @@ describe('weights and encoding helpers', () => {
     const s = await ort.InferenceSession.create(merged);
     expect(s.inputNames).toEqual(['input_ids', 'position_ids', 'past_key_values.0.key', 'past_key_values.0.value', 'past_key_values.1.key', 'past_key_values.1.value']);
     expect(s.outputNames).toEqual(['present.0.key', 'present.0.value', 'hidden_states.2', 'present.1.key', 'present.1.value']);
+    await s.release();
+  });
+
+  it('merges blocks one at a time through one reused buffer, as a span is loaded: same model, nothing kept of the bytes it was given', async () => {
+    const { dir } = await models.build('merge-scratch', { preset: 'tiny', seed: 1 });
+    const files = ['layers.1.onnx', 'layers.2.onnx', 'layers.3.onnx', 'head.onnx'];
+    const bytes = await Promise.all(files.map(async (f) => new Uint8Array(await readFile(join(dir, f)))));
+    const whole = mergeOnnxModels(bytes);
+    // Announced far too small: the merger grows its buffer.
+    for (const announced of [bytes.reduce((n, b) => n + b.byteLength, 0), 1]) {
+      const scratch = new Uint8Array(Math.max(...bytes.map((b) => b.byteLength)));
+      const merger = new OnnxMerger(announced);
+      for (const b of bytes) {
+        scratch.set(b);
+        merger.add(scratch.subarray(0, b.byteLength));
+        scratch.fill(0xff); // the next file's bytes land here
+      }
+      expect(Buffer.from(merger.finish()).equals(Buffer.from(whole))).toBe(true);
+    }
+    const s = await ort.InferenceSession.create(whole);
+    expect(s.inputNames).toEqual(['hidden_states.1', 'position_ids', 'past_key_values.1.key', 'past_key_values.1.value', 'past_key_values.2.key', 'past_key_values.2.value', 'past_key_values.3.key', 'past_key_values.3.value', 'num_logits_to_keep']);
+    expect(s.outputNames).toEqual(['present.1.key', 'present.1.value', 'present.2.key', 'present.2.value', 'present.3.key', 'present.3.value', 'logits', 'final_hidden']);
     await s.release();
   });
 });
