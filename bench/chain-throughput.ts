@@ -21,7 +21,10 @@
  * goes once round the ring) and, with `--post` (default on), again with a head that sends every
  * step by POST (`--hop-transport post`; the later hops are the same processes).
  *
- *   npm run bench:chain -- [--model .models/small] [--tokens 64] [--threads 2] [--repeats 3] [--prompt 32] [--chunk-steps 16] [--chunk-ms 50] [--devices cpu,cpu] [--no-post]
+ * `--agents 3` runs only the chain of 3 (every chain's agents hold a copy of the model at once, so a
+ * large model may not fit them all).
+ *
+ *   npm run bench:chain -- [--model .models/small] [--tokens 64] [--threads 2] [--repeats 3] [--prompt 32] [--chunk-steps 16] [--chunk-ms 50] [--devices cpu,cpu] [--no-post] [--agents 1,2,3]
  */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
@@ -48,10 +51,14 @@ const { values } = parseArgs({
     devices: { type: 'string', default: 'cpu,cpu' },
     /** Also run every chain with a head that sends by POST. */
     post: { type: 'boolean', default: true },
+    /** The chain lengths to run. */
+    agents: { type: 'string', default: '1,2,3' },
   },
   allowNegative: true,
 });
 const DEVICES = values.devices;
+const AGENTS = values.agents!.split(',').map(Number);
+if (AGENTS.some((k) => !Number.isInteger(k) || k < 1)) throw new Error(`--agents takes chain lengths such as 1,2,3, got ${values.agents}`);
 const CHUNK_STEPS = Number(values['chunk-steps']);
 const CHUNK_MS = Number(values['chunk-ms']);
 const modelDir = resolve(values.model!);
@@ -224,7 +231,7 @@ const runners: Runner[] = [await unsplitRunner()];
 const chains: ChainAgents[] = [];
 const policy: ChunkingPolicy | undefined = CHUNK_STEPS > 1 ? { maxSteps: CHUNK_STEPS, maxDelayMs: CHUNK_MS } : undefined;
 try {
-  for (const k of [1, 2, 3]) {
+  for (const k of AGENTS) {
     const chain = await startChainAgents(k, edge);
     chains.push(chain);
     runners.push(chainRunner(chain, edge, undefined));
