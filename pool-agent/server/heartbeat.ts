@@ -11,10 +11,14 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { heartbeatBytes, type Heartbeat } from '../../protocol/owner-api.js';
 import { signBytes, type SigningKey } from '../../protocol/keys.js';
+import { readResponseBytes } from '../../protocol/bytes.js';
 import { HEARTBEAT_SEQ_FILE, writeFileAtomic } from '../config.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { AgentCore } from './agent.js';
 import type { FetchLike } from './remote-stage.js';
+
+/** The edge answers a heartbeat with a few fields; more than this is read no further. */
+const MAX_ANSWER_BYTES = 64 * 1024;
 
 export interface HeartbeatOptions {
   dir: string;
@@ -69,7 +73,9 @@ export function startHeartbeats(opts: HeartbeatOptions): Heartbeats {
     const body: Heartbeat = { ...unsigned, signature: await signBytes(opts.signingKey.privateKey, heartbeatBytes(unsigned)) };
     try {
       const res = await doFetch(opts.url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
-      await res.body?.cancel().catch(() => undefined);
+      // Read the (small) answer to its end rather than cancel it: a cancelled body resets the
+      // connection under the edge while it may still be writing (workerd logs a broken pipe).
+      await readResponseBytes(res, MAX_ANSWER_BYTES).catch(() => null);
       if (!res.ok) log.warn('heartbeat refused', { status: res.status, seq });
       return res.status;
     } catch (err) {

@@ -287,4 +287,38 @@ describe('heartbeats', () => {
     expect(seqs.length).toBe(9); // the first tick and eight beats
     for (let i = 1; i < seqs.length; i++) expect(seqs[i]!).toBe(seqs[i - 1]! + 1);
   });
+
+  it("reads the edge's answer to its end instead of cancelling it (a cancelled body resets the connection under the edge), but no further than 64 KiB", async () => {
+    const dir = join(root, 'hb-answer');
+    await main(['init', '--dir', dir], io().io);
+    const key = await loadIdentity(dir);
+    const answers: { pulled: number; cancelled: boolean }[] = [];
+    const answer = (chunks: number, size: number) => {
+      const seen = { pulled: 0, cancelled: false };
+      answers.push(seen);
+      return new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (seen.pulled === chunks) return c.close();
+          seen.pulled++;
+          c.enqueue(new Uint8Array(size));
+        },
+        cancel() {
+          seen.cancelled = true;
+        },
+      });
+    };
+    let big = false;
+    const fetch = async () => new Response(big ? answer(1000, 1024) : answer(3, 10), { status: 200 });
+    const core = { sessions: new SessionManager({ maxSessions: 4, maxKvBytes: 1000, idleMs: 1000 }), activeJobs: 0 };
+    const hb = startHeartbeats({ dir, agentId: 'agt_1', signingKey: key, url: 'http://edge/hb', intervalMs: 60_000, core, fetch, clock: () => 7_000 });
+    expect(await hb.beat()).toBe(200);
+    big = true;
+    expect(await hb.beat()).toBe(200);
+    hb.stop();
+    // The first tick's answer and the first beat's: read to the end, never cancelled.
+    expect(answers.slice(0, 2)).toEqual([{ pulled: 3, cancelled: false }, { pulled: 3, cancelled: false }]);
+    // A runaway answer: cancelled once past 64 KiB.
+    expect(answers[2]!.cancelled).toBe(true);
+    expect(answers[2]!.pulled).toBeLessThan(100);
+  });
 });
