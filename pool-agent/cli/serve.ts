@@ -9,6 +9,8 @@ import { loadIdentity } from '../identity.js';
 import { createLogger, type Logger } from '../log.js';
 import { loadManifest } from '../model/build.js';
 import { loadAgentSpan } from '../runtime/local-pipeline.js';
+import type { LoadProgress } from '../runtime/span.js';
+import { manifestHash } from '../../protocol/manifest.js';
 import { startAgentServer } from '../server/app.js';
 import { startHeartbeats } from '../server/heartbeat.js';
 import { CliError, parseFlags, parseLayers, parseNumber, str, type CliIo } from './args.js';
@@ -98,10 +100,26 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
   const manifest = await loadManifest(modelDir);
   const layers = config.layers ?? [0, manifest.architecture.numLayers];
   const log = createLogger({ level: config.logLevel, base: { agentId: state.agentId } });
-  const span = await loadAgentSpan(modelDir, layers, config).catch((err: unknown) => {
+  // A large span takes a while (every file is read and hashed, then onnxruntime prepares it).
+  const loadStart = performance.now();
+  const mb = (n: number) => Math.round(n / 2 ** 20);
+  log.info('loading span', { modelDir, modelId: await manifestHash(manifest), layers });
+  // Every file at debug level; at info, where the load stands every 2 s at most.
+  let shownAt = loadStart;
+  const onProgress = (p: LoadProgress) => {
+    const where = p.stage === 'file' ? { file: p.file, files: `${p.filesDone}/${p.files}`, mb: `${mb(p.bytesDone)}/${mb(p.bytes)}` } : { session: `${p.session}/${p.sessions}` };
+    const msg = p.stage === 'file' ? 'model file read' : 'creating onnxruntime session';
+    const now = performance.now();
+    if (now - shownAt >= 2_000) {
+      shownAt = now;
+      log.info(msg, where);
+    } else log.debug(msg, where);
+  };
+  const span = await loadAgentSpan(modelDir, layers, config, onProgress).catch((err: unknown) => {
     // A span that cannot be cut over the listed devices is the owner's settings, not a crash.
     throw err instanceof RangeError ? new CliError(err.message) : err;
   });
+  log.info('span loaded', { provider: span.provider, ms: Math.round(performance.now() - loadStart) });
   const server = await startAgentServer({
     agentId: state.agentId,
     signingKey: key,

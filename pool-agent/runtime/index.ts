@@ -6,7 +6,7 @@
  * import { loadSpan, generate } from './runtime/index.js';
  */
 export * from './types.js';
-export { loadSpan, MAX_SESSION_BYTES, type LoadSpanOptions } from './span.js';
+export { loadSpan, MAX_SESSION_BYTES, type LoadProgress, type LoadSpanOptions } from './span.js';
 export { SpanClosedError, SpanInputError } from './errors.js';
 export { argmax, sampleToken, uniformAt, type SamplingParams } from './sampler.js';
 export { forwardChain, generate, type FinishReason, type GenerateOptions, type GenerateResult, type Stage } from './pipeline.js';

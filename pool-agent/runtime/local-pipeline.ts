@@ -147,8 +147,9 @@ export async function loadAgentSpan(
   modelDir: string,
   layers: readonly [number, number],
   settings: { provider: 'auto' | ExecutionProvider; devices?: readonly string[] | undefined; threads?: number | undefined },
+  onProgress?: LoadSpanOptions['onProgress'],
 ): Promise<LoadedSpan> {
-  const threads = settings.threads ? { intraOpThreads: settings.threads } : {};
-  if (!settings.devices || settings.devices.length === 0) return loadSpan(modelDir, layers, { provider: settings.provider, ...threads });
-  return loadDeviceSpan(modelDir, layers, parseDevices(settings.devices.join(',')), threads);
+  const options = { ...(settings.threads ? { intraOpThreads: settings.threads } : {}), ...(onProgress ? { onProgress } : {}) };
+  if (!settings.devices || settings.devices.length === 0) return loadSpan(modelDir, layers, { provider: settings.provider, ...options });
+  return loadDeviceSpan(modelDir, layers, parseDevices(settings.devices.join(',')), options);
 }

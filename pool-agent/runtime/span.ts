@@ -46,6 +46,22 @@ export interface LoadSpanOptions extends RuntimeOptions {
   allowSpinning?: boolean;
   /** Skip the SHA-256 check of the span's files (only for files verified moments ago). */
   skipVerify?: boolean;
+  /** Told after each file is read (and checked), and before each onnxruntime session is created. */
+  onProgress?: (p: LoadProgress) => void;
+}
+
+/** How far `loadSpan` got: files read of the span's files, then the sessions being created. */
+export interface LoadProgress {
+  stage: 'file' | 'session';
+  /** The file just read (stage 'file'). */
+  file?: string;
+  filesDone: number;
+  files: number;
+  bytesDone: number;
+  bytes: number;
+  /** The session about to be created, from 1, and how many (stage 'session'). */
+  session?: number;
+  sessions?: number;
 }
 
 let cudaUsable: boolean | undefined;
@@ -130,11 +146,18 @@ async function readVerified(dir: string, f: ManifestFile, verify: boolean, into 
  * One session's model: a lone file as it is; several merged one by one through a scratch buffer
  * as large as the largest, so the files never sit in memory together beside the merged model.
  */
-async function readGroup(dir: string, group: readonly ManifestFile[], verify: boolean): Promise<Uint8Array> {
-  if (group.length === 1) return readVerified(dir, group[0]!, verify);
+async function readGroup(dir: string, group: readonly ManifestFile[], verify: boolean, onRead: (f: ManifestFile) => void): Promise<Uint8Array> {
+  if (group.length === 1) {
+    const bytes = await readVerified(dir, group[0]!, verify);
+    onRead(group[0]!);
+    return bytes;
+  }
   const scratch = new Uint8Array(Math.max(...group.map((f) => f.bytes)));
   const merger = new OnnxMerger(group.reduce((n, f) => n + f.bytes, 0));
-  for (const f of group) merger.add(await readVerified(dir, f, verify, scratch));
+  for (const f of group) {
+    merger.add(await readVerified(dir, f, verify, scratch));
+    onRead(f);
+  }
   return merger.finish();
 }
 
@@ -182,9 +205,16 @@ export async function loadSpan(modelDir: string, layers: readonly [number, numbe
   const groups = groupFiles(files, options.maxSessionBytes ?? MAX_SESSION_BYTES);
   const sessions: ort.InferenceSession[] = [];
   let provider: ExecutionProvider = 'cpu';
+  const done = { filesDone: 0, files: files.length, bytesDone: 0, bytes: files.reduce((n, f) => n + f.bytes, 0) };
+  const onRead = (f: ManifestFile) => {
+    done.filesDone++;
+    done.bytesDone += f.bytes;
+    options.onProgress?.({ stage: 'file', file: f.path, ...done });
+  };
   try {
-    for (const group of groups) {
-      const model = await readGroup(modelDir, group, !options.skipVerify);
+    for (const [i, group] of groups.entries()) {
+      const model = await readGroup(modelDir, group, !options.skipVerify, onRead);
+      options.onProgress?.({ stage: 'session', session: i + 1, sessions: groups.length, ...done });
       const created = await createSession(model, sessions.length === 0 ? options : { ...options, provider });
       sessions.push(created.session);
       provider = created.provider;

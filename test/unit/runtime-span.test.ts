@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LoadedSpan, SpanOutput, SpanSession } from '../../pool-agent/runtime/types.js';
-import { KV_BLOCK_POSITIONS, loadSpan } from '../../pool-agent/runtime/span.js';
+import { KV_BLOCK_POSITIONS, loadSpan, type LoadProgress } from '../../pool-agent/runtime/span.js';
 import { forwardChain, generate } from '../../pool-agent/runtime/pipeline.js';
 import { encode, BOS_ID } from '../../protocol/tokenizer.js';
 import { LAYOUTS, maxAbsDiff, tempModels, type TempModels } from './runtime-fixture.js';
@@ -84,6 +84,26 @@ describe('splitting is exact', () => {
     const cut = await span(dir32, [0, 4], { maxSessionBytes: 1 });
     const out = await forwardChain([cut.openSession()], Int32Array.from(PROMPT), { logitsToKeep: 3 });
     expect(maxAbsDiff(out.logits, ref.logits)).toBeLessThanOrEqual(1e-5);
+  });
+
+  it('reports its progress: each file once it is read and checked, then each session before it is created', async () => {
+    const manifest = (await span(dir32, [0, 4])).manifest;
+    const want = ['layers.1.onnx', 'layers.2.onnx', 'layers.3.onnx', 'head.onnx'].map((path) => manifest.files.find((f) => f.path === path)!);
+    const total = want.reduce((n, f) => n + f.bytes, 0);
+    for (const maxSessionBytes of [undefined, 1]) {
+      const seen: LoadProgress[] = [];
+      const s = await loadSpan(dir32, [1, 4], { provider: 'cpu', intraOpThreads: 1, onProgress: (p) => void seen.push({ ...p }), ...(maxSessionBytes ? { maxSessionBytes } : {}) });
+      await s.close();
+      const files = seen.filter((p) => p.stage === 'file');
+      expect(files.map((p) => p.file)).toEqual(want.map((f) => f.path));
+      expect(files.map((p) => p.filesDone)).toEqual(want.map((_, i) => i + 1));
+      expect(files.at(-1)).toMatchObject({ files: want.length, bytesDone: total, bytes: total });
+      const sessionsSeen = seen.filter((p) => p.stage === 'session');
+      // One session for the merged span; one per file when each file must be a session of its own.
+      expect(sessionsSeen.map((p) => `${p.session}/${p.sessions}`)).toEqual(maxSessionBytes ? want.map((_, i) => `${i + 1}/${want.length}`) : ['1/1']);
+      // A session is created only after its files were read.
+      expect(seen.map((p) => p.stage)).toEqual(maxSessionBytes ? want.flatMap(() => ['file', 'session']) : [...want.map(() => 'file'), 'session']);
+    }
   });
 });
 
