@@ -5,6 +5,7 @@
 import { resolve } from 'node:path';
 import { loadState, mergeSettings, loadRawConfig, resolveStateDir, saveState } from '../config.js';
 import { loadManifest } from '../model/build.js';
+import { createProgressBar } from '../model/progress.js';
 import { toFloat16Array } from '../model/weights.js';
 import { loadAgentSpan } from '../runtime/local-pipeline.js';
 import type { LoadedSpan, SpanInput } from '../runtime/types.js';
@@ -56,10 +57,14 @@ export async function runBench(argv: string[], io: CliIo): Promise<number> {
   const manifest = await loadManifest(modelDir);
   const layers = config.layers ?? [0, manifest.architecture.numLayers];
   const tokens = parseNumber('tokens', str(values.tokens), { int: true, min: 1, max: 10_000 }) ?? 32;
-  const span = await loadAgentSpan(modelDir, layers, config).catch((err: unknown) => {
+  const bar = createProgressBar(`loading layers ${layers[0]}:${layers[1]}`);
+  const span = await loadAgentSpan(modelDir, layers, config, (p) =>
+    bar.update(p.filesDone, p.files, p.stage === 'file' ? p.file! : `onnxruntime session ${p.session}/${p.sessions}`),
+  ).catch((err: unknown) => {
     // A span that cannot be cut over the listed devices is the owner's settings, not a crash.
     throw err instanceof RangeError ? new CliError(err.message) : err;
   });
+  bar.finish();
   try {
     const tokensPerS = await measureDecode(span, { tokens });
     const state = await loadState(dir);
