@@ -1,5 +1,6 @@
 /** Flag parsing shared by the commands (node:util parseArgs, strict: unknown flags are errors). */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { filesForSpan, type Manifest, type ManifestFile } from '../../protocol/manifest.js';
 
 export class CliError extends Error {
   override readonly name = 'CliError';
@@ -42,6 +43,15 @@ export function parseLayers(text: string | undefined): [number, number] | undefi
   const m = /^(\d+):(\d+)$/.exec(text);
   if (!m || Number(m[1]) >= Number(m[2])) throw new CliError(`--layers must be START:END with START < END (e.g. 0:4), got ${JSON.stringify(text)}`);
   return [Number(m[1]), Number(m[2])];
+}
+
+/** The span's model files, or a usage error when the layers are not the model's. */
+export function spanFiles(manifest: Manifest, layers: readonly [number, number]): ManifestFile[] {
+  try {
+    return filesForSpan(manifest, { start: layers[0], end: layers[1] });
+  } catch (err) {
+    throw err instanceof RangeError ? new CliError(`layers ${layers[0]}:${layers[1]}: ${err.message}`) : err;
+  }
 }
 
 export function parseNumber(name: string, text: string | undefined, opts: { int?: boolean; min?: number; max?: number } = {}): number | undefined {

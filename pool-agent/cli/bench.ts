@@ -6,10 +6,11 @@ import { resolve } from 'node:path';
 import { loadState, mergeSettings, loadRawConfig, resolveStateDir, saveState } from '../config.js';
 import { loadManifest } from '../model/build.js';
 import { createProgressBar } from '../model/progress.js';
+import { availableMemoryBytes, loadMemoryWarning } from '../runtime/load-memory.js';
 import { toFloat16Array } from '../model/weights.js';
 import { loadAgentSpan } from '../runtime/local-pipeline.js';
 import type { LoadedSpan, SpanInput } from '../runtime/types.js';
-import { CliError, parseFlags, parseLayers, parseNumber, str, type CliIo } from './args.js';
+import { CliError, parseFlags, parseLayers, parseNumber, spanFiles, str, type CliIo } from './args.js';
 
 export const BENCH_USAGE = `Usage: pool-agent bench [--dir DIR] [--model DIR] [--layers A:B] [--threads N] [--tokens N] [--devices cuda:0,cuda:1]
 
@@ -57,6 +58,11 @@ export async function runBench(argv: string[], io: CliIo): Promise<number> {
   const manifest = await loadManifest(modelDir);
   const layers = config.layers ?? [0, manifest.architecture.numLayers];
   const tokens = parseNumber('tokens', str(values.tokens), { int: true, min: 1, max: 10_000 }) ?? 32;
+  const memoryWarning = loadMemoryWarning(
+    spanFiles(manifest, layers).reduce((n, f) => n + f.bytes, 0),
+    availableMemoryBytes(),
+  );
+  if (memoryWarning) io.err(`warning: ${memoryWarning}`);
   const bar = createProgressBar(`loading layers ${layers[0]}:${layers[1]}`);
   const span = await loadAgentSpan(modelDir, layers, config, (p) =>
     bar.update(p.filesDone, p.files, p.stage === 'file' ? p.file! : `onnxruntime session ${p.session}/${p.sessions}`),

@@ -155,6 +155,9 @@ describe('a span over two devices', () => {
     const bad = io();
     expect(await main(['bench', '--dir', state, '--model', dir, '--devices', 'cpu,cpu,cpu,cpu,cpu'], bad.io)).toBe(2);
     expect(bad.err.join('\n')).toMatch(/cannot cut 4 layers \[0, 4\) over 5 devices/);
+    const outside = io();
+    expect(await main(['bench', '--dir', state, '--model', dir, '--layers', '2:9'], outside.io)).toBe(2);
+    expect(outside.err.join('\n')).toMatch(/layers 2:9: span \[2, 9\) is not inside \[0, 4\)/);
     const good = io();
     expect(await main(['bench', '--dir', state, '--model', dir, '--devices', 'cpu,cpu', '--tokens', '4', '--threads', '1'], good.io)).toBe(0);
     expect(JSON.parse(good.out.at(-1)!)).toMatchObject({ modelId, layers: [0, 4], provider: 'cpu' });

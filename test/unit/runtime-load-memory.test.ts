@@ -1,0 +1,22 @@
+import { describe, expect, it } from 'vitest';
+import { availableMemoryBytes, LOAD_PEAK_FACTOR, loadMemoryWarning } from '../../pool-agent/runtime/load-memory.js';
+
+const GiB = 2 ** 30;
+
+describe('memory to load a span', () => {
+  it('warns only when the span would likely need more memory than is available, with both figures', () => {
+    expect(loadMemoryWarning(1 * GiB, 4 * GiB)).toBeNull();
+    expect(loadMemoryWarning(1 * GiB, LOAD_PEAK_FACTOR * GiB)).toBeNull();
+    const w = loadMemoryWarning(4.2 * GiB, 8 * GiB);
+    expect(w).toMatch(/4\.2 GiB of model files/);
+    expect(w).toMatch(/about 11\.8 GiB of memory at its peak, and 8\.0 GiB is available/);
+    expect(w).toMatch(/--layers/);
+  });
+
+  it("reads Linux's MemAvailable (not MemFree, which leaves out the page cache it could drop)", () => {
+    const meminfo = 'MemTotal:       24000000 kB\nMemFree:          500000 kB\nMemAvailable:   20000000 kB\nBuffers:            1000 kB\n';
+    expect(availableMemoryBytes(meminfo)).toBe(20000000 * 1024);
+    // Without the field (not Linux, an old kernel): the OS's free memory, some positive figure.
+    expect(availableMemoryBytes('MemTotal: 1 kB\n')).toBeGreaterThan(0);
+  });
+});
