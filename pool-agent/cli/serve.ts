@@ -10,7 +10,6 @@ import { createLogger, type Logger } from '../log.js';
 import { loadManifest } from '../model/build.js';
 import { loadAgentSpan } from '../runtime/local-pipeline.js';
 import type { LoadProgress } from '../runtime/span.js';
-import { manifestHash } from '../../protocol/manifest.js';
 import { availableMemoryBytes, loadMemoryWarning } from '../runtime/load-memory.js';
 import { startAgentServer } from '../server/app.js';
 import { startHeartbeats } from '../server/heartbeat.js';
@@ -105,7 +104,7 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
   const loadStart = performance.now();
   const mb = (n: number) => Math.round(n / 2 ** 20);
   const spanBytes = spanFiles(manifest, layers).reduce((n, f) => n + f.bytes, 0);
-  log.info('loading span', { modelDir, modelId: await manifestHash(manifest), layers, mb: mb(spanBytes) });
+  log.info('loading span', { modelDir, layers, mb: mb(spanBytes) });
   const memoryWarning = loadMemoryWarning(spanBytes, availableMemoryBytes());
   if (memoryWarning) log.warn(memoryWarning);
   // Every file at debug level; at info, where the load stands every 2 s at most.
