@@ -75,7 +75,7 @@ function writePaddedVarint32(buf: Uint8Array, at: number, value: number): void {
 export class OnnxMerger {
   private buf: Uint8Array;
   private used = 0;
-  private graphLengthAt = -1;
+  /** Where the merged graph's content starts (its 5-byte length sits just before). */
   private graphStart = -1;
   private finished = false;
   private after: Uint8Array[] = [];
@@ -117,7 +117,6 @@ export class OnnxMerger {
       this.after = g.model.slice(graphAt + 1).map(copy);
       // The graph's tag, then 5 bytes for its length, known at finish().
       this.put(Uint8Array.of((MODEL_GRAPH << 3) | 2, 0, 0, 0, 0, 0));
-      this.graphLengthAt = this.used - 5;
       this.graphStart = this.used;
     }
     for (const t of g.initializers) this.put(bytes.subarray(t.start, t.end));
@@ -147,7 +146,7 @@ export class OnnxMerger {
     // An output that a block of this span consumes is an internal edge.
     for (const o of this.outputs) if (!this.allInputs.has(o.name)) this.put(o.bytes);
     for (const v of this.valueInfo) this.put(v);
-    writePaddedVarint32(this.buf, this.graphLengthAt, this.used - this.graphStart);
+    writePaddedVarint32(this.buf, this.graphStart - 5, this.used - this.graphStart);
     for (const f of this.after) this.put(f);
     return this.buf.subarray(0, this.used);
   }
