@@ -1,6 +1,6 @@
 /** Flag parsing shared by the commands (node:util parseArgs, strict: unknown flags are errors). */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { filesForSpan, type Manifest, type ManifestFile } from '../../protocol/manifest.js';
+import { filesForSpan, type Manifest } from '../../protocol/manifest.js';
 
 export class CliError extends Error {
   override readonly name = 'CliError';
@@ -45,10 +45,10 @@ export function parseLayers(text: string | undefined): [number, number] | undefi
   return [Number(m[1]), Number(m[2])];
 }
 
-/** The span's model files, or a usage error when the layers are not the model's. */
-export function spanFiles(manifest: Manifest, layers: readonly [number, number]): ManifestFile[] {
+/** The bytes of the span's model files, or a usage error when the layers are not the model's. */
+export function spanFileBytes(manifest: Manifest, layers: readonly [number, number]): number {
   try {
-    return filesForSpan(manifest, { start: layers[0], end: layers[1] });
+    return filesForSpan(manifest, { start: layers[0], end: layers[1] }).reduce((n, f) => n + f.bytes, 0);
   } catch (err) {
     throw err instanceof RangeError ? new CliError(`layers ${layers[0]}:${layers[1]}: ${err.message}`) : err;
   }

@@ -10,7 +10,7 @@ import { availableMemoryBytes, loadMemoryWarning } from '../runtime/load-memory.
 import { toFloat16Array } from '../model/weights.js';
 import { loadAgentSpan } from '../runtime/local-pipeline.js';
 import type { LoadedSpan, SpanInput } from '../runtime/types.js';
-import { CliError, parseFlags, parseLayers, parseNumber, spanFiles, str, type CliIo } from './args.js';
+import { CliError, parseFlags, parseLayers, parseNumber, spanFileBytes, str, type CliIo } from './args.js';
 
 export const BENCH_USAGE = `Usage: pool-agent bench [--dir DIR] [--model DIR] [--layers A:B] [--threads N] [--tokens N] [--devices cuda:0,cuda:1]
 
@@ -58,10 +58,7 @@ export async function runBench(argv: string[], io: CliIo): Promise<number> {
   const manifest = await loadManifest(modelDir);
   const layers = config.layers ?? [0, manifest.architecture.numLayers];
   const tokens = parseNumber('tokens', str(values.tokens), { int: true, min: 1, max: 10_000 }) ?? 32;
-  const memoryWarning = loadMemoryWarning(
-    spanFiles(manifest, layers).reduce((n, f) => n + f.bytes, 0),
-    availableMemoryBytes(),
-  );
+  const memoryWarning = loadMemoryWarning(spanFileBytes(manifest, layers), availableMemoryBytes());
   if (memoryWarning) io.err(`warning: ${memoryWarning}`);
   const bar = createProgressBar(`loading layers ${layers[0]}:${layers[1]}`);
   const span = await loadAgentSpan(modelDir, layers, config, (p) =>

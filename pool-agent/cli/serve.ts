@@ -13,7 +13,7 @@ import type { LoadProgress } from '../runtime/span.js';
 import { availableMemoryBytes, loadMemoryWarning } from '../runtime/load-memory.js';
 import { startAgentServer } from '../server/app.js';
 import { startHeartbeats } from '../server/heartbeat.js';
-import { CliError, parseFlags, parseLayers, parseNumber, spanFiles, str, type CliIo } from './args.js';
+import { CliError, parseFlags, parseLayers, parseNumber, spanFileBytes, str, type CliIo } from './args.js';
 
 export const SERVE_USAGE = `Usage: pool-agent serve [--dir DIR] [--port N] [--host ADDR] [--model DIR] [--layers A:B] [--threads N]
                       [--endpoint URL] [--max-sessions N] [--provider auto|cpu|cuda] [--devices cuda:0,cuda:1]
@@ -103,7 +103,7 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
   // A large span takes a while (every file is read and hashed, then onnxruntime prepares it).
   const loadStart = performance.now();
   const mb = (n: number) => Math.round(n / 2 ** 20);
-  const spanBytes = spanFiles(manifest, layers).reduce((n, f) => n + f.bytes, 0);
+  const spanBytes = spanFileBytes(manifest, layers);
   log.info('loading span', { modelDir, layers, mb: mb(spanBytes) });
   const memoryWarning = loadMemoryWarning(spanBytes, availableMemoryBytes());
   if (memoryWarning) log.warn(memoryWarning);
