@@ -11,8 +11,23 @@ import { sha256Hex } from './bytes.js';
  * A span [start, end) of layers is served by merging the block files it covers; the span that
  * starts at 0 also holds `embed`, the span that ends at numLayers also holds `head`.
  */
+export const ropeScalingSchema = z.object({
+  /** Llama 3.1's frequency-dependent scaling of the rotary frequencies (`rope_type: "llama3"`). */
+  type: z.literal('llama3'),
+  factor: z.number().positive(),
+  lowFreqFactor: z.number().positive(),
+  highFreqFactor: z.number().positive(),
+  originalMaxPositionEmbeddings: z.number().int().positive(),
+});
+export type RopeScaling = z.infer<typeof ropeScalingSchema>;
+
+/**
+ * The decoder's shape and the variations of the Llama family it takes. The optional fields are
+ * left out when off, so a manifest written before they existed keeps its hash (model id).
+ */
 export const architectureSchema = z.object({
-  family: z.literal('llama'),
+  /** Which checkpoint family the weights came from (the graph is Llama's plus the flags below). */
+  family: z.enum(['llama', 'mistral', 'qwen2', 'qwen3']),
   vocabSize: z.number().int().positive(),
   hiddenSize: z.number().int().positive(),
   intermediateSize: z.number().int().positive(),
@@ -23,6 +38,14 @@ export const architectureSchema = z.object({
   rmsNormEps: z.number().positive(),
   ropeTheta: z.number().positive(),
   maxPositionEmbeddings: z.number().int().positive(),
+  /** q, k and v projections carry a bias (Qwen2). Absent: none. */
+  attentionBias: z.boolean().optional(),
+  /** An RMSNorm over each head of q and of k before the rotary embedding (Qwen3). Absent: none. */
+  qkNorm: z.boolean().optional(),
+  /** The LM head is the transposed token embedding (the head file holds its own copy). */
+  tieWordEmbeddings: z.boolean().optional(),
+  /** Scaling of the rotary frequencies. Absent: plain RoPE. */
+  ropeScaling: ropeScalingSchema.optional(),
 });
 export type Architecture = z.infer<typeof architectureSchema>;
 
@@ -51,6 +74,62 @@ export const manifestFileSchema = z.object({
 });
 export type ManifestFile = z.infer<typeof manifestFileSchema>;
 
+/** The Llama-2 SentencePiece tokenizer that ships with the code (built demo models). */
+export const builtinTokenizerSchema = z.object({
+  kind: z.literal('llama-sentencepiece-bpe'),
+  package: z.literal('llama-tokenizer-js'),
+  bosTokenId: z.number().int().nonnegative(),
+  eosTokenId: z.number().int().nonnegative(),
+  chatTemplate: z.literal('llama-2'),
+});
+
+/** Tokenizer files an imported model carries, pinned like its ONNX files. */
+export const tokenizerFileSchema = z.object({
+  path: z.enum(['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja']),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/),
+  /** At most 64 MiB (the largest hub tokenizer.json files are ~ 20 MB). */
+  bytes: z.number().int().positive().max(64 * 1024 * 1024),
+});
+export type TokenizerFile = z.infer<typeof tokenizerFileSchema>;
+
+/**
+ * A Hugging Face tokenizer: `tokenizer.json` (required), `tokenizer_config.json` (special tokens,
+ * the chat template) and `chat_template.jinja` (newer checkpoints keep the template there). The
+ * edge loads them from the registry, checks each against `sha256`, and tokenizes with them.
+ */
+export const hfTokenizerSchema = z.object({
+  kind: z.literal('hf-tokenizer'),
+  files: z
+    .array(tokenizerFileSchema)
+    .min(1)
+    .max(3)
+    .refine((fs) => fs.some((f) => f.path === 'tokenizer.json'), 'tokenizer.json is required')
+    .refine((fs) => new Set(fs.map((f) => f.path)).size === fs.length, 'each tokenizer file once'),
+  /** The BOS token the checkpoint names, if any (the post-processor decides where it goes). */
+  bosTokenId: z.number().int().nonnegative().nullable(),
+  /** Every token that ends a generation (generation_config.json's eos_token_id, list or number). */
+  eosTokenIds: z.array(z.number().int().nonnegative()).min(1).max(16),
+});
+export type HfTokenizer = z.infer<typeof hfTokenizerSchema>;
+
+export const tokenizerSchema = z.discriminatedUnion('kind', [builtinTokenizerSchema, hfTokenizerSchema]);
+export type TokenizerSpec = z.infer<typeof tokenizerSchema>;
+
+/** What an imported model was converted from. */
+export const modelSourceSchema = z.object({
+  format: z.literal('hf-safetensors'),
+  /** config.json's `architectures[0]`, e.g. LlamaForCausalLM. */
+  architecture: z.string().min(1).max(128),
+  /** The checkpoint's tensor dtype (the widest one found). */
+  dtype: z.enum(['F32', 'F16', 'BF16']),
+});
+
+/** Ids that end a generation, whatever the tokenizer kind. */
+export function stopTokenIds(manifest: Pick<Manifest, 'tokenizer'>): number[] {
+  const t = manifest.tokenizer;
+  return t.kind === 'hf-tokenizer' ? [...t.eosTokenIds] : [t.eosTokenId];
+}
+
 export const manifestSchema = z.object({
   format: z.literal('layernet.manifest/1'),
   name: z.string().min(1).max(128),
@@ -62,13 +141,9 @@ export const manifestSchema = z.object({
   builder: z.string().min(1).max(64).optional(),
   /** Seed the deterministic weights were generated from (null for converted real models). */
   seed: z.number().int().nullable(),
-  tokenizer: z.object({
-    kind: z.literal('llama-sentencepiece-bpe'),
-    package: z.literal('llama-tokenizer-js'),
-    bosTokenId: z.number().int().nonnegative(),
-    eosTokenId: z.number().int().nonnegative(),
-    chatTemplate: z.literal('llama-2'),
-  }),
+  tokenizer: tokenizerSchema,
+  /** Where an imported model came from (absent for built models). */
+  source: modelSourceSchema.optional(),
   files: z.array(manifestFileSchema).min(2),
 });
 export type Manifest = z.infer<typeof manifestSchema>;

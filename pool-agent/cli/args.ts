@@ -26,11 +26,17 @@ export const processIo: CliIo = {
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
-export function parseFlags<O extends Options>(argv: string[], options: O, usage: string): { values: Record<string, string | boolean | undefined>; help: boolean } {
+/** `positionals`: whether the command takes arguments besides flags (else one is a usage error). */
+export function parseFlags<O extends Options>(
+  argv: string[],
+  options: O,
+  usage: string,
+  positionals = false,
+): { values: Record<string, string | boolean | undefined>; positionals: string[]; help: boolean } {
   try {
-    const { values, positionals } = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true });
-    if (positionals.length) throw new CliError(`unexpected argument ${JSON.stringify(positionals[0])}\n\n${usage}`);
-    return { values: values as Record<string, string | boolean | undefined>, help: (values as Record<string, unknown>).help === true };
+    const parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true });
+    if (parsed.positionals.length && !positionals) throw new CliError(`unexpected argument ${JSON.stringify(parsed.positionals[0])}\n\n${usage}`);
+    return { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals, help: (parsed.values as Record<string, unknown>).help === true };
   } catch (err) {
     if (err instanceof CliError) throw err;
     throw new CliError(`${(err as Error).message}\n\n${usage}`);

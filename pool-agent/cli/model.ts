@@ -2,9 +2,20 @@
 import { resolve } from 'node:path';
 import { buildModel, PRESETS, type PresetName } from '../model/build.js';
 import { createProgressBar } from '../model/progress.js';
+import { importModel } from '../model/import/import.js';
+import { CheckpointError } from '../model/import/safetensors.js';
 import { CliError, parseFlags, parseNumber, str, type CliIo } from './args.js';
 
 export const MODEL_USAGE = `Usage: pool-agent model build --preset tiny|small|1b [--dtype float32|float16] [--seed N] [--out DIR] [--kv-cache append|full]
+       pool-agent model import CHECKPOINT_DIR --out DIR [--dtype float32|float16] [--name NAME] [--force]
+
+import: converts a Hugging Face checkpoint folder (config.json, model.safetensors or sharded
+safetensors with model.safetensors.index.json, tokenizer.json, tokenizer_config.json,
+generation_config.json) into per-block ONNX files plus manifest.json in DIR. Architectures:
+LlamaForCausalLM (Llama 2, 3, 3.1, 3.2), MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM;
+F32, F16 and BF16 tensors. --dtype float32 (default) is exact for BF16/F16 checkpoints; float16
+halves the files (BF16 values outside float16's range become infinite). NAME defaults to the
+checkpoint folder's name. An import already in DIR is kept unless --force.
 
 Builds a Llama-architecture model with deterministic weights into DIR (default .models/PRESET),
 one ONNX file per block plus manifest.json. Idempotent: an intact model already there is kept.
@@ -15,6 +26,7 @@ slower as the context grows). Another layout is another model id.`;
 export async function runModel(argv: string[], io: CliIo): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub === '--help' || sub === '-h' || sub === undefined) return io.out(MODEL_USAGE), sub === undefined ? 2 : 0;
+  if (sub === 'import') return runImport(rest, io);
   if (sub !== 'build') throw new CliError(`unknown model command ${JSON.stringify(sub)}\n\n${MODEL_USAGE}`);
   const { values, help } = parseFlags(rest, { preset: { type: 'string' }, dtype: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' }, 'kv-cache': { type: 'string' } }, MODEL_USAGE);
   if (help) return io.out(MODEL_USAGE), 0;
@@ -31,4 +43,28 @@ export async function runModel(argv: string[], io: CliIo): Promise<number> {
   bar.finish();
   io.out(JSON.stringify({ modelId: built.modelId, dir: built.dir, name: built.manifest.name, numLayers: built.manifest.architecture.numLayers, kvCache }));
   return 0;
+}
+
+async function runImport(argv: string[], io: CliIo): Promise<number> {
+  const { values, positionals, help } = parseFlags(argv, { out: { type: 'string' }, dtype: { type: 'string' }, name: { type: 'string' }, force: { type: 'boolean' } }, MODEL_USAGE, true);
+  if (help) return io.out(MODEL_USAGE), 0;
+  const dir = positionals[0];
+  if (!dir || positionals.length > 1) throw new CliError(`model import takes one checkpoint folder\n\n${MODEL_USAGE}`);
+  const out = str(values.out);
+  if (!out) throw new CliError(`--out DIR is required (e.g. --out .models/${dir.replace(/\/+$/, '').split('/').pop()})`);
+  const dtype = str(values.dtype) ?? 'float32';
+  if (dtype !== 'float32' && dtype !== 'float16') throw new CliError('--dtype must be float32 or float16');
+  const bar = createProgressBar(`importing ${dir}`);
+  try {
+    const m = await importModel({ dir: resolve(dir), outDir: resolve(out), dtype, name: str(values.name), force: values.force === true, onProgress: bar.update });
+    bar.finish();
+    for (const n of m.notes) io.err(`note: ${n}`);
+    const a = m.manifest.architecture;
+    io.out(JSON.stringify({ modelId: m.modelId, dir: m.dir, name: m.manifest.name, family: a.family, numLayers: a.numLayers, dtype, cached: m.cached }));
+    return 0;
+  } catch (err) {
+    bar.finish();
+    if (err instanceof CheckpointError) throw new CliError(`cannot import ${dir}: ${err.message}`, 1);
+    throw err;
+  }
 }

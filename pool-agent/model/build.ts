@@ -25,6 +25,7 @@ import {
 import { BOS_ID, EOS_ID } from '../../protocol/tokenizer.js';
 import { embedGraph, headGraph, layerGraph } from './llama.js';
 import type { OnnxGraph } from './onnx-graph.js';
+import { seededWeights } from './weight-provider.js';
 
 export type PresetName = 'tiny' | 'small' | '1b';
 
@@ -151,7 +152,7 @@ export async function loadManifest(dir: string): Promise<Manifest> {
   return parsed.data;
 }
 
-async function sha256File(path: string): Promise<{ sha256: string; bytes: number }> {
+export async function sha256File(path: string): Promise<{ sha256: string; bytes: number }> {
   const hash = createHash('sha256');
   let bytes = 0;
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 22 })) {
@@ -180,7 +181,7 @@ export async function verifyModelFiles(dir: string, manifest: Manifest, files: r
   }
 }
 
-async function writeGraph(dir: string, fileName: string, graph: OnnxGraph): Promise<{ sha256: string; bytes: number }> {
+export async function writeGraph(dir: string, fileName: string, graph: OnnxGraph): Promise<{ sha256: string; bytes: number }> {
   const chunks = graph.toModel().chunks();
   const hash = createHash('sha256');
   const tmp = join(dir, `.${fileName}.${process.pid}.${Date.now()}.tmp`);
@@ -241,15 +242,16 @@ export async function buildModel(options: BuildModelOptions): Promise<BuiltModel
   await mkdir(dir, { recursive: true });
   await rm(join(dir, MANIFEST_FILE), { force: true });
   const files: ManifestFile[] = [];
+  const weights = seededWeights(seed);
   const plan: { path: string; kind: ManifestFile['kind']; layers: [number, number]; make: () => OnnxGraph }[] = [
-    { path: 'embed.onnx', kind: 'embed', layers: [0, 0], make: () => embedGraph(arch, dtype, seed) },
+    { path: 'embed.onnx', kind: 'embed', layers: [0, 0], make: () => embedGraph(arch, dtype, weights) },
     ...Array.from({ length: L }, (_, i) => ({
       path: `layers.${i}.onnx`,
       kind: 'layers' as const,
       layers: [i, i + 1] as [number, number],
-      make: () => layerGraph(arch, dtype, seed, i, kvCache),
+      make: () => layerGraph(arch, dtype, weights, i, kvCache),
     })),
-    { path: 'head.onnx', kind: 'head', layers: [L, L], make: () => headGraph(arch, dtype, seed) },
+    { path: 'head.onnx', kind: 'head', layers: [L, L], make: () => headGraph(arch, dtype, weights) },
   ];
   let done = 0;
   for (const item of plan) {

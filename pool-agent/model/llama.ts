@@ -18,7 +18,8 @@
  */
 import type { Architecture, KvCacheLayout, ModelDtype } from '../../protocol/manifest.js';
 import { attr, DataType, OnnxGraph, type DataTypeCode } from './onnx-graph.js';
-import { onesWeights, toFloat16Array, uniformWeights } from './weights.js';
+import { toFloat16Array } from './weights.js';
+import type { WeightProvider } from './weight-provider.js';
 
 export const INPUT_IDS = 'input_ids';
 export const POSITION_IDS = 'position_ids';
@@ -42,7 +43,7 @@ interface BuildContext {
   g: OnnxGraph;
   arch: Architecture;
   dtype: ModelDtype;
-  seed: number;
+  weights: WeightProvider;
 }
 
 /** Adds a weight initializer and returns the name of its float32 value (a Cast for float16). */
@@ -56,15 +57,19 @@ function weight(ctx: BuildContext, name: string, dims: number[], values: Float32
   return g.op('Cast', `${name}/Cast`, [name], { to: attr.int(DataType.FLOAT) });
 }
 
-function linear(ctx: BuildContext, scope: string, x: string, name: string, fanIn: number, fanOut: number): string {
-  const w = weight(ctx, name, [fanIn, fanOut], uniformWeights(ctx.seed, name, fanIn * fanOut, fanIn));
-  return ctx.g.op('MatMul', `${scope}/MatMul`, [x, w]);
+/** x W (+ b): `name` is the matrix, stored [fanIn, fanOut]; `biasName` adds its bias [fanOut]. */
+function linear(ctx: BuildContext, scope: string, x: string, name: string, fanIn: number, fanOut: number, biasName?: string): string {
+  const w = weight(ctx, name, [fanIn, fanOut], ctx.weights.linear(name, fanIn, fanOut));
+  const y = ctx.g.op('MatMul', `${scope}/MatMul`, [x, w]);
+  if (biasName === undefined) return y;
+  const b = weight(ctx, biasName, [fanOut], ctx.weights.bias(biasName, fanOut));
+  return ctx.g.op('Add', `${scope}/Add`, [b, y]);
 }
 
-/** y = x / sqrt(mean(x^2) + eps) * weight, as Hugging Face's LlamaRMSNorm (float32). */
-function rmsNorm(ctx: BuildContext, scope: string, x: string, weightName: string): string {
+/** y = x / sqrt(mean(x^2) + eps) * weight over the last axis (`size`), as Hugging Face's LlamaRMSNorm (float32). */
+function rmsNorm(ctx: BuildContext, scope: string, x: string, weightName: string, size = ctx.arch.hiddenSize): string {
   const { g, arch } = ctx;
-  const w = weight(ctx, weightName, [arch.hiddenSize], onesWeights(arch.hiddenSize));
+  const w = weight(ctx, weightName, [size], ctx.weights.norm(weightName, size));
   const two = g.constFloat(scope, [2], true);
   const sq = g.op('Pow', `${scope}/Pow`, [x, two]);
   const mean = g.op('ReduceMean', `${scope}/ReduceMean`, [sq], { axes: attr.ints([-1]), keepdims: attr.int(1) });
@@ -85,12 +90,11 @@ function toStorage(ctx: BuildContext, scope: string, x: string): string {
 }
 
 /** `embed.onnx`: input_ids int64 [1, T] -> hidden_states.0 [1, T, hidden]. */
-export function embedGraph(arch: Architecture, dtype: ModelDtype, seed: number): OnnxGraph {
+export function embedGraph(arch: Architecture, dtype: ModelDtype, weights: WeightProvider): OnnxGraph {
   const g = new OnnxGraph('layernet-embed');
   const ids = g.input(INPUT_IDS, DataType.INT64, [1, 'sequence_length']);
   const name = 'model.embed_tokens.weight';
-  // Embeddings have unit variance (fanIn 1): they feed a normalised residual stream.
-  const values = uniformWeights(seed, name, arch.vocabSize * arch.hiddenSize, 1);
+  const values = weights.embedding(name, arch.vocabSize, arch.hiddenSize);
   const dims = [arch.vocabSize, arch.hiddenSize];
   if (dtype === 'float32') g.initializer({ name, dataType: DataType.FLOAT, dims, raw: new Uint8Array(values.buffer) });
   else g.initializer({ name, dataType: DataType.FLOAT16, dims, raw: new Uint8Array(toFloat16Array(values).buffer) });
@@ -103,11 +107,17 @@ export function embedGraph(arch: Architecture, dtype: ModelDtype, seed: number):
 function rotary(ctx: BuildContext, scope: string, positionIds: string): { cos: string; sin: string } {
   const { g, arch } = ctx;
   const d = arch.headDim;
-  const exps = Array.from({ length: d / 2 }, (_, i) => (2 * i) / d);
-  const base = g.constFloat(scope, [arch.ropeTheta], true);
-  const expsName = g.constFloat(scope, exps);
-  const pw = g.op('Pow', `${scope}/Pow`, [base, expsName]);
-  const invFreq = g.op('Reciprocal', `${scope}/Reciprocal`, [pw]);
+  let invFreq: string;
+  if (arch.ropeScaling) {
+    // Scaled frequencies are constants of the checkpoint: computed once here (float64, stored float32).
+    invFreq = g.constFloat(scope, scaledInverseFrequencies(arch));
+  } else {
+    const exps = Array.from({ length: d / 2 }, (_, i) => (2 * i) / d);
+    const base = g.constFloat(scope, [arch.ropeTheta], true);
+    const expsName = g.constFloat(scope, exps);
+    const pw = g.op('Pow', `${scope}/Pow`, [base, expsName]);
+    invFreq = g.op('Reciprocal', `${scope}/Reciprocal`, [pw]);
+  }
   const pos = g.op('Cast', `${scope}/Cast`, [positionIds], { to: attr.int(DataType.FLOAT) });
   const posU = g.op('Unsqueeze', `${scope}/Unsqueeze`, [pos, g.constInt64(scope, [2])]);
   const freqs = g.op('Mul', `${scope}/Mul`, [posU, invFreq]);
@@ -119,6 +129,27 @@ function rotary(ctx: BuildContext, scope: string, positionIds: string): { cos: s
     cos: g.op('Unsqueeze', `${scope}/Unsqueeze_1`, [cos, axis1]),
     sin: g.op('Unsqueeze', `${scope}/Unsqueeze_2`, [sin, axis1]),
   };
+}
+
+/**
+ * Llama 3.1's rotary frequencies (`rope_type: "llama3"`), as transformers'
+ * `_compute_llama3_parameters`: wavelengths longer than original/lowFreqFactor are divided by
+ * `factor`, shorter than original/highFreqFactor kept, the band between interpolated smoothly.
+ */
+export function scaledInverseFrequencies(arch: Architecture): number[] {
+  const d = arch.headDim;
+  const s = arch.ropeScaling;
+  const base = Array.from({ length: d / 2 }, (_, i) => 1 / arch.ropeTheta ** ((2 * i) / d));
+  if (!s) return base;
+  const lowFreqWavelen = s.originalMaxPositionEmbeddings / s.lowFreqFactor;
+  const highFreqWavelen = s.originalMaxPositionEmbeddings / s.highFreqFactor;
+  return base.map((f) => {
+    const wavelen = (2 * Math.PI) / f;
+    if (wavelen < highFreqWavelen) return f;
+    if (wavelen > lowFreqWavelen) return f / s.factor;
+    const smooth = (s.originalMaxPositionEmbeddings / wavelen - s.lowFreqFactor) / (s.highFreqFactor - s.lowFreqFactor);
+    return ((1 - smooth) * f) / s.factor + smooth * f;
+  });
 }
 
 /** x * cos + rotate_half(x) * sin, x [1, heads, T, headDim]. */
@@ -142,9 +173,9 @@ function applyRotary(ctx: BuildContext, scope: string, x: string, cos: string, s
  * length, present = past ++ new, [1, kvHeads, past + T, headDim]); 'append' (P = the runtime's
  * buffer capacity, present = the T new rows only, [1, kvHeads, T, headDim]).
  */
-export function layerGraph(arch: Architecture, dtype: ModelDtype, seed: number, layer: number, kvCache: KvCacheLayout = 'append'): OnnxGraph {
+export function layerGraph(arch: Architecture, dtype: ModelDtype, weights: WeightProvider, layer: number, kvCache: KvCacheLayout = 'append'): OnnxGraph {
   const g = new OnnxGraph(`layernet-layer-${layer}`);
-  const ctx: BuildContext = { g, arch, dtype, seed };
+  const ctx: BuildContext = { g, arch, dtype, weights };
   const st = storageType(dtype);
   const H = arch.numAttentionHeads;
   const KV = arch.numKeyValueHeads;
@@ -162,16 +193,19 @@ export function layerGraph(arch: Architecture, dtype: ModelDtype, seed: number, 
   const h = rmsNorm(ctx, `${p}/input_layernorm`, x, `${wp}.input_layernorm.weight`);
 
   const a = `${p}/self_attn`;
-  const q = linear(ctx, `${a}/q_proj`, h, `${wp}.self_attn.q_proj.weight`, arch.hiddenSize, H * D);
-  const k = linear(ctx, `${a}/k_proj`, h, `${wp}.self_attn.k_proj.weight`, arch.hiddenSize, KV * D);
-  const v = linear(ctx, `${a}/v_proj`, h, `${wp}.self_attn.v_proj.weight`, arch.hiddenSize, KV * D);
+  const bias = (proj: string): string | undefined => (arch.attentionBias ? `${wp}.self_attn.${proj}.bias` : undefined);
+  const q = linear(ctx, `${a}/q_proj`, h, `${wp}.self_attn.q_proj.weight`, arch.hiddenSize, H * D, bias('q_proj'));
+  const k = linear(ctx, `${a}/k_proj`, h, `${wp}.self_attn.k_proj.weight`, arch.hiddenSize, KV * D, bias('k_proj'));
+  const v = linear(ctx, `${a}/v_proj`, h, `${wp}.self_attn.v_proj.weight`, arch.hiddenSize, KV * D, bias('v_proj'));
   const perm0213 = { perm: attr.ints([0, 2, 1, 3]) };
-  const heads = (x: string, n: number, tag: string): string => {
+  // Qwen3 normalises each head of q and k (over headDim) between the projection and the rotary embedding.
+  const heads = (x: string, n: number, tag: string, norm?: string): string => {
     const r = g.op('Reshape', `${a}/Reshape${tag}`, [x, g.constInt64(a, [0, 0, n, D])]);
-    return g.op('Transpose', `${a}/Transpose${tag}`, [r], perm0213);
+    const normed = norm === undefined ? r : rmsNorm(ctx, `${a}/${norm}`, r, `${wp}.self_attn.${norm}.weight`, D);
+    return g.op('Transpose', `${a}/Transpose${tag}`, [normed], perm0213);
   };
-  const qh = heads(q, H, '');
-  const kh = heads(k, KV, '_1');
+  const qh = heads(q, H, '', arch.qkNorm ? 'q_norm' : undefined);
+  const kh = heads(k, KV, '_1', arch.qkNorm ? 'k_norm' : undefined);
   const vh = heads(v, KV, '_2');
 
   const { cos, sin } = rotary(ctx, `${a}/rotary_emb`, positionIds);
@@ -297,9 +331,9 @@ export function layerGraph(arch: Architecture, dtype: ModelDtype, seed: number, 
  * `head.onnx`: hidden_states.L [1, T, hidden], num_logits_to_keep int64 scalar ->
  * logits float32 [1, K, vocab] (last K positions), final_hidden float32 [1, T, hidden] (after the final norm).
  */
-export function headGraph(arch: Architecture, dtype: ModelDtype, seed: number): OnnxGraph {
+export function headGraph(arch: Architecture, dtype: ModelDtype, weights: WeightProvider): OnnxGraph {
   const g = new OnnxGraph('layernet-head');
-  const ctx: BuildContext = { g, arch, dtype, seed };
+  const ctx: BuildContext = { g, arch, dtype, weights };
   const L = arch.numLayers;
   const hiddenIn = g.input(hiddenName(L), storageType(dtype), [1, 'sequence_length', arch.hiddenSize]);
   const keep = g.input(NUM_LOGITS_TO_KEEP, DataType.INT64, []);
@@ -310,7 +344,7 @@ export function headGraph(arch: Architecture, dtype: ModelDtype, seed: number): 
   const start = g.op('Neg', `${s}/Neg`, [keepU]);
   const sliced = g.op('Slice', `${s}/Slice`, [normed, start, g.constInt64(s, [INT64_MAX]), g.constInt64(s, [1])]);
   const name = 'lm_head.weight';
-  const w = weight(ctx, name, [arch.hiddenSize, arch.vocabSize], uniformWeights(seed, name, arch.hiddenSize * arch.vocabSize, arch.hiddenSize));
+  const w = weight(ctx, name, [arch.hiddenSize, arch.vocabSize], weights.linear(name, arch.hiddenSize, arch.vocabSize));
   g.node('MatMul', `${s}/MatMul`, [sliced, w], {}, [LOGITS]);
   g.output(LOGITS, DataType.FLOAT, [1, 'num_logits_to_keep', arch.vocabSize]);
   g.output(normed, DataType.FLOAT, [1, 'sequence_length', arch.hiddenSize], FINAL_HIDDEN);
