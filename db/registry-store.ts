@@ -31,6 +31,7 @@ import {
   type SpanRecord,
 } from '../edge/store/interface.js';
 import { drizzleOver, type RegistryDb } from './client.js';
+import { modelFileStore } from './model-files-store.js';
 import {
   agents,
   agentSpans,
@@ -390,6 +391,9 @@ export function createRegistryStore(client: Sql, options: RegistryStoreOptions =
       if (existing) return toModel(existing);
       throw new StoreConflictError(`a model named ${manifest.name} already exists`);
     },
+
+    // ------------------------------------------------------------ model files (tokenizers)
+    ...modelFileStore(db),
 
     // ------------------------------------------------------------ routing
     async listRouteCandidates(modelId, q) {

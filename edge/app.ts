@@ -3,7 +3,7 @@
  * unit tests build it with their own deps.
  *
  * @example
- * const app = createApp({ store: createMemoryStore(), signingKey, transport: fetch, tokenizer });
+ * const app = createApp({ store: createMemoryStore(), signingKey, transport: fetch, tokenizer: createByteTokenizer() });
  * const res = await app.request('/healthz');
  */
 import { Hono } from 'hono';
@@ -11,7 +11,8 @@ import { ApiError } from '../protocol/errors.js';
 import { resolveConfig, type EdgeConfig } from './config.js';
 import { TtlCache } from './cache.js';
 import type { CheckSettings } from './checks/run-checks.js';
-import type { AppEnv, AgentTransport, Clock, EdgeCaches, EdgeDeps, EdgeSigningKey, EdgeTokenizer } from './deps.js';
+import type { AppEnv, AgentTransport, Clock, EdgeCaches, EdgeDeps, EdgeSigningKey, EdgeTokenizer, TokenizerProvider } from './deps.js';
+import { createTokenizerProvider } from './text/tokenizer-provider.js';
 import type { RegistryStore } from './store/interface.js';
 import { errorResponse } from './http/errors.js';
 import { registerHealth } from './routes/health.js';
@@ -26,14 +27,23 @@ import { registerAdminStake } from './routes/admin-stake.js';
 import { UnstakedTrafficWindow } from './trust/unstaked-window.js';
 import { registerOwnerPools } from './routes/owner-pools.js';
 import { registerOwnerModels } from './routes/owner-models.js';
+import { registerOwnerModel } from './routes/owner-model.js';
+import { registerOwnerModelFiles } from './routes/owner-model-files.js';
 import { registerOwnerAgents } from './routes/owner-agents.js';
 import { registerHeartbeat } from './routes/heartbeat.js';
 
-export interface CreateAppOptions {
+/**
+ * Tokenizers: a provider (the Workers entry builds one), or just the built-in kind's tokenizer,
+ * around which a provider is made (imported models then load their files from the store).
+ */
+export type TokenizerOptions = { tokenizers: TokenizerProvider; tokenizer?: never } | { tokenizer: EdgeTokenizer; tokenizers?: never };
+
+export type CreateAppOptions = BaseAppOptions & TokenizerOptions;
+
+export interface BaseAppOptions {
   store: RegistryStore;
   signingKey: EdgeSigningKey;
   transport: AgentTransport;
-  tokenizer: EdgeTokenizer;
   clock?: Clock;
   config?: Partial<EdgeConfig>;
   caches?: Partial<EdgeCaches>;
@@ -59,7 +69,7 @@ export function buildDeps(opts: CreateAppOptions): EdgeDeps {
     store: opts.store,
     signingKey: opts.signingKey,
     transport: opts.transport,
-    tokenizer: opts.tokenizer,
+    tokenizers: opts.tokenizers ?? createTokenizerProvider({ builtin: opts.tokenizer!, log }),
     clock: opts.clock ?? { now: () => Date.now() },
     config,
     caches: {
@@ -116,6 +126,8 @@ export function createApp(opts: CreateAppOptions): Hono<AppEnv> {
   registerEdgeKeys(app);
   registerOwnerPools(app);
   registerOwnerModels(app);
+  registerOwnerModel(app);
+  registerOwnerModelFiles(app);
   registerOwnerAgents(app);
   registerHeartbeat(app);
   registerOpenApi(app);

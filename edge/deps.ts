@@ -1,7 +1,7 @@
 /**
  * What createApp needs from the outside world. Every external dependency is an interface: the
- * Workers entry wires the real ones (postgres store, fetch, the llama tokenizer), unit tests
- * wire doubles (memory store, a fake agent transport, a byte tokenizer).
+ * Workers entry wires the real ones (postgres store, fetch, the llama tokenizer for built-in
+ * models), unit tests wire doubles (memory store, a fake agent transport, a byte tokenizer).
  */
 import type { RegistryStore, RouteCandidate, ModelRecord, ApiKeyRecord, ModelSummary } from './store/interface.js';
 import type { EdgeConfig } from './config.js';
@@ -30,15 +30,48 @@ export interface TextDecoderStream {
   flush(): string;
 }
 
-/** Tokenization and chat template, as the model's manifest describes them. */
+/** An assistant's tool call as chat templates read it (`arguments` parsed from JSON when it is an object). */
+export interface EdgeToolCall {
+  id: string;
+  type: 'function';
+  function: { name: string; arguments: unknown };
+}
+
+/** A chat message as the chat template gets it (OpenAI's fields, content flattened to text). */
+export interface EdgeChatMessage {
+  role: string;
+  content: string;
+  name?: string;
+  tool_call_id?: string;
+  tool_calls?: EdgeToolCall[];
+}
+
+/** Tokenization and chat template of one model, as its manifest describes them. */
 export interface EdgeTokenizer {
-  /** Prompt ids of a chat (chat template applied, BOS included). */
-  encodeChat(messages: ReadonlyArray<{ role: string; content: string }>): number[];
-  /** Prompt ids of a plain completion prompt (BOS included). */
+  /**
+   * Prompt ids of a chat (chat template applied with the generation prompt, special tokens as the
+   * template writes them). `tools` go to the template as given; a template without tools ignores them.
+   */
+  encodeChat(messages: readonly EdgeChatMessage[], options?: { tools?: readonly unknown[] }): number[];
+  /** Prompt ids of a plain completion prompt (BOS and other special tokens as the tokenizer adds them). */
   encodePrompt(text: string): number[];
+  /** Text of generated ids (special tokens skipped). */
   decode(ids: readonly number[]): string;
   streamingDecoder(): TextDecoderStream;
-  eosId: number;
+  /** Every id that ends a generation (the manifest's `stopTokenIds`). */
+  eosIds: readonly number[];
+}
+
+/**
+ * The tokenizer of each model (edge/text/tokenizer-provider.ts). The store is the request's own
+ * (Workers: a postgres.js client serves only the request that opened it); what it loads is kept
+ * per isolate.
+ */
+export interface TokenizerProvider {
+  /** Throws ApiError (503 `no_route`) while the model's tokenizer files are not all in the registry. */
+  forModel(model: ModelRecord, store: Pick<RegistryStore, 'listModelFiles' | 'getModelFile'>): Promise<EdgeTokenizer>;
+  /** Forgets what this isolate holds for the model (an upload may have completed it). */
+  forget(modelId: string): void;
 }
 
 export interface EdgeCaches {
@@ -56,7 +89,8 @@ export interface EdgeDeps {
   clock: Clock;
   signingKey: EdgeSigningKey;
   transport: AgentTransport;
-  tokenizer: EdgeTokenizer;
+  /** Tokenizer per model: the built-in kind's, or one built from the model's uploaded files. */
+  tokenizers: TokenizerProvider;
   config: EdgeConfig;
   caches: EdgeCaches;
   /** Uniform in [0, 1): exploration and power of two choices (injectable for tests). */

@@ -12,6 +12,7 @@ import postgres from 'postgres';
 import type { ExecutionContext } from 'hono';
 import { createApp } from './app.js';
 import { createLlamaTokenizer } from './text/llama-tokenizer.js';
+import { createTokenizerProvider } from './text/tokenizer-provider.js';
 import { importSigningKey } from '../protocol/keys.js';
 import { ApiError } from '../protocol/errors.js';
 import { errorResponse } from './http/errors.js';
@@ -61,7 +62,8 @@ async function buildIsolate(rawEnv: unknown): Promise<Isolate> {
     store: unscoped,
     signingKey: { id: env.EDGE_KEY_ID, publicKey: key.publicKey, privateKey: key.privateKey },
     transport: (url, init) => fetch(url, init),
-    tokenizer: createLlamaTokenizer(),
+    // Per isolate: imported models' tokenizers are loaded once and kept across requests.
+    tokenizers: createTokenizerProvider({ builtin: createLlamaTokenizer(), log: (entry) => console.error(JSON.stringify(entry)) }),
     config: parsed.config,
     checks: { key: checkKey, rateOverride: env.CHECK_RATE_OVERRIDE ?? null },
   });

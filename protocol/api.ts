@@ -9,9 +9,13 @@
 import { z } from 'zod';
 import { signedTicketSchema } from './ticket.js';
 import { signedAttestationSchema } from './attestation.js';
+import { MAX_PROMPT_TOKENS } from './agent-api.js';
 
 export const MAX_PROMPT_CHARS = 200_000;
 export const MAX_MESSAGES = 256;
+/** Tool definitions per chat request, and the JSON size of each (they go into the prompt). */
+export const MAX_TOOLS = 128;
+export const MAX_TOOL_JSON_BYTES = 64 * 1024;
 
 export const routePreferencesSchema = z
   .object({
@@ -48,24 +52,65 @@ const samplingFields = {
   route: routePreferencesSchema.optional(),
 };
 
-const textPartSchema = z.object({ type: z.literal('text'), text: z.string().max(MAX_PROMPT_CHARS) });
-export const chatMessageSchema = z.object({
-  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
-  content: z.union([z.string().max(MAX_PROMPT_CHARS), z.array(textPartSchema).max(64)]).nullable(),
-  name: z.string().max(64).optional(),
-  tool_call_id: z.string().max(128).optional(),
+/** OpenAI function names: letters, digits, underscores and dashes, at most 64. */
+const functionNameSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'function names: letters, digits, _ and -, at most 64');
+
+/**
+ * A tool the model may call (OpenAI `tools[]`). The edge does not interpret it: it goes to the
+ * model's chat template as given (a template without tool support, like the built-in Llama-2
+ * one, leaves it out).
+ */
+export const toolSchema = z
+  .object({
+    type: z.literal('function'),
+    function: z.object({
+      name: functionNameSchema,
+      description: z.string().optional(),
+      /** JSON Schema of the arguments. */
+      parameters: z.record(z.string(), z.unknown()).optional(),
+      strict: z.boolean().nullable().optional(),
+    }),
+  })
+  .refine((t) => new TextEncoder().encode(JSON.stringify(t)).byteLength <= MAX_TOOL_JSON_BYTES, `a tool is at most ${MAX_TOOL_JSON_BYTES} bytes of JSON`);
+export type Tool = z.infer<typeof toolSchema>;
+
+/** A call the assistant made (OpenAI `tool_calls[]` of an assistant message); `arguments` is a JSON text. */
+export const toolCallSchema = z.object({
+  id: z.string().min(1).max(128),
+  type: z.literal('function'),
+  function: z.object({ name: functionNameSchema, arguments: z.string().max(MAX_PROMPT_CHARS) }),
 });
+export type ToolCall = z.infer<typeof toolCallSchema>;
+
+const textPartSchema = z.object({ type: z.literal('text'), text: z.string().max(MAX_PROMPT_CHARS) });
+export const chatMessageSchema = z
+  .object({
+    role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+    content: z.union([z.string().max(MAX_PROMPT_CHARS), z.array(textPartSchema).max(64)]).nullable(),
+    name: z.string().max(64).optional(),
+    /** A `tool` message: the id of the call it answers. */
+    tool_call_id: z.string().max(128).optional(),
+    /** An `assistant` message: the tools it called. */
+    tool_calls: z.array(toolCallSchema).max(MAX_TOOLS).optional(),
+  })
+  .refine((m) => m.tool_calls === undefined || m.role === 'assistant', { message: 'only assistant messages carry tool_calls', path: ['tool_calls'] });
 export type ChatMessage = z.infer<typeof chatMessageSchema>;
 
 export const chatCompletionRequestSchema = z.object({
   ...samplingFields,
   messages: z.array(chatMessageSchema).min(1).max(MAX_MESSAGES),
+  /** Tools the model may call, handed to its chat template. */
+  tools: z.array(toolSchema).max(MAX_TOOLS).optional(),
 });
 export type ChatCompletionRequest = z.infer<typeof chatCompletionRequestSchema>;
 
+/** A prompt given as token ids: used as is (no special tokens added); each must be in the model's vocabulary. */
+const tokenIdsSchema = z.array(z.number().int().nonnegative()).min(1).max(MAX_PROMPT_TOKENS);
+
 export const completionRequestSchema = z.object({
   ...samplingFields,
-  prompt: z.union([z.string().max(MAX_PROMPT_CHARS), z.array(z.string().max(MAX_PROMPT_CHARS)).length(1)]),
+  /** Text, or token ids (`number[]`); the one-element batch forms `[text]` and `[ids]` too. */
+  prompt: z.union([z.string().max(MAX_PROMPT_CHARS), z.array(z.string().max(MAX_PROMPT_CHARS)).length(1), tokenIdsSchema, z.array(tokenIdsSchema).length(1)]),
   echo: z.boolean().nullable().optional(),
 });
 export type CompletionRequest = z.infer<typeof completionRequestSchema>;

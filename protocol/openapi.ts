@@ -32,6 +32,9 @@ import {
   publishedModelSchema,
   registerAgentSchema,
   updateAgentSchema,
+  ownerModelSchema,
+  modelFileUploadSchema,
+  modelFilePathSchema,
 } from './owner-api.js';
 import { ERROR_CODES, errorEnvelopeSchema } from './errors.js';
 import { signedTicketSchema } from './ticket.js';
@@ -89,6 +92,8 @@ const OUTPUT_SCHEMAS = {
   OwnerAgent: ownerAgentSchema,
   DeletedAgent: deletedAgentSchema,
   PublishedModel: publishedModelSchema,
+  OwnerModel: ownerModelSchema,
+  ModelFileUpload: modelFileUploadSchema,
   HeartbeatAck: heartbeatAckSchema,
   Health: healthSchema,
   ErrorEnvelope: errorEnvelopeSchema,
@@ -209,6 +214,7 @@ function completionOperation(kind: 'chat' | 'text'): JsonObject {
 
 function paths(): Record<string, JsonObject> {
   const pathId = (description: string) => ({ name: 'id', in: 'path', required: true, description, schema: { type: 'string', pattern: '^[A-Za-z0-9._-]{1,64}$' } });
+  const modelParam = { name: 'id', in: 'path', required: true, description: 'Model id (manifest hash) or name.', schema: { type: 'string', minLength: 1, maxLength: 128 } };
   return {
     '/v1/chat/completions': { post: completionOperation('chat') },
     '/v1/completions': { post: completionOperation('text') },
@@ -309,6 +315,36 @@ function paths(): Record<string, JsonObject> {
           '200': jsonAnswer('PublishedModel', 'Already published.'),
           '201': jsonAnswer('PublishedModel', 'Published.'),
           ...errors('400', '401', '403', '409', '500'),
+        },
+      },
+    },
+    '/v1/owner/models/{id}': {
+      get: {
+        operationId: 'getOwnerModel',
+        tags: ['owner'],
+        summary: 'A published model and which of its tokenizer files are uploaded (scope pool-owner)',
+        description: 'An imported model (`tokenizer.kind` `hf-tokenizer`) is served only once every tokenizer file its manifest lists is uploaded; until then completions answer 503.',
+        parameters: [modelParam],
+        responses: { '200': jsonAnswer('OwnerModel', 'The model and its tokenizer files.'), ...errors('401', '403', '404', '500') },
+      },
+    },
+    '/v1/owner/models/{id}/files/{path}': {
+      put: {
+        operationId: 'uploadModelFile',
+        tags: ['owner'],
+        summary: "Upload one of an imported model's tokenizer files (scope pool-owner)",
+        description:
+          'The body is the file itself. It must have exactly the size and SHA-256 the manifest gives for `path` (400 naming which differs); ' +
+          'a body larger than the manifest says is refused while it arrives (413). Idempotent: 201 when stored, 200 when it was there already.',
+        parameters: [
+          modelParam,
+          { name: 'path', in: 'path', required: true, description: 'The file name, as the manifest lists it.', schema: { type: 'string', enum: [...modelFilePathSchema.options] } },
+        ],
+        requestBody: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', contentMediaType: 'application/octet-stream' } } } },
+        responses: {
+          '200': jsonAnswer('ModelFileUpload', 'Already uploaded.'),
+          '201': jsonAnswer('ModelFileUpload', 'Stored.'),
+          ...errors('400', '401', '403', '404', '408', '413', '415', '500'),
         },
       },
     },

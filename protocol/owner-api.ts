@@ -4,6 +4,8 @@
  * - `POST /v1/owner/pools` -> `poolSchema`; `GET /v1/owner/pools`
  * - `POST /v1/owner/agents` (register, with proof of key possession) -> `agentRegistrationSchema`
  * - `PATCH /v1/owner/agents/:id` (price, spans, status), `DELETE /v1/owner/agents/:id`
+ * - `GET /v1/owner/models/:id` -> `ownerModelSchema` (which tokenizer files the edge holds)
+ * - `PUT /v1/owner/models/:id/files/:path` (raw bytes) -> `modelFileUploadSchema`
  * - `POST /v1/agents/:id/heartbeat`: signed by the agent's registered key, strictly increasing `seq`
  * - `GET /v1/edge/keys`: the edge's ticket-signing public keys
  *
@@ -13,7 +15,7 @@
 import { z } from 'zod';
 import { utf8 } from './bytes.js';
 import { canonicalJson, type CanonicalValue } from './canonical.js';
-import { manifestSchema } from './manifest.js';
+import { manifestSchema, tokenizerFileSchema } from './manifest.js';
 
 export const regionSchema = z.string().regex(/^[a-z0-9-]{2,32}$/, 'region: lowercase letters, digits and dashes');
 
@@ -112,6 +114,37 @@ export const edgeKeysSchema = z.object({ keys: z.array(z.object({ id: z.string()
 export const publishModelSchema = z.object({ manifest: manifestSchema });
 /** Answer of `POST /v1/owner/models`. */
 export const publishedModelSchema = z.object({ id: z.string(), name: z.string(), num_layers: z.number().int(), dtype: z.string(), created: z.boolean() });
+
+/** A tokenizer file's name, as an imported model's manifest lists it (`:path` of the upload route). */
+export const modelFilePathSchema = tokenizerFileSchema.shape.path;
+export type ModelFilePath = z.infer<typeof modelFilePathSchema>;
+
+/**
+ * Answer of `GET /v1/owner/models/:id`: the model and its tokenizer files, each with whether the
+ * edge holds a copy that matches the manifest. A model whose files are not all `uploaded` is not
+ * served (503) until its owner uploads them (`pool-agent register` does).
+ */
+export const ownerModelSchema = z.object({
+  id: z.string(),
+  name: z.string(),
+  num_layers: z.number().int(),
+  dtype: z.string(),
+  tokenizer_files: z.array(z.object({ path: modelFilePathSchema, bytes: z.number().int().positive(), uploaded: z.boolean() })),
+});
+export type OwnerModel = z.infer<typeof ownerModelSchema>;
+
+/**
+ * Answer of `PUT /v1/owner/models/:id/files/:path` (body: the file's bytes,
+ * `application/octet-stream`): 201 with `created: true` when stored, 200 when it was there already.
+ */
+export const modelFileUploadSchema = z.object({
+  model_id: z.string(),
+  path: modelFilePathSchema,
+  bytes: z.number().int().positive(),
+  sha256: z.string(),
+  created: z.boolean(),
+});
+export type ModelFileUpload = z.infer<typeof modelFileUploadSchema>;
 
 /**
  * `POST /v1/admin/pools/:id/stake` (scope `admin`): an operator credits stake a pool owner has

@@ -17,3 +17,4 @@ export * from './usage.js';
 export * from './ledger-entries.js';
 export * from './disputes.js';
 export * from './edge-keys.js';
+export * from './model-files.js';

@@ -8,7 +8,8 @@
  * `data: {"error": ...}` event.
  *
  * @example
- * return serveCompletion(c, deps, { kind: 'chat', body, promptIds, echo: '' });
+ * const { model, tokenizer } = await modelWithTokenizer(deps, body.model);
+ * return serveCompletion(c, deps, { kind: 'chat', body, model, tokenizer, promptIds: tokenizer.encodeChat(messages) });
  */
 import type { Context } from 'hono';
 import { ApiError } from '../../protocol/errors.js';
@@ -16,17 +17,24 @@ import { MAX_PROMPT_TOKENS } from '../../protocol/agent-api.js';
 import { routePreferencesSchema, type ChatCompletionRequest, type CompletionRequest } from '../../protocol/api.js';
 import { SSE_DONE, sseComment, sseData } from '../../protocol/sse.js';
 import { randomBytes } from '../../protocol/bytes.js';
-import type { AppEnv, EdgeDeps } from '../deps.js';
+import type { AppEnv, EdgeDeps, EdgeTokenizer } from '../deps.js';
+import type { ModelRecord } from '../store/interface.js';
 import { checkBudget, reserveUsage, settleUsage } from '../auth/limits.js';
 import { Generation, type GenerationEvent } from '../dispatch/generate.js';
 import { StopScanner } from '../text/stop.js';
 import { errorEvent } from '../http/errors.js';
 import { clientLocation } from '../http/location.js';
-import { getModelCached } from '../models.js';
+
+/** A request with its model and that model's tokenizer (edge/models.ts `modelWithTokenizer`). */
+interface Resolved {
+  model: ModelRecord;
+  tokenizer: EdgeTokenizer;
+  promptIds: number[];
+}
 
 export type CompletionInput =
-  | { kind: 'chat'; body: ChatCompletionRequest; promptIds: number[] }
-  | { kind: 'text'; body: CompletionRequest; promptIds: number[]; promptText: string };
+  | (Resolved & { kind: 'chat'; body: ChatCompletionRequest })
+  | (Resolved & { kind: 'text'; body: CompletionRequest; promptText: string });
 
 function jobHeaders(gen: Generation, requestId: string): Record<string, string> {
   const att = gen.attestationSummary();
@@ -39,10 +47,8 @@ function jobHeaders(gen: Generation, requestId: string): Record<string, string> 
 }
 
 export async function serveCompletion(c: Context<AppEnv>, deps: EdgeDeps, input: CompletionInput): Promise<Response> {
-  const { body, promptIds } = input;
+  const { body, promptIds, model, tokenizer } = input;
   const auth = c.get('auth');
-  const model = await getModelCached(deps, body.model);
-  if (!model) throw new ApiError('model_not_found', `model ${body.model} does not exist`, 'model');
   const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? deps.config.defaultMaxTokens;
   const context = model.manifest.architecture.maxPositionEmbeddings;
   if (promptIds.length > MAX_PROMPT_TOKENS || promptIds.length + maxTokens > context) {
@@ -63,6 +69,7 @@ export async function serveCompletion(c: Context<AppEnv>, deps: EdgeDeps, input:
     auth,
     model,
     promptIds,
+    stopTokenIds: tokenizer.eosIds,
     maxTokens,
     sampling: { temperature: body.temperature ?? 1, topP: body.top_p ?? 1, topK: body.top_k ?? 0, seed },
     prefs,
@@ -82,7 +89,7 @@ export async function serveCompletion(c: Context<AppEnv>, deps: EdgeDeps, input:
   const settle = () => deps.waitUntil(settleUsage(auth, reservation, promptIds.length + gen.tokens.length, deps));
   const usage = () => ({ prompt_tokens: promptIds.length, completion_tokens: gen.tokens.length, total_tokens: promptIds.length + gen.tokens.length });
   const echo = input.kind === 'text' && (input.body.echo ?? false) ? input.promptText : '';
-  const decoder = deps.tokenizer.streamingDecoder();
+  const decoder = tokenizer.streamingDecoder();
   const scanner = new StopScanner(stops);
 
   /** Turns verified tokens into text; true when a stop string ended the answer. */

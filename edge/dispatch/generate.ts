@@ -40,6 +40,8 @@ export interface GenerationRequest {
   auth: AuthContext;
   model: ModelRecord;
   promptIds: number[];
+  /** Every id that ends the generation (the model's stop ids); written into each ticket. */
+  stopTokenIds: readonly number[];
   maxTokens: number;
   sampling: SamplingParams;
   prefs: RoutePrefs;
@@ -199,7 +201,7 @@ export class Generation {
     if (this.started) throw new Error('a Generation runs once');
     this.started = true;
     const { deps, req } = this;
-    const eos = deps.tokenizer.eosId;
+    const stops = new Set(req.stopTokenIds);
     this.startRecord = deps.store.recordJobStart({
       id: req.jobId,
       accountId: req.auth.accountId,
@@ -230,7 +232,7 @@ export class Generation {
             prefixIds: this.tokens,
             maxTokens: req.maxTokens,
             sampling: req.sampling,
-            stopTokenIds: [eos],
+            stopTokenIds: [...stops],
             chunking: {
               maxSteps: deps.config.attestChunkSteps,
               maxDelayMs: req.stream ? deps.config.attestChunkDelayMs : Math.max(deps.config.attestChunkDelayMs, 1_000),
@@ -262,7 +264,7 @@ export class Generation {
               return;
             }
             let ids = ev.ids;
-            const eosAt = ids.indexOf(eos);
+            const eosAt = ids.findIndex((id) => stops.has(id));
             if (eosAt >= 0) ids = ids.slice(0, eosAt);
             ids = ids.slice(0, req.maxTokens - this.tokens.length);
             this.tokens.push(...ids);

@@ -24,6 +24,9 @@ import type { Manifest, ModelDtype } from '../../protocol/manifest.js';
 import type { Hardware } from '../../protocol/owner-api.js';
 import type { SignedTicket } from '../../protocol/ticket.js';
 import type { SignedAttestation } from '../../protocol/attestation.js';
+import type { ModelFileStore } from './model-files.js';
+
+export type { ModelFileInfo, ModelFileInput, ModelFileStore } from './model-files.js';
 
 // ---------------------------------------------------------------- API keys
 
@@ -372,7 +375,8 @@ export interface EdgeKeyRecord {
 
 // ---------------------------------------------------------------- the store
 
-export interface RegistryStore {
+/** `ModelFileStore` (./model-files.ts): an imported model's tokenizer files. */
+export interface RegistryStore extends ModelFileStore {
   // --- API keys (auth)
   /** The key with this prefix (revoked ones included: the edge decides), or null. */
   getApiKeyByPrefix(prefix: string): Promise<ApiKeyRecord | null>;

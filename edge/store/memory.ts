@@ -37,6 +37,7 @@ import {
   type UsageWindow,
 } from './interface.js';
 import type { Manifest } from '../../protocol/manifest.js';
+import { createMemoryModelFiles } from './memory-model-files.js';
 
 interface AgentFigures {
   ttftMsEwma: number | null;
@@ -219,6 +220,8 @@ export function createMemoryStore(): MemoryStore {
       models.set(id, rec);
       return clone(rec);
     },
+
+    ...createMemoryModelFiles((id) => models.has(id)),
 
     async listRouteCandidates(modelId, q: CandidateQuery) {
       const inRegion: RouteCandidate[] = [];

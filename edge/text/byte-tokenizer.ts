@@ -1,7 +1,8 @@
 /**
  * A byte-level tokenizer (id = UTF-8 byte + 3; 1 = BOS, 2 = EOS): the test double of
  * EdgeTokenizer for unit tests and benches, with the same streaming behaviour as a real one
- * (multi-byte characters complete only when their last byte arrives).
+ * (multi-byte characters complete only when their last byte arrives). Its chat template ignores
+ * tools and tool calls.
  *
  * @example
  * const t = createByteTokenizer();
@@ -16,7 +17,7 @@ export function createByteTokenizer(): EdgeTokenizer {
   const toIds = (text: string) => [1, ...Array.from(enc.encode(text), (b) => b + 3)];
   const bytesOf = (ids: readonly number[]) => Uint8Array.from(ids.filter((id) => id >= 3).map((id) => id - 3));
   return {
-    eosId: 2,
+    eosIds: [2],
     encodePrompt: toIds,
     encodeChat: (messages) => toIds(messages.map((m) => `<${m.role}>${m.content}`).join('\n') + '\n<assistant>'),
     decode: (ids) => new TextDecoder().decode(bytesOf(ids)),

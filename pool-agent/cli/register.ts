@@ -1,7 +1,8 @@
 /**
  * `pool-agent register`: creates or reuses the owner's pool in a region, publishes the model
- * manifest, registers this agent (hardware, spans, measured throughput, public key, proof of key
- * possession) and stores the agent id and the edge's ticket keys in the state folder.
+ * manifest (and uploads an imported model's tokenizer files the edge lacks), registers this agent
+ * (hardware, spans, measured throughput, public key, proof of key possession) and stores the agent
+ * id and the edge's ticket keys in the state folder.
  */
 import { hostname } from 'node:os';
 import { resolve } from 'node:path';
@@ -15,12 +16,14 @@ import { loadIdentity } from '../identity.js';
 import { loadManifest } from '../model/build.js';
 import type { Hardware } from '../../protocol/owner-api.js';
 import { CliError, parseFlags, parseLayers, parseNumber, str, type CliIo } from './args.js';
+import { EdgeClient } from './edge-client.js';
+import { uploadTokenizerFiles } from './tokenizer-upload.js';
 
 export const REGISTER_USAGE = `Usage: pool-agent register --edge URL --token OWNER_TOKEN --region REGION --price USD_PER_MTOK
                          [--pool-name NAME] [--endpoint URL] [--model DIR] [--layers A:B] [--dir DIR]
 
 Registers this agent with the edge: creates (or reuses) your pool NAME in REGION, publishes the
-model manifest, then registers the agent's spans, hardware, measured throughput (pool-agent bench)
+model manifest (and uploads an imported model's tokenizer files the edge lacks), then registers the agent's spans, hardware, measured throughput (pool-agent bench)
 and public key. --endpoint is the URL the edge and other agents reach this agent at.
 The owner token may come from $LAYERNET_OWNER_TOKEN instead of --token.`;
 
@@ -28,42 +31,6 @@ export interface RegisterDeps {
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
   hardware?: () => Promise<Hardware>;
   clock?: () => number;
-}
-
-class EdgeClient {
-  constructor(
-    private readonly base: string,
-    private readonly token: string,
-    private readonly doFetch: (url: string, init: RequestInit) => Promise<Response>,
-  ) {}
-
-  async call<T>(method: string, path: string, schema: z.ZodType<T>, body?: unknown): Promise<{ status: number; data: T }> {
-    let res: Response;
-    try {
-      res = await this.doFetch(new URL(path, this.base).toString(), {
-        method,
-        headers: { authorization: `Bearer ${this.token}`, 'content-type': 'application/json', accept: 'application/json' },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal: AbortSignal.timeout(30_000),
-      });
-    } catch (err) {
-      throw new CliError(`cannot reach the edge at ${this.base}: ${(err as Error).message}`, 1);
-    }
-    const text = await res.text();
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      throw new CliError(`${method} ${path}: the edge answered ${res.status} with a non-JSON body`, 1);
-    }
-    if (!res.ok) {
-      const msg = (json as { error?: { message?: string; code?: string } })?.error;
-      throw Object.assign(new CliError(`${method} ${path} failed (${res.status}${msg?.code ? ` ${msg.code}` : ''}): ${msg?.message ?? text.slice(0, 200)}`, 1), { status: res.status });
-    }
-    const parsed = schema.safeParse(json);
-    if (!parsed.success) throw new CliError(`${method} ${path}: unexpected answer from the edge`, 1);
-    return { status: res.status, data: parsed.data };
-  }
 }
 
 export async function runRegister(argv: string[], io: CliIo, deps: RegisterDeps = {}): Promise<number> {
@@ -115,6 +82,8 @@ export async function runRegister(argv: string[], io: CliIo, deps: RegisterDeps 
   if (!pool) pool = (await edge.call('POST', '/v1/owner/pools', poolSchema, { name: poolName, region: config.region })).data;
   const published = await edge.call('POST', '/v1/owner/models', z.object({ id: z.string(), created: z.boolean().optional() }), { manifest });
   if (published.data.id !== modelId) throw new CliError(`the edge names the model ${published.data.id}, this host computes ${modelId}`, 1);
+  // An imported model is served only once the edge holds its tokenizer files.
+  const tokenizerFilesUploaded = await uploadTokenizerFiles(edge, modelId, manifest, resolve(config.modelDir));
 
   const state = await loadState(dir);
   const bench = state.bench.find((b) => b.modelId === modelId && b.layers[0] === layers[0] && b.layers[1] === layers[1]);
@@ -179,6 +148,6 @@ export async function runRegister(argv: string[], io: CliIo, deps: RegisterDeps 
   });
   // Remember what was typed so `serve` and later registers need fewer flags (never the token).
   await saveConfig(dir, { ...raw, edgeUrl: config.edgeUrl, region: config.region, price: config.price, poolName, endpoint: config.endpoint, modelDir: resolve(config.modelDir), layers });
-  io.out(JSON.stringify({ agentId: reg.agent_id, poolId: reg.pool_id, modelId, layers, endpoint: config.endpoint, edgeKeyIds: Object.keys(edgeKeys), updated: !('edge_key_id' in reg) }));
+  io.out(JSON.stringify({ agentId: reg.agent_id, poolId: reg.pool_id, modelId, layers, endpoint: config.endpoint, edgeKeyIds: Object.keys(edgeKeys), updated: !('edge_key_id' in reg), tokenizerFilesUploaded }));
   return 0;
 }

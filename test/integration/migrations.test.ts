@@ -112,6 +112,7 @@ function udtName(sqlType: string): string {
     'timestamp with time zone': 'timestamptz',
     'text[]': '_text',
     'integer[]': '_int4',
+    bytea: 'bytea',
   };
   const name = names[base];
   if (!name) throw new Error(`add ${sqlType} to udtName`);

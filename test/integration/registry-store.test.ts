@@ -1,6 +1,6 @@
 /**
  * The Postgres `RegistryStore` against a real database (DATABASE_URL's server, or embedded
- * PGlite): auth lookups, models, owner flows, heartbeats, routing candidates, EWMA folding,
+ * PGlite): auth lookups, models and their files, owner flows, heartbeats, routing candidates, EWMA folding,
  * jobs, ledger and disputes; and the candidates query at 10,000 agents staying on its indexes.
  */
 import postgres from 'postgres';
@@ -16,6 +16,7 @@ import { pruneObservations } from '../../db/maintenance.js';
 import { EWMA_ALPHA, StoreConflictError, type JobAttemptRecord, type RegisterAgentInput, type RegistryStore } from '../../edge/store/interface.js';
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { testManifest } from '../unit/edge-fixtures.js';
+import { checkModelFileStore } from '../support/model-files-contract.js';
 
 const manifest = (name: string, numLayers = 4): Manifest => testManifest(numLayers, name);
 
@@ -131,6 +132,16 @@ describe('registry store: models', () => {
     expect((await store.getModel('published'))?.id).toBe(id);
     expect((await store.getModel(id))?.manifest).toEqual(m);
     expect(await store.getModel('missing')).toBeNull();
+  });
+});
+
+describe('registry store: model files', () => {
+  it('puts, replaces, lists and gets files by model (bytea round trip), as the memory store does', async () => {
+    const [a, b] = [manifest('with-files', 2), manifest('without-files', 2)];
+    const [idA, idB] = [await manifestHash(a), await manifestHash(b)];
+    await store.publishModel({ manifest: a, id: idA, publishedBy: ownerId, at: NOW });
+    await store.publishModel({ manifest: b, id: idB, publishedBy: ownerId, at: NOW });
+    await checkModelFileStore(store, idA, idB, NOW);
   });
 });
 

@@ -11,7 +11,7 @@ import { createApp } from '../../edge/app.js';
 import { createMemoryStore, type MemoryStore } from '../../edge/store/memory.js';
 import { createByteTokenizer } from '../../edge/text/byte-tokenizer.js';
 import type { EdgeConfig } from '../../edge/config.js';
-import type { AgentTransport } from '../../edge/deps.js';
+import type { AgentTransport, TokenizerProvider } from '../../edge/deps.js';
 import { generateApiKey, type ApiKeyScope } from '../../protocol/api-key.js';
 import { generateSigningKey, signBytes, verifyBytes, type SigningKey } from '../../protocol/keys.js';
 import { attestationHash, signAttestation, tokenCommitment, type Attestation, type SignedAttestation } from '../../protocol/attestation.js';
@@ -23,9 +23,9 @@ import { heartbeatBytes, type Heartbeat } from '../../protocol/owner-api.js';
 
 export const BYTE_EOS = 2;
 
-/** The token an honest agent emits at absolute step `step` (a lowercase letter, or EOS). */
-export function expectedToken(seed: number, promptIds: readonly number[], step: number, eosAtStep?: number): number {
-  if (eosAtStep !== undefined && step === eosAtStep) return BYTE_EOS;
+/** The token an honest agent emits at absolute step `step` (a lowercase letter, or `eosToken`). */
+export function expectedToken(seed: number, promptIds: readonly number[], step: number, eosAtStep?: number, eosToken = BYTE_EOS): number {
+  if (eosAtStep !== undefined && step === eosAtStep) return eosToken;
   let h = (seed ^ 0x9e3779b9) >>> 0;
   for (const id of promptIds) h = Math.imul(h ^ id, 0x01000193) >>> 0;
   h = Math.imul(h ^ step, 0x85ebca6b) >>> 0;
@@ -80,6 +80,12 @@ interface Options {
   config?: Partial<EdgeConfig>;
   /** Step at which the model emits EOS (default: never). */
   eosAtStep?: number;
+  /** The id it emits then (default BYTE_EOS): one of the model's stop ids, or not. */
+  eosToken?: number;
+  /** The model to publish (default: testManifest, the built-in tokenizer kind). */
+  manifest?: Manifest;
+  /** Tokenizers (default: a provider around the byte tokenizer); tests share one to load an imported tokenizer once. */
+  tokenizers?: TokenizerProvider;
   random?: () => number;
   keyLimits?: { requestsPerMinute?: number | null; tokensPerMinute?: number | null; budgetMicroUsd?: number | null };
   maxPositionEmbeddings?: number;
@@ -121,6 +127,7 @@ function runRoute(
   ticket: JobTicket,
   ticketHash: string,
   eosAtStep: number | undefined,
+  eosToken: number,
   signal: AbortSignal | undefined,
 ): ReadableStream<Uint8Array> {
   const hops = ticket.route.map((h) => agents.get(h.agentId)!);
@@ -166,7 +173,7 @@ function runRoute(
         const delay = Math.max(0, ...hops.map((h) => h.spec.delayMs ?? 0));
         if (delay) await new Promise((r) => setTimeout(r, delay));
         if (cancelled) return;
-        const token = expectedToken(ticket.sampling.seed, prompt, step, eosAtStep);
+        const token = expectedToken(ticket.sampling.seed, prompt, step, eosAtStep, eosToken);
         const attestations: SignedAttestation[] = [];
         let input = lastToken === null ? ticket.inputHash : await tokenCommitment([lastToken]);
         for (let i = 0; i < hops.length; i++) {
@@ -201,7 +208,7 @@ function runRoute(
         produced++;
         tokens.push(token);
         lastToken = token;
-        if (token === BYTE_EOS) {
+        if (token === eosToken) {
           controller.enqueue(line({ type: 'done', finishReason: 'stop' }));
           controller.close();
           return;
@@ -222,7 +229,7 @@ function runRoute(
  * The fake agents as an AgentTransport, dispatching on the endpoint's host: the head agent
  * checks the edge's ticket signature, then streams the route's signed NDJSON answer.
  */
-export function fakeAgentTransport(agents: Map<string, FakeAgent>, edgePublicKey: string, eosAtStep?: number): AgentTransport {
+export function fakeAgentTransport(agents: Map<string, FakeAgent>, edgePublicKey: string, eosAtStep?: number, eosToken = BYTE_EOS): AgentTransport {
   return async (url, init) => {
     const u = new URL(url);
     const agent = [...agents.values()].find((a) => new URL(a.endpoint).host === u.host);
@@ -242,7 +249,7 @@ export function fakeAgentTransport(agents: Map<string, FakeAgent>, edgePublicKey
     const check = await verifyTicket(request.signedTicket, edgePublicKey, Date.now(), { agentId: agent.id, hop: 0 });
     if (!check.ok) return new Response(JSON.stringify({ error: check.reason }), { status: 401 });
     agent.jobs.push(request);
-    return new Response(runRoute(agents, request, check.ticket, check.hash, eosAtStep, init.signal ?? undefined), {
+    return new Response(runRoute(agents, request, check.ticket, check.hash, eosAtStep, eosToken, init.signal ?? undefined), {
       status: 200,
       headers: { 'content-type': 'application/x-ndjson' },
     });
@@ -253,7 +260,7 @@ export async function createTestEdge(opts: Options) {
   const numLayers = opts.numLayers ?? 4;
   const store: MemoryStore = createMemoryStore();
   const edgeKey = await generateSigningKey();
-  const manifest = testManifest(numLayers, 'tiny-test', opts.maxPositionEmbeddings);
+  const manifest = opts.manifest ?? testManifest(numLayers, 'tiny-test', opts.maxPositionEmbeddings);
   const modelId = await manifestHash(manifest);
   await store.publishModel({ manifest, id: modelId, publishedBy: null, at: Date.now() });
 
@@ -293,7 +300,7 @@ export async function createTestEdge(opts: Options) {
     agents.set(rec.id, agent);
   }
 
-  const transport = fakeAgentTransport(agents, edgeKey.publicKey, opts.eosAtStep);
+  const transport = fakeAgentTransport(agents, edgeKey.publicKey, opts.eosAtStep, opts.eosToken);
 
   const pending: Promise<unknown>[] = [];
   const logs: string[] = [];
@@ -301,7 +308,7 @@ export async function createTestEdge(opts: Options) {
     store,
     signingKey: { id: 'edge-test-1', publicKey: edgeKey.publicKey, privateKey: edgeKey.privateKey },
     transport,
-    tokenizer: createByteTokenizer(),
+    ...(opts.tokenizers ? { tokenizers: opts.tokenizers } : { tokenizer: createByteTokenizer() }),
     config: { keepAliveMs: 50, firstTokenTimeoutMs: 2_000, interTokenTimeoutMs: 500, ...opts.config },
     random: opts.random ?? (() => 0.5),
     waitUntil: (p) => pending.push(p.catch(() => undefined)),
@@ -328,7 +335,7 @@ export async function createTestEdge(opts: Options) {
     app.request(path, { method: 'POST', headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
 
   /** The tokens an uninterrupted run produces for this prompt. */
-  const expectedTokens = (seed: number, promptIds: number[], n: number) => Array.from({ length: n }, (_, s) => expectedToken(seed, promptIds, s, opts.eosAtStep));
+  const expectedTokens = (seed: number, promptIds: number[], n: number) => Array.from({ length: n }, (_, s) => expectedToken(seed, promptIds, s, opts.eosAtStep, opts.eosToken));
 
   return { app, store, edgeKey, modelId, manifest, agents: [...agents.values()], client, ownerKey, newKey, settle, post, logs, expectedTokens, tokenizer: createByteTokenizer() };
 }

@@ -14,7 +14,24 @@ describe('edge tokenizers and stop strings', () => {
     expect(streamed).toBe('Hello world, héllo 🌍!');
     const chat = t.encodeChat([{ role: 'developer', content: 'Be brief.' }, { role: 'user', content: 'Hi' }]);
     expect(t.decode(chat)).toContain('Be brief.');
-    expect(t.eosId).toBe(2);
+    expect(t.eosIds).toEqual([2]);
+  });
+
+  it('the llama template leaves tool definitions out and writes tool calls and results as text', () => {
+    const t = createLlamaTokenizer();
+    const text = t.decode(
+      t.encodeChat(
+        [
+          { role: 'user', content: 'Weather in Paris?' },
+          { role: 'assistant', content: '', tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'get_weather', arguments: { city: 'Paris' } } }] },
+          { role: 'tool', content: '18 C', tool_call_id: 'call_1' },
+        ],
+        { tools: [{ type: 'function', function: { name: 'get_weather', description: 'SECRET-DESCRIPTION' } }] },
+      ),
+    );
+    expect(text).toContain('[TOOL CALL] {"name":"get_weather","arguments":{"city":"Paris"}}');
+    expect(text).toContain('[TOOL RESULT]\n18 C');
+    expect(text).not.toContain('SECRET-DESCRIPTION');
   });
 
   it('the byte double holds back incomplete characters', () => {

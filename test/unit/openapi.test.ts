@@ -39,7 +39,7 @@ describe('OpenAPI document', () => {
   });
 
   it('covers the public, verification and owner routes', () => {
-    for (const path of ['/v1/models', '/v1/chat/completions', '/v1/completions', '/v1/pools', '/v1/jobs/{id}/attestation', '/v1/edge/keys', '/v1/owner/pools', '/v1/owner/agents', '/v1/owner/agents/{id}', '/v1/owner/models']) {
+    for (const path of ['/v1/models', '/v1/chat/completions', '/v1/completions', '/v1/pools', '/v1/jobs/{id}/attestation', '/v1/edge/keys', '/v1/owner/pools', '/v1/owner/agents', '/v1/owner/agents/{id}', '/v1/owner/models', '/v1/owner/models/{id}', '/v1/owner/models/{id}/files/{path}']) {
       expect(doc.paths[path], path).toBeDefined();
     }
   });
@@ -100,6 +100,19 @@ describe('OpenAPI document', () => {
     expect(doc.components.responses.Error503.description).toContain('`no_route`');
     expect(doc.components.responses.Error429.headers['retry-after']).toBeDefined();
     expect(doc.components.schemas.ErrorEnvelope.properties.error.required).toEqual(expect.arrayContaining(['message', 'type', 'code', 'param']));
+  });
+
+  it('documents tools, token-array prompts and the raw tokenizer-file upload', () => {
+    const s = doc.components.schemas;
+    expect(s.ChatCompletionRequest.properties.tools.maxItems).toBe(128);
+    expect(s.ChatCompletionRequest.properties.messages.items.properties.tool_calls).toBeDefined();
+    const prompt = s.CompletionRequest.properties.prompt.anyOf as Json[];
+    expect(prompt.some((p) => p.type === 'array' && p.items?.type === 'integer')).toBe(true);
+    const upload = doc.paths['/v1/owner/models/{id}/files/{path}'].put;
+    expect(Object.keys(upload.requestBody.content)).toEqual(['application/octet-stream']);
+    expect(upload.parameters.find((p: Json) => p.name === 'path').schema.enum).toEqual(['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja']);
+    expect(Object.keys(upload.responses)).toEqual(expect.arrayContaining(['200', '201', '400', '413']));
+    expect(doc.paths['/v1/owner/models/{id}'].get.responses['200'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/OwnerModel' });
   });
 
   it('marks public routes as needing no key', () => {
