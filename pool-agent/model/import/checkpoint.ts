@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { z } from 'zod';
 import type { Architecture, HfTokenizer, TokenizerFile } from '../../../protocol/manifest.js';
 import { architectureFromConfig, expectedTensors, parseHfConfig, type HfConfig } from './hf-config.js';
-import { CheckpointError, openSafetensors, type SafetensorsFile, type TensorInfo } from './safetensors.js';
+import { CheckpointError, openSafetensors, toFloat32Transposed, type SafetensorsFile, type TensorInfo } from './safetensors.js';
 
 export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja'] as const;
 const MAX_JSON_BYTES = 64 * 1024 * 1024;
@@ -186,8 +186,8 @@ export async function openCheckpoint(dir: string): Promise<Checkpoint> {
       eosTokenIds,
       readTensor,
       readLinear: async (name) => {
-        const { info } = get(name);
-        return transpose(await readTensor(name), info.shape[0]!, info.shape[1]!);
+        const t = get(name);
+        return toFloat32Transposed(t.info, await t.file.readBytes(t.info), t.info.shape[0]!, t.info.shape[1]!);
       },
       close: async () => void (await closeAll()),
     };
@@ -217,23 +217,3 @@ async function specialIds(dir: string, config: HfConfig, vocabSize: number): Pro
   if (!eos) throw new CheckpointError('no eos_token_id in generation_config.json or config.json: a generation could never stop', { file: 'generation_config.json' });
   return { bosTokenId: pick('bos_token_id')?.[0] ?? null, eosTokenIds: [...new Set(eos)] };
 }
-
-/** [rows, cols] row-major → [cols, rows]. */
-export function transpose(values: Float32Array, rows: number, cols: number): Float32Array {
-  if (values.length !== rows * cols) throw new RangeError(`transpose: ${values.length} values for [${rows}, ${cols}]`);
-  const out = new Float32Array(values.length);
-  // Blocked, so both sides stay in cache on large matrices.
-  const B = 64;
-  for (let r0 = 0; r0 < rows; r0 += B) {
-    const r1 = Math.min(rows, r0 + B);
-    for (let c0 = 0; c0 < cols; c0 += B) {
-      const c1 = Math.min(cols, c0 + B);
-      for (let r = r0; r < r1; r++) {
-        const base = r * cols;
-        for (let c = c0; c < c1; c++) out[c * rows + r] = values[base + c]!;
-      }
-    }
-  }
-  return out;
-}
-

@@ -17,7 +17,7 @@ import { manifestHash, manifestSchema, type ManifestFile, type ModelDtype, type 
 import { loadManifest, MANIFEST_FILE, sha256File, verifyModelFiles, writeGraph, type BuiltModel } from '../build.js';
 import { embedGraph, headGraph, layerGraph } from '../llama.js';
 import type { WeightProvider } from '../weight-provider.js';
-import { openCheckpoint, transpose, type Checkpoint } from './checkpoint.js';
+import { openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { layerTensors } from './hf-config.js';
 import { CheckpointError } from './safetensors.js';
 
@@ -135,7 +135,7 @@ export async function importModel(options: ImportModelOptions): Promise<Imported
     {
       const w = new Map<string, Float32Array>([['model.norm.weight', await ckpt.readTensor('model.norm.weight')]]);
       // A tied head is the embedding, [vocab, hidden], used as the [hidden, vocab] projection.
-      w.set('lm_head.weight', ckpt.tied ? transpose(await ckpt.readTensor('model.embed_tokens.weight'), arch.vocabSize, arch.hiddenSize) : await ckpt.readLinear('lm_head.weight'));
+      w.set('lm_head.weight', await ckpt.readLinear(ckpt.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'));
       const r = await writeGraph(outDir, 'head.onnx', headGraph(arch, dtype, blockWeights(w)));
       files.push({ path: 'head.onnx', kind: 'head', layers: [L, L], ...r });
     }

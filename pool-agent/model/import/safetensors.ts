@@ -145,6 +145,37 @@ export async function openSafetensors(path: string): Promise<SafetensorsFile> {
   }
 }
 
+/**
+ * A [rows, cols] tensor's bytes widened to float32 and transposed to [cols, rows] in one pass
+ * (nn.Linear's [out, in] to MatMul's [in, out]), so no untransposed copy is held beside it.
+ */
+export function toFloat32Transposed(t: Pick<TensorInfo, 'name' | 'dtype' | 'file'>, bytes: Uint8Array, rows: number, cols: number): Float32Array {
+  const width = t.dtype === 'F32' ? 4 : 2;
+  if (bytes.byteLength !== rows * cols * width) throw new RangeError(`${t.name}: ${bytes.byteLength} bytes for [${rows}, ${cols}] of ${t.dtype}`);
+  if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') toFloat32(t, bytes); // throws the dtype error
+  const out = new Float32Array(rows * cols);
+  const bits = new Uint32Array(out.buffer);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  // Blocked, so reads and writes both stay in cache on large matrices.
+  const B = 64;
+  for (let r0 = 0; r0 < rows; r0 += B) {
+    const r1 = Math.min(rows, r0 + B);
+    for (let c0 = 0; c0 < cols; c0 += B) {
+      const c1 = Math.min(cols, c0 + B);
+      for (let r = r0; r < r1; r++) {
+        for (let c = c0; c < c1; c++) {
+          const i = r * cols + c;
+          const o = c * rows + r;
+          if (t.dtype === 'BF16') bits[o] = view.getUint16(i * 2, true) << 16;
+          else if (t.dtype === 'F32') bits[o] = view.getUint32(i * 4, true);
+          else out[o] = fromFloat16Bits(view.getUint16(i * 2, true));
+        }
+      }
+    }
+  }
+  return out;
+}
+
 /** Widens F32 / F16 / BF16 little-endian bytes to float32 (exact for all three). */
 export function toFloat32(t: Pick<TensorInfo, 'name' | 'dtype' | 'file'>, bytes: Uint8Array): Float32Array {
   const n = bytes.byteLength;
