@@ -25,3 +25,9 @@ export async function testModel(): Promise<TestModel> {
   if (!manifest) return ensureTestModel();
   return { manifest, modelId: await manifestHash(manifest), numLayers: manifest.architecture.numLayers };
 }
+
+/** A model folder someone else built or imported. */
+export async function readTestModel(dir: string): Promise<TestModel> {
+  const manifest = await loadManifest(dir);
+  return { manifest, modelId: await manifestHash(manifest), numLayers: manifest.architecture.numLayers };
+}

@@ -23,7 +23,7 @@ import { startEdgeProcess, type EdgeProcess } from '../../scripts/edge-process.j
 import { freePort } from '../../scripts/ports.js';
 import { waitListening } from './agents.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
-import { TEST_MODEL_DIR, testModel } from './model.js';
+import { readTestModel, TEST_MODEL_DIR, testModel } from './model.js';
 
 const REPO = resolve(import.meta.dirname, '../..');
 
@@ -83,10 +83,13 @@ export interface StartNetworkOptions {
   agents: AgentSpec[];
   /** Extra Worker variables (timeouts, cache TTLs). */
   edgeVars?: Record<string, string>;
+  /** The model the agents serve (a built or imported folder); the shared tiny model when absent. */
+  modelDir?: string;
 }
 
 export async function startNetwork(opts: StartNetworkOptions): Promise<TestNetwork> {
-  const model = await testModel();
+  const modelDir = opts.modelDir ?? TEST_MODEL_DIR;
+  const model = opts.modelDir ? await readTestModel(opts.modelDir) : await testModel();
   const db = await createTestDatabase();
   const registry = createDb(db.url, { max: 2 });
   const cleanups: (() => Promise<unknown>)[] = [() => db.close(), () => registry.close()];
@@ -132,7 +135,7 @@ export async function startNetwork(opts: StartNetworkOptions): Promise<TestNetwo
       const layers = spec.layers ?? [0, model.numLayers];
       const reg = await runRegister(
         ['--dir', dir, '--edge', edgeUrl, '--region', spec.region, '--price', String(spec.price), '--pool-name', `pool-${spec.region}`,
-          '--endpoint', spec.endpointFor ? await spec.endpointFor(port) : `http://127.0.0.1:${port}`, '--model', TEST_MODEL_DIR, '--layers', `${layers[0]}:${layers[1]}`],
+          '--endpoint', spec.endpointFor ? await spec.endpointFor(port) : `http://127.0.0.1:${port}`, '--model', modelDir, '--layers', `${layers[0]}:${layers[1]}`],
         io,
       );
       if (reg !== 0) throw new Error(`pool-agent register failed for ${spec.name}: ${edgeLogs.slice(-3).join('\n')}`);
@@ -140,7 +143,7 @@ export async function startNetwork(opts: StartNetworkOptions): Promise<TestNetwo
       const child = spawn(
         process.execPath,
         ['--import', 'tsx', join(REPO, 'pool-agent/main.ts'), 'serve', '--dir', dir, '--host', '127.0.0.1', '--port', String(port),
-          '--model', TEST_MODEL_DIR, '--layers', `${layers[0]}:${layers[1]}`, '--threads', '1', ...(spec.serveArgs ?? [])],
+          '--model', modelDir, '--layers', `${layers[0]}:${layers[1]}`, '--threads', '1', ...(spec.serveArgs ?? [])],
         { cwd: REPO, env: { ...process.env, ...spec.env }, stdio: ['ignore', 'pipe', 'pipe'] },
       );
       const agent = await listeningAgent(child, spec, dir, state.agentId!);
