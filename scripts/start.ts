@@ -8,7 +8,9 @@
  * 2. Migrations, then a demo account with an inference API key and a pool-owner token (reused
  *    on the next start while they still verify: keys are shown once, so they live in
  *    `.dev/stack.json`, which is git-ignored and 0600).
- * 3. The tiny demo model in `.models/tiny` (built once, with a progress bar).
+ * 3. The tiny demo model in `.models/tiny` (built once, with a progress bar), or the model
+ *    `--model DIR` names: a folder holding manifest.json (built or imported), or a Hugging Face
+ *    checkpoint folder, imported once into `.models/<its name>`.
  * 4. The edge in workerd through `wrangler dev` on 127.0.0.1:PORT.
  * 5. Three pool agents in two regions at different prices, each joining through the same
  *    `pool-agent init / register / serve` path a real pool owner uses.
@@ -26,9 +28,13 @@ import { startEmbeddedRegistry, type EmbeddedRegistry } from '../db/embedded.js'
 import { migrate } from '../db/migrate.js';
 import { createAccount, createApiKey, upsertModel } from '../db/seed.js';
 import { hashApiKey, parseApiKey } from '../protocol/api-key.js';
+import { manifestHash } from '../protocol/manifest.js';
 import { generateSigningKey } from '../protocol/keys.js';
 import { randomBytes, toBase64Url } from '../protocol/bytes.js';
-import { buildModel } from '../pool-agent/model/build.js';
+import { buildModel, loadManifest, type BuiltModel } from '../pool-agent/model/build.js';
+import { defaultModelName, importModel } from '../pool-agent/model/import/import.js';
+import { CheckpointError } from '../pool-agent/model/import/safetensors.js';
+import { loadState } from '../pool-agent/config.js';
 import { createProgressBar } from '../pool-agent/model/progress.js';
 import { startEdgeProcess, type EdgeProcess } from './edge-process.js';
 import { freePort } from './ports.js';
@@ -41,10 +47,12 @@ const MODEL_DIR = join(ROOT, '.models', 'tiny');
 const DATA_DIR = join(ROOT, '.data', 'registry');
 const AGENT_BIN = join(ROOT, 'pool-agent', 'bin.mjs');
 
-const USAGE = `usage: npm start [-- --port 8787]
+const USAGE = `usage: npm start [-- --port 8787] [--model DIR]
 
 Starts the local network: registry, edge (workerd), three pool agents, the tiny demo model.
   --port N      edge port on 127.0.0.1 (default 8787)
+  --model DIR   serve this model instead: a Hugging Face checkpoint folder (imported once into
+                .models/<its name>, float32) or a folder from pool-agent model build/import
   --help        this text`;
 
 /**
@@ -76,7 +84,7 @@ function log(msg: string): void {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { port: { type: 'string', default: '8787' }, help: { type: 'boolean' } } });
+  const { values } = parseArgs({ options: { port: { type: 'string', default: '8787' }, model: { type: 'string' }, help: { type: 'boolean' } } });
   if (values.help) {
     console.log(USAGE);
     return;
@@ -120,15 +128,13 @@ async function main(): Promise<void> {
     log('migrations applied');
     const secrets = await ensureSecrets(sql, db);
 
-    // 3. Demo model
-    const bar = createProgressBar('tiny demo model');
-    const built = await buildModel({ preset: 'tiny', outDir: MODEL_DIR, onProgress: bar.update });
-    bar.finish();
-    // The registry in .data/ outlives builder updates: the rebuilt demo model takes its name over.
+    // 3. The model: the demo model, or the one --model names
+    const { built, modelDir } = await prepareModel(values.model);
+    // The registry in .data/ outlives builder updates: the rebuilt model takes its name over.
     const published = await upsertModel(db, built.manifest, null, { takeOverName: true });
-    if (published.renamed) log(`the demo model was rebuilt (model builder update); the older build stays registered as ${published.renamed}`);
+    if (published.renamed) log(`the model was rebuilt (a builder or importer update, or another checkpoint); the older one stays registered as ${published.renamed}`);
     await close();
-    log(`model ${built.manifest.name} ${built.modelId.slice(0, 12)}… in .models/tiny`);
+    log(`model ${built.manifest.name} ${built.modelId.slice(0, 12)}… in ${relativeToRoot(modelDir)}`);
 
     // 4. Edge in workerd
     edge = await startEdgeProcess({
@@ -152,10 +158,12 @@ async function main(): Promise<void> {
     for (const a of AGENTS) {
       const layers = a.layers === 'all' ? `0:${numLayers}` : a.layers === 'first-half' ? `0:${half}` : `${half}:${numLayers}`;
       const dir = join(DEV, 'agents', `${a.name}.${a.owner}`);
-      if (!existsSync(join(dir, 'identity.json'))) {
-        await runCli(['init', '--dir', dir]);
-        // Measured throughput is part of the registration, as a real owner's would be.
-        await runCli(['bench', '--dir', dir, '--model', MODEL_DIR, '--layers', layers, '--threads', '1']);
+      if (!existsSync(join(dir, 'identity.json'))) await runCli(['init', '--dir', dir]);
+      // Measured throughput is part of the registration, as a real owner's would be (once per model and span).
+      const [start, end] = layers.split(':').map(Number);
+      const state = await loadState(dir);
+      if (!state.bench.some((b) => b.modelId === built.modelId && b.layers[0] === start && b.layers[1] === end)) {
+        await runCli(['bench', '--dir', dir, '--model', modelDir, '--layers', layers, '--threads', '1']);
       }
       // The endpoint is announced before serving, so pick the port first.
       const agentPort = await freePort();
@@ -163,12 +171,12 @@ async function main(): Promise<void> {
       const ownerEnv = { LAYERNET_OWNER_TOKEN: a.owner === 'demo' ? secrets.ownerToken : secrets.secondOwnerToken! };
       await runCli(
         ['register', '--dir', dir, '--edge', edge.url, '--region', a.region, '--price', String(a.price), '--pool-name', `demo-${a.region}`,
-          '--endpoint', endpoint, '--model', MODEL_DIR, '--layers', layers],
+          '--endpoint', endpoint, '--model', modelDir, '--layers', layers],
         ownerEnv,
       );
       const child = spawn(
         process.execPath,
-        [AGENT_BIN, 'serve', '--dir', dir, '--host', '127.0.0.1', '--port', String(agentPort), '--model', MODEL_DIR, '--layers', layers, '--threads', '1'],
+        [AGENT_BIN, 'serve', '--dir', dir, '--host', '127.0.0.1', '--port', String(agentPort), '--model', modelDir, '--layers', layers, '--threads', '1'],
         { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
       );
       children.push(child);
@@ -207,6 +215,42 @@ async function main(): Promise<void> {
     console.error(`[start] failed: ${err instanceof Error ? err.message : String(err)}`);
     await stopAll(1);
   }
+}
+
+/**
+ * The model to serve: the tiny demo model (built once), a folder with a manifest (built or
+ * imported: used as it is), or a Hugging Face checkpoint folder (imported into .models/<name>;
+ * a repeated start finds the import and skips it).
+ */
+async function prepareModel(arg: string | undefined): Promise<{ built: BuiltModel; modelDir: string }> {
+  if (arg === undefined) {
+    const bar = createProgressBar('tiny demo model');
+    const built = await buildModel({ preset: 'tiny', outDir: MODEL_DIR, onProgress: bar.update });
+    bar.finish();
+    return { built, modelDir: MODEL_DIR };
+  }
+  const dir = resolve(arg);
+  if (!existsSync(dir)) throw new Error(`--model ${arg}: no such folder`);
+  if (existsSync(join(dir, 'manifest.json'))) {
+    const manifest = await loadManifest(dir);
+    return { built: { manifest, modelId: await manifestHash(manifest), dir }, modelDir: dir };
+  }
+  if (!existsSync(join(dir, 'config.json'))) throw new Error(`--model ${arg}: neither manifest.json (a built or imported model) nor config.json (a Hugging Face checkpoint) is there`);
+  const outDir = join(ROOT, '.models', defaultModelName(dir, 'float32'));
+  const bar = createProgressBar(`importing ${arg}`);
+  try {
+    const built = await importModel({ dir, outDir, onProgress: bar.update });
+    bar.finish();
+    for (const n of built.notes) log(`note: ${n}`);
+    return { built, modelDir: outDir };
+  } catch (err) {
+    bar.finish();
+    throw err instanceof CheckpointError ? new Error(`cannot import ${arg}: ${err.message}`) : err;
+  }
+}
+
+function relativeToRoot(path: string): string {
+  return path.startsWith(`${ROOT}/`) ? path.slice(ROOT.length + 1) : path;
 }
 
 /** Reuses the demo credentials from an earlier start while the registry still knows them. */
