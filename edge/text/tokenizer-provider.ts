@@ -8,7 +8,8 @@
  *
  * - Concurrent first requests for a model share one load (a promise cache).
  * - At most `maxModels` built tokenizers are kept (least recently used out): a large vocabulary
- *   holds tens of MB.
+ *   holds tens of MB of the isolate's heap (Qwen3 ~30 MiB, Llama 3 ~43 MiB live in workerd,
+ *   `npm run bench:edge-tokenizer`), and a Worker has 128 MB: two fit, four would not.
  * - A failed load is dropped once it settles: the next request tries again (files uploaded
  *   meanwhile are then found).
  * - Files not all uploaded, or a stored copy that does not match the manifest: 503 `no_route`
@@ -31,7 +32,7 @@ type FileReader = Pick<RegistryStore, 'listModelFiles' | 'getModelFile'>;
 export interface TokenizerProviderOptions {
   /** The built-in kind's tokenizer (Llama-2; unit tests pass the byte tokenizer). */
   builtin: EdgeTokenizer;
-  /** Imported models' tokenizers kept at once (default 4). */
+  /** Imported models' tokenizers kept at once (default 2: see the heap figures above). */
   maxModels?: number;
   /** Builds a tokenizer from checked files (default: protocol/hf-tokenizer.ts). */
   build?: (files: HfTokenizerFiles) => HfTokenizer;
@@ -61,7 +62,7 @@ function notUploaded(model: ModelRecord, paths: string[]): ApiError {
 }
 
 export function createTokenizerProvider(options: TokenizerProviderOptions): TokenizerProvider {
-  const maxModels = Math.max(1, options.maxModels ?? 4);
+  const maxModels = Math.max(1, options.maxModels ?? 2);
   const build = options.build ?? createHfTokenizer;
   /** model id -> tokenizer (or its load); Map order is recency of use, oldest first. */
   const loaded = new Map<string, Promise<EdgeTokenizer>>();
