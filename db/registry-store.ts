@@ -11,7 +11,7 @@
  * const store = createRegistryStore(sql);
  * const candidates = await store.listRouteCandidates(modelId, { heartbeatAfter: Date.now() - 30_000, limit: 256, region: 'eu-west' });
  */
-import { and, asc, eq, gt, gte, inArray, isNull, lt, lte, ne, or, sql, type SQL } from 'drizzle-orm';
+import { and, asc, eq, gt, gte, inArray, isNotNull, isNull, lt, lte, ne, or, sql, type SQL } from 'drizzle-orm';
 import type { AnyPgColumn } from 'drizzle-orm/pg-core';
 import type { Sql } from 'postgres';
 import {
@@ -22,6 +22,8 @@ import {
   type ApiKeyRecord,
   type CandidateQuery,
   type DisputeRecord,
+  type DisputeRetry,
+  type RouteBlock,
   type JobRecord,
   type ModelRecord,
   type PoolRecord,
@@ -38,6 +40,7 @@ import {
   apiKeys,
   disputes,
   edgeKeys,
+  routeBlocks,
   jobs,
   ledgerEntries,
   models,
@@ -162,6 +165,8 @@ function toJob(r: JobRow): JobRecord {
     createdAt: r.createdAt.getTime(),
     finishedAt: ms(r.finishedAt),
     checkStatus: r.checkStatus ?? null,
+    checks: r.checks,
+    refund: r.refundedAt === null ? null : { amountMicroUsd: r.refundedMicroUsd ?? 0, reason: r.refundReason ?? '', at: r.refundedAt.getTime() },
   };
 }
 
@@ -195,6 +200,12 @@ export function routeCandidatesQuery(db: RegistryDb, modelId: string, q: Candida
         probation: agents.probation,
         lastHeartbeatAt: agents.lastHeartbeatAt,
         checksPassed: agents.checksPassed,
+        // Both by index: disputes_agent_idx, route_blocks_head_idx.
+        // Spelled out: drizzle leaves columns unqualified inside a subquery's select list.
+        inDispute: sql<boolean>`exists (select 1 from disputes d where d.agent_id = "agents"."id" and d.status = 'open')`.as('in_dispute'),
+        blockedRoutes: sql<
+          string[][] | null
+        >`(select json_agg(b.route) from route_blocks b where b.head_agent_id = "agents"."id" and b.model_id = ${modelId} and b.until > ${new Date(q.at ?? Date.now()).toISOString()}::timestamptz)`.as('blocked_routes'),
       })
       .from(agents)
       .where(and(eq(agents.id, agentSpans.agentId), eq(agents.status, 'active'), gte(agents.lastHeartbeatAt, date(q.heartbeatAfter))))
@@ -422,6 +433,8 @@ export function createRegistryStore(client: Sql, options: RegistryStoreOptions =
           stakeMicroUsd: Number(r.stakeMicroUsd),
           lastHeartbeatAt: ms(r.lastHeartbeatAt),
           checksPassed: r.checksPassed,
+          inDispute: r.inDispute,
+          blockedRoutes: r.blockedRoutes ?? [],
         }),
       );
     },
@@ -674,6 +687,35 @@ export function createRegistryStore(client: Sql, options: RegistryStoreOptions =
       return row ? toJob(row) : null;
     },
 
+    async refundJob(input) {
+      return db.transaction(async (tx) => {
+        // The once-per-job guard: only a finished job not yet refunded matches (a concurrent
+        // refund waits on the row lock, then no longer matches).
+        const [job] = await tx
+          .update(jobs)
+          .set({ refundedMicroUsd: sql`${jobs.costMicroUsd}`, refundedAt: date(input.at), refundReason: input.reason })
+          .where(and(eq(jobs.id, input.jobId), isNull(jobs.refundedAt), isNotNull(jobs.finishedAt)))
+          .returning({ accountId: jobs.accountId, apiKeyId: jobs.apiKeyId, amount: jobs.costMicroUsd });
+        if (!job) return null;
+        if (job.amount > 0) {
+          await tx
+            .update(apiKeys)
+            .set({ spentMicroUsd: sql`greatest(0, ${apiKeys.spentMicroUsd} - ${job.amount}::bigint)` })
+            .where(eq(apiKeys.id, job.apiKeyId));
+          await tx.insert(ledgerEntries).values({
+            kind: 'refund',
+            accountId: job.accountId,
+            jobId: input.jobId,
+            amountMicroUsd: job.amount,
+            reason: input.reason,
+            evidence: input.evidence ?? null,
+            at: date(input.at),
+          });
+        }
+        return { jobId: input.jobId, accountId: job.accountId, apiKeyId: job.apiKeyId, amountMicroUsd: job.amount, reason: input.reason, at: input.at };
+      });
+    },
+
     // ------------------------------------------------------------ ledger
     async addStake(poolId, amountMicroUsd, reason, at) {
       await db.transaction(async (tx) => {
@@ -759,11 +801,36 @@ export function createRegistryStore(client: Sql, options: RegistryStoreOptions =
           agentId: input.agentId,
           reason: input.reason,
           evidence: input.evidence ?? null,
+          checkerAgentIds: input.firstCheckerId ? [input.firstCheckerId] : [],
+          checkRequest: input.check ?? null,
+          retryAfter: input.retryAfter === undefined ? null : date(input.retryAfter),
           createdAt: date(input.at),
         })
         .returning({ id: disputes.id, status: disputes.status });
       const record: DisputeRecord = { ...input, id: row!.id, status: row!.status };
       return record;
+    },
+    async listJobDisputes(jobId, limit) {
+      const rows = await db
+        .select({
+          id: disputes.id,
+          agentId: disputes.agentId,
+          status: disputes.status,
+          settled: sql<string | null>`${disputes.evidence} -> 'settled' ->> 'state'`,
+          createdAt: disputes.createdAt,
+          resolvedAt: disputes.resolvedAt,
+        })
+        .from(disputes)
+        .where(eq(disputes.jobId, jobId))
+        .orderBy(asc(disputes.createdAt), asc(disputes.id))
+        .limit(bound(limit));
+      return rows.map((r) => ({
+        id: r.id,
+        agentId: r.agentId,
+        status: r.status === 'rejected' ? (r.settled === 'dismissed' ? 'dismissed' : 'voided') : r.status,
+        openedAt: r.createdAt.getTime(),
+        resolvedAt: ms(r.resolvedAt),
+      }));
     },
     async settleDispute(id, input) {
       await db
@@ -774,6 +841,8 @@ export function createRegistryStore(client: Sql, options: RegistryStoreOptions =
           // The opening evidence stays; the settlement is kept beside it.
           evidence: sql`jsonb_build_object('opened', ${disputes.evidence}, 'settled', ${JSON.stringify(input.evidence ?? null)}::jsonb)`,
           resolvedAt: date(input.at),
+          checkRequest: null,
+          retryAfter: null,
         })
         .where(and(eq(disputes.id, id), eq(disputes.status, 'open')));
     },
@@ -791,6 +860,8 @@ export function createRegistryStore(client: Sql, options: RegistryStoreOptions =
             status: 'rejected',
             evidence: sql`jsonb_build_object('opened', ${disputes.evidence}, 'settled', ${JSON.stringify({ state: 'voided', reason: 'timeout' })}::jsonb)`,
             resolvedAt: date(at),
+            checkRequest: null,
+            retryAfter: null,
           })
           .where(and(inArray(disputes.id, stale), eq(disputes.status, 'open')))
           .returning({ id: disputes.id, agentId: disputes.agentId, jobId: disputes.jobId });
@@ -804,8 +875,99 @@ export function createRegistryStore(client: Sql, options: RegistryStoreOptions =
         return voided;
       });
     },
+    async recordDisputeCheck(id, { checkerAgentId, verdict }) {
+      await db
+        .update(disputes)
+        .set({
+          checkerAgentIds: sql`array_append(${disputes.checkerAgentIds}, ${checkerAgentId}::text)`,
+          evidence: sql`jsonb_set(coalesce(${disputes.evidence}, '{}'::jsonb), '{verdicts}', coalesce(${disputes.evidence} -> 'verdicts', '[]'::jsonb) || jsonb_build_array(${JSON.stringify(verdict ?? null)}::jsonb))`,
+        })
+        .where(and(eq(disputes.id, id), eq(disputes.status, 'open')));
+    },
+    async claimDisputeRetries({ at, retryMs, limit }) {
+      const due = db
+        .select({ id: disputes.id })
+        .from(disputes)
+        .where(and(eq(disputes.status, 'open'), lte(disputes.retryAfter, date(at))))
+        .orderBy(asc(disputes.retryAfter), asc(disputes.createdAt))
+        .limit(bound(limit))
+        .for('update', { skipLocked: true });
+      const rows = await db
+        .update(disputes)
+        .set({ retryAfter: date(at + retryMs) })
+        .where(and(inArray(disputes.id, due), eq(disputes.status, 'open')))
+        .returning({
+          id: disputes.id,
+          jobId: disputes.jobId,
+          agentId: disputes.agentId,
+          reason: disputes.reason,
+          createdAt: disputes.createdAt,
+          checkerAgentIds: disputes.checkerAgentIds,
+          verdicts: sql<unknown[] | null>`${disputes.evidence} -> 'verdicts'`,
+          check: disputes.checkRequest,
+        });
+      return rows
+        .sort((a, b) => a.createdAt.getTime() - b.createdAt.getTime())
+        .map(
+          (r): DisputeRetry => ({
+            id: r.id,
+            jobId: r.jobId,
+            agentId: r.agentId,
+            reason: r.reason,
+            openedAt: r.createdAt.getTime(),
+            checkerAgentIds: r.checkerAgentIds,
+            verdicts: Array.isArray(r.verdicts) ? r.verdicts : [],
+            check: r.check ?? null,
+          }),
+        );
+    },
+    async noteDisputeRetry(id, note) {
+      await db
+        .update(disputes)
+        .set({ retryNote: note })
+        .where(and(eq(disputes.id, id), eq(disputes.status, 'open')));
+    },
     async setProbation(agentId, on) {
       await db.update(agents).set({ probation: on }).where(eq(agents.id, agentId));
+    },
+    async blockRoute(input) {
+      await db.insert(routeBlocks).values({
+        modelId: input.modelId,
+        route: input.route,
+        headAgentId: input.route[0]!,
+        jobId: input.jobId,
+        reason: input.reason,
+        createdAt: date(input.at),
+        until: date(input.until),
+      });
+    },
+    async liftRouteBlocks({ jobId, route, at }) {
+      await db
+        .update(routeBlocks)
+        .set({ until: date(at) })
+        .where(and(eq(routeBlocks.jobId, jobId), eq(routeBlocks.route, [...route]), gt(routeBlocks.until, date(at))));
+    },
+    async expireRouteBlocks({ at, limit }) {
+      return db.transaction(async (tx) => {
+        const ended = tx.select({ id: routeBlocks.id }).from(routeBlocks).where(lte(routeBlocks.until, date(at))).orderBy(asc(routeBlocks.until)).limit(bound(limit));
+        const deleted = await tx.delete(routeBlocks).where(inArray(routeBlocks.id, ended)).returning();
+        const hops = [...new Set(deleted.flatMap((b) => b.route))];
+        if (hops.length) {
+          await tx
+            .update(agents)
+            .set({ probation: false })
+            .where(
+              and(
+                inArray(agents.id, hops),
+                sql`not exists (select 1 from ${disputes} where ${disputes.agentId} = ${agents.id} and ${disputes.status} = 'open')`,
+                sql`not exists (select 1 from ${routeBlocks} where ${routeBlocks.until} > ${new Date(at).toISOString()}::timestamptz and ${agents.id} = any(${routeBlocks.route}))`,
+              ),
+            );
+        }
+        return deleted.map(
+          (b): RouteBlock => ({ id: b.id, modelId: b.modelId, route: b.route, jobId: b.jobId, reason: b.reason, at: b.createdAt.getTime(), until: b.until.getTime() }),
+        );
+      });
     },
     async recordCheck(input) {
       await db.transaction(async (tx) => {

@@ -7,10 +7,17 @@
  * Variables (edge/env.ts): DATABASE_URL (or a HYPERDRIVE binding), EDGE_SIGNING_KEY (Ed25519
  * PKCS#8, base64url), EDGE_KEY_ID; optional EDGE_LOCATION and tuning knobs; optional CHECK_SECRET
  * (base64url, >= 32 bytes: turns re-execution checks on) and CHECK_RATE_OVERRIDE (0..1).
+ *
+ * `scheduled` (the Cron Trigger in wrangler.toml, every minute; locally wrangler's
+ * `/__scheduled` route, which `npm start` calls on a timer) runs the trust tick
+ * (edge/checks/tick.ts): stale disputes voided, ended route blocks lifted, open disputes'
+ * third checks retried. It shares this isolate's caches with the app.
  */
 import postgres from 'postgres';
 import type { ExecutionContext } from 'hono';
-import { createApp } from './app.js';
+import { buildDeps, createApp, type CreateAppOptions } from './app.js';
+import type { EdgeDeps } from './deps.js';
+import { runTrustTick } from './checks/tick.js';
 import { createLlamaTokenizer } from './text/llama-tokenizer.js';
 import { createTokenizerProvider } from './text/tokenizer-provider.js';
 import { importSigningKey } from '../protocol/keys.js';
@@ -25,6 +32,8 @@ import { fromBase64Url } from '../protocol/bytes.js';
 
 interface Isolate {
   app: ReturnType<typeof createApp>;
+  /** The app's deps (same caches), for the scheduled tick; the store is bound per invocation. */
+  deps: EdgeDeps;
   databaseUrl: string;
   edgeKey: { id: string; publicKey: string };
   keyPublished: boolean;
@@ -58,7 +67,7 @@ async function buildIsolate(rawEnv: unknown): Promise<Isolate> {
       throw new Error('the registry store is bound per request');
     },
   });
-  const app = createApp({
+  const options: CreateAppOptions = {
     store: unscoped,
     signingKey: { id: env.EDGE_KEY_ID, publicKey: key.publicKey, privateKey: key.privateKey },
     transport: (url, init) => fetch(url, init),
@@ -66,8 +75,10 @@ async function buildIsolate(rawEnv: unknown): Promise<Isolate> {
     tokenizers: createTokenizerProvider({ builtin: createLlamaTokenizer(), log: (entry) => console.error(JSON.stringify(entry)) }),
     config: parsed.config,
     checks: { key: checkKey, rateOverride: env.CHECK_RATE_OVERRIDE ?? null },
-  });
-  return { app, databaseUrl, edgeKey: { id: env.EDGE_KEY_ID, publicKey: key.publicKey }, keyPublished: false };
+  };
+  const deps = buildDeps(options);
+  const app = createApp({ ...options, caches: deps.caches });
+  return { app, deps, databaseUrl, edgeKey: { id: env.EDGE_KEY_ID, publicKey: key.publicKey }, keyPublished: false };
 }
 
 /** Resolves when the body has been read to the end or cancelled; passes bytes through untouched. */
@@ -95,6 +106,12 @@ function watchBody(res: Response): { response: Response; done: Promise<void> } {
     },
   });
   return { response: new Response(body, res), done };
+}
+
+/** What a Cron Trigger passes (the fields used here). */
+interface ScheduledEvent {
+  cron: string;
+  scheduledTime: number;
 }
 
 export default {
@@ -143,5 +160,30 @@ export default {
       })(),
     );
     return response;
+  },
+
+  /** The trust tick, awaited (so `/__scheduled` answers once it is done); a failure is logged and rethrown (the run shows as failed). */
+  async scheduled(event: ScheduledEvent, rawEnv: unknown): Promise<void> {
+    let iso: Isolate;
+    try {
+      isolate ??= buildIsolate(rawEnv);
+      iso = await isolate;
+    } catch (err) {
+      isolate = undefined;
+      console.error(JSON.stringify({ level: 'error', msg: 'scheduled tick: edge misconfigured', error: err instanceof Error ? err.message : String(err) }));
+      throw err;
+    }
+    const sql = postgres(iso.databaseUrl, registryClientOptions({ max: 1, idle_timeout: 5 }));
+    try {
+      const out = await runTrustTick({ ...iso.deps, store: createRegistryStore(sql) });
+      if (out.voided || out.blocksEnded || out.retried.length) {
+        iso.deps.log({ level: 'info', msg: 'trust tick', cron: event.cron, voided: out.voided, blocksEnded: out.blocksEnded, retried: out.retried.map(({ disputeId, state, asked }) => ({ disputeId, state, asked })) });
+      }
+    } catch (err) {
+      iso.deps.log({ level: 'error', msg: 'scheduled tick failed', error: err instanceof Error ? err.message : String(err) });
+      throw err;
+    } finally {
+      await sql.end({ timeout: 5 });
+    }
   },
 };

@@ -9,7 +9,7 @@
  * const config = await loadConfig(dir);
  * const settings = mergeSettings(config, { port: 0 });
  */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
@@ -77,6 +77,20 @@ export const stateSchema = z.object({
   edgeKeys: z.record(z.string(), z.string()).default({}),
   heartbeatUrl: z.string().optional(),
   heartbeatIntervalMs: z.number().int().positive().optional(),
+  /**
+   * What the last `pool-agent register` told the edge: the edge routes jobs for this model and
+   * these layers to this endpoint, so `serve` must load exactly that span. `port` is where serve
+   * listens for it (the endpoint's port, or register's --port behind a proxy); absent when the
+   * endpoint names none. Absent altogether in state folders registered before it was recorded.
+   */
+  registration: z
+    .object({
+      endpoint: z.string(),
+      modelId: z.string(),
+      layers: z.tuple([z.number().int().nonnegative(), z.number().int().positive()]),
+      port: z.number().int().min(1).max(65535).optional(),
+    })
+    .optional(),
   /** Measured by `pool-agent bench`, per model id and span. */
   bench: z
     .array(z.object({ modelId: z.string(), layers: z.tuple([z.number(), z.number()]), tokensPerS: z.number(), threads: z.number().optional(), at: z.number() }))
@@ -160,4 +174,27 @@ export async function saveConfig(dir: string, config: unknown): Promise<void> {
   parseConfig(config);
   await mkdir(dir, { recursive: true, mode: 0o700 });
   await writeFileAtomic(join(dir, CONFIG_FILE), JSON.stringify(config, null, 2) + '\n', 0o600);
+}
+
+/**
+ * Records a model folder as `modelDir` in the state folder's pool-agent.json, so `bench`,
+ * `register` and `serve` find it without `--model`. Only when the state folder exists (made by
+ * `pool-agent init`): building a model elsewhere (a build machine, `npm start`) creates no agent
+ * state. Returns the config file written and the folder it replaced, or undefined when the state
+ * folder does not exist.
+ *
+ * @example
+ * const recorded = await recordModelDir(resolveStateDir(flags.dir), built.dir);
+ */
+export async function recordModelDir(dir: string, modelDir: string): Promise<{ path: string; previous?: string } | undefined> {
+  const isDir = await stat(dir).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+  if (!isDir) return undefined;
+  const raw = (await loadRawConfig(dir)) as Record<string, unknown>;
+  const previous = typeof raw.modelDir === 'string' ? resolve(raw.modelDir) : undefined;
+  const next = resolve(modelDir);
+  if (previous !== next) await saveConfig(dir, { ...raw, modelDir: next });
+  return { path: join(dir, CONFIG_FILE), ...(previous && previous !== next ? { previous } : {}) };
 }

@@ -3,10 +3,10 @@
  *
  * @example
  * pool-agent init
- * pool-agent model build --preset tiny
- * pool-agent bench --model .models/tiny
- * pool-agent register --edge https://edge.example.com --token $TOKEN --region eu-west --price 0.2 --endpoint https://me.example.com --model .models/tiny
- * pool-agent serve
+ * pool-agent model build --preset tiny    # recorded as modelDir in ~/.layernet-agent/pool-agent.json
+ * pool-agent bench
+ * pool-agent register --edge https://edge.example.com --token $TOKEN --region eu-west --price 0.2 --endpoint http://203.0.113.7:7000
+ * pool-agent serve                         # listens on port 7000, the registered span
  */
 import { ConfigError } from './config.js';
 import { IdentityError } from './identity.js';
@@ -18,11 +18,13 @@ Commands:
   init          create the state folder, Ed25519 identity and config file
   hardware      show the GPUs / CPU and memory this host offers
   model build   build a preset model (tiny, small, 1b) into a folder
+  model import  convert a Hugging Face checkpoint folder into one
   bench         measure this host's decode tokens/s for its span
   register      register this agent (pool, model, spans, key) with an edge
   serve         serve the span: job, span and check endpoints
 
-Every command takes --help. The state folder is --dir, else $LAYERNET_AGENT_DIR, else ~/.layernet-agent.`;
+Every command takes --help and --dir: the state folder, else $LAYERNET_AGENT_DIR, else
+~/.layernet-agent.`;
 
 /** Runs one CLI invocation; resolves with the exit code (never throws for user errors). */
 export async function main(argv: string[], io: CliIo = processIo): Promise<number> {
@@ -52,15 +54,16 @@ export async function main(argv: string[], io: CliIo = processIo): Promise<numbe
         return 2;
     }
   } catch (err) {
+    const label = command === 'model' && (rest[0] === 'build' || rest[0] === 'import') ? `model ${rest[0]}` : command;
     if (err instanceof CliError) {
-      io.err(`pool-agent ${command}: ${err.message}`);
+      io.err(`pool-agent ${label}: ${err.message}`);
       return err.exitCode;
     }
     if (err instanceof ConfigError || err instanceof IdentityError || (err instanceof Error && err.name === 'ModelFileError')) {
-      io.err(`pool-agent ${command}: ${err.message}`);
+      io.err(`pool-agent ${label}: ${err.message}`);
       return 1;
     }
-    io.err(`pool-agent ${command}: unexpected error: ${(err as Error).stack ?? String(err)}`);
+    io.err(`pool-agent ${label}: unexpected error: ${(err as Error).stack ?? String(err)}`);
     return 1;
   }
 }

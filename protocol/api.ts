@@ -1,7 +1,9 @@
 /**
  * The public HTTP API: OpenAI-compatible bodies plus our extensions (`route` preferences in
  * requests; `route` and `attestation` in responses). The edge validates with these schemas, the
- * SDK types itself from them, and /openapi.json is generated from them.
+ * SDK types itself from them, and /openapi.json is generated from them. The SDK reads answers
+ * with zod/mini mirrors of them (sdk/src/schemas.ts, kept in step by tsc and
+ * test/unit/sdk-schemas.test.ts): a change here goes there too.
  *
  * @example
  * const body = chatCompletionRequestSchema.parse(await req.json());
@@ -9,13 +11,9 @@
 import { z } from 'zod';
 import { signedTicketSchema } from './ticket.js';
 import { signedAttestationSchema } from './attestation.js';
-import { MAX_PROMPT_TOKENS } from './agent-api.js';
+import { MAX_MESSAGES, MAX_PROMPT_CHARS, MAX_PROMPT_TOKENS, MAX_TOOL_JSON_BYTES, MAX_TOOLS } from './limits.js';
 
-export const MAX_PROMPT_CHARS = 200_000;
-export const MAX_MESSAGES = 256;
-/** Tool definitions per chat request, and the JSON size of each (they go into the prompt). */
-export const MAX_TOOLS = 128;
-export const MAX_TOOL_JSON_BYTES = 64 * 1024;
+export { MAX_MESSAGES, MAX_PROMPT_CHARS, MAX_TOOL_JSON_BYTES, MAX_TOOLS };
 
 export const routePreferencesSchema = z
   .object({
@@ -25,7 +23,12 @@ export const routePreferencesSchema = z
     max_price: z.number().nonnegative().optional(),
     /** Highest acceptable expected time to first token, ms. */
     max_latency_ms: z.number().int().positive().optional(),
-    /** Preferred region (e.g. "eu-west"); others are used only if allow_fallbacks. */
+    /**
+     * Preferred region (e.g. "eu-west"): its routes are tried first. With allow_fallbacks (the
+     * default) other regions serve the request when the region has no usable route or its routes
+     * fail; without, it is a filter (503 `no_route` when nothing there can serve). The answer's
+     * `route.region_met` says which happened.
+     */
     region: z.string().min(1).max(64).optional(),
     /** Whether another route may serve the request after a failure or outside the region. */
     allow_fallbacks: z.boolean().default(true),
@@ -135,6 +138,13 @@ export const routeSummarySchema = z.object({
   price: z.number().nonnegative(),
   /** Routes tried before this one (failover). */
   attempts: z.number().int().positive(),
+  /**
+   * Present when the request asked for `route.region`: true when every hop that produced the
+   * answer's tokens was in that region, false when another region served some of them (a
+   * fallback: the region had no usable route, or its routes failed). Also the
+   * `x-layernet-region-met` header.
+   */
+  region_met: z.boolean().optional(),
 });
 export type RouteSummary = z.infer<typeof routeSummarySchema>;
 
@@ -245,6 +255,40 @@ export const publicPoolSchema = z.object({
 export const poolListSchema = z.object({ object: z.literal('list'), data: z.array(publicPoolSchema) });
 export type PoolList = z.infer<typeof poolListSchema>;
 
+/**
+ * What the re-execution checks found about a job (docs/trust.md §7), as its owner sees it.
+ *
+ * - `unchecked`: no check, and none will come (not sampled, checks off, or the check window passed);
+ * - `pending`: no verdict yet, and one may still come (the job finished less than the check window ago);
+ * - `pass` / `inconclusive`: an independent checker's verdict;
+ * - `fail`: a checker's re-execution disagrees with the answer (`blame` names the hop when it is known);
+ * - `upheld` / `dismissed` / `voided`: how the dispute over a failure ended (upheld: the job was bad).
+ *
+ * A job found bad (`fail` naming a hop, or `upheld`) is not charged: `refunded_micro_usd` is what
+ * was handed back to the key's spend, once.
+ */
+export const JOB_CHECK_STATUSES = ['unchecked', 'pending', 'pass', 'fail', 'inconclusive', 'upheld', 'dismissed', 'voided'] as const;
+export const jobCheckSchema = z.object({
+  status: z.enum(JOB_CHECK_STATUSES),
+  /** The failing verdict the job was found bad on (`fail`, `upheld`). */
+  verdict: z
+    .object({
+      /** E.g. `hidden_mismatch`, `sampling_mismatch`, `hop_output_mismatch` (protocol/check.ts `CheckFailure`). */
+      reason: z.string(),
+      detail: z.string(),
+      /** First generation step that failed, when one did. */
+      step: z.number().int().nonnegative().optional(),
+    })
+    .optional(),
+  /** The hop found at fault: its attempt (index into `attempts`), its place in that attempt's route, its agent. */
+  blame: z.object({ attempt: z.number().int().nonnegative(), hop: z.number().int().nonnegative(), agent_id: z.string() }).optional(),
+  /** The dispute a failure naming a hop opened. */
+  dispute: z.object({ id: z.string(), status: z.enum(['open', 'upheld', 'dismissed', 'voided']) }).optional(),
+  /** Micro-USD handed back to the key's spend because the job was found bad (absent: nothing refunded). */
+  refunded_micro_usd: z.number().int().nonnegative().optional(),
+});
+export type JobCheck = z.infer<typeof jobCheckSchema>;
+
 /** GET /v1/jobs/:id/attestation: everything a client needs to re-verify a response itself. */
 export const jobAttestationSchema = z.object({
   job_id: z.string(),
@@ -261,5 +305,7 @@ export const jobAttestationSchema = z.object({
     }),
   ),
   token_ids: z.array(z.number().int()),
+  /** What the re-execution checks found (the edge always sends it; optional for older edges). */
+  check: jobCheckSchema.optional(),
 });
 export type JobAttestation = z.infer<typeof jobAttestationSchema>;

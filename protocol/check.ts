@@ -263,7 +263,11 @@ export interface HopDisclosure {
   outputs?: Array<Float32Array | Uint16Array>;
 }
 
-/** Checks that disclosed tensors hash to the attested commitments, chunk by chunk. */
+/**
+ * Checks that disclosed tensors hash to the attested commitments, chunk by chunk. A disclosure
+ * may hold only one side (the edge forwards one copy of each boundary): the sides it holds must
+ * cover every chunk.
+ */
 export async function verifyDisclosure(plan: CheckPlan, d: HopDisclosure): Promise<CheckVerdict | null> {
   const hop = plan.ticket.route[d.hop];
   if (!hop) return inconclusive(plan.jobId, 'bad_request', `no hop ${d.hop} in the route`);
@@ -273,8 +277,8 @@ export async function verifyDisclosure(plan: CheckPlan, d: HopDisclosure): Promi
     ['inputCommitment', d.inputs, d.hop > 0],
     ['outputCommitment', d.outputs, d.hop < lastHop],
   ] as const) {
-    if (!needed) continue;
-    if (!list || list.length !== plan.chunks.length) return fail(`hop ${d.hop} disclosed ${list?.length ?? 0} ${field} tensors for ${plan.chunks.length} chunks`);
+    if (!needed || !list) continue;
+    if (list.length !== plan.chunks.length) return fail(`hop ${d.hop} disclosed ${list.length} ${field} tensors for ${plan.chunks.length} chunks`);
     for (let c = 0; c < plan.chunks.length; c++) {
       const att = plan.chunks[c]!.attestations[d.hop]!;
       if ((await activationCommitment(list[c]!)) !== att[field]) return fail(`hop ${d.hop} chunk ${c}: disclosed tensor does not hash to the attested ${field}`);
@@ -353,6 +357,12 @@ export const checkRequestSchema = z.object({
   prefixIds: z.array(z.number().int().nonnegative()).max(MAX_PROMPT_TOKENS),
   attestations: chunksSchema,
   disclosures: z.array(wireDisclosureSchema).max(16).optional(),
+  /**
+   * Hops the edge asked for their disclosure that did not produce one usable (no answer in time,
+   * a refusal, chunks that do not line up, tensors that do not hash to their attestations). A
+   * hop the blame cannot reach because of them is blamed on them (protocol/hop-blame.ts).
+   */
+  withheld: z.array(z.number().int().nonnegative().max(15)).max(16).optional(),
 });
 export type CheckRequest = z.infer<typeof checkRequestSchema>;
 

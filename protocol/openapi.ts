@@ -16,6 +16,7 @@ import {
   completionRequestSchema,
   completionSchema,
   jobAttestationSchema,
+  jobCheckSchema,
   modelListSchema,
   poolListSchema,
   routePreferencesSchema,
@@ -83,6 +84,7 @@ const OUTPUT_SCHEMAS = {
   ModelList: modelListSchema,
   PoolList: poolListSchema,
   JobAttestation: jobAttestationSchema,
+  JobCheck: jobCheckSchema,
   SignedTicket: signedTicketSchema,
   SignedAttestation: signedAttestationSchema,
   EdgeKeys: edgeKeysSchema,
@@ -169,10 +171,22 @@ const jsonAnswer = (schema: string, description: string, headers?: JsonObject) =
 const JOB_HEADERS = {
   'x-request-id': { $ref: '#/components/headers/RequestId' },
   'x-layernet-job-id': { description: 'The job id (also `attestation.job_id`).', schema: { type: 'string' } },
-  'x-layernet-route': { description: 'Agent ids of the route that served the answer, in hop order, comma-separated.', schema: { type: 'string' } },
-  'x-layernet-attestation': {
-    description: '`verified; chunks=N; chain-head=<hash>; url=<path>` once tokens were verified, else `pending; url=<path>`.',
+  'x-layernet-route': {
+    description: 'Agent ids of the route that served the answer, in hop order, comma-separated (on a stream: the route when the headers were sent; a failover may change it, as the last event\'s `route` says).',
     schema: { type: 'string' },
+  },
+  'x-layernet-attestation': {
+    description:
+      '`verified; chunks=N; chain-head=<hash>; url=<path>` once tokens were verified, else `pending; url=<path>`. ' +
+      'On a stream it is sent before the tokens and ends with `; provisional`: it counts the chunks verified when the headers ' +
+      'were sent, and the `attestation` of the last event (with `finish_reason`) is authoritative.',
+    schema: { type: 'string' },
+  },
+  'x-layernet-region-met': {
+    description:
+      'Only when the request asked for `route.region`: `true` when that region served the answer, `false` when another region ' +
+      'did (`allow_fallbacks`); as `route.region_met`. On a stream, as of the headers; the last event\'s `route` is authoritative.',
+    schema: { type: 'string', enum: ['true', 'false'] },
   },
 };
 
@@ -248,7 +262,9 @@ function paths(): Record<string, JsonObject> {
         tags: ['verification'],
         summary: 'Full attestation chain of a job',
         description:
-          'Everything needed to re-verify an answer without trusting the edge: per attempt (failover), the signed ticket and every chunk of signed attestations; the token ids handed to the client; the edge key that signed the tickets. Only the caller\'s own jobs.',
+          'Everything needed to re-verify an answer without trusting the edge: per attempt (failover), the signed ticket and every chunk of signed attestations; the token ids handed to the client; the edge key that signed the tickets. ' +
+          '`check` says what the re-execution checks found: `unchecked`, `pending` (a verdict may still come, up to ~30 s after the job), `pass`, `inconclusive`, `fail` (with the failing verdict and, when known, the blamed hop), or how its dispute ended (`upheld`, `dismissed`, `voided`). ' +
+          'A job found bad (`fail` naming a hop, or `upheld`) is not charged: `refunded_micro_usd` is what went back to the key\'s spend, once. Only the caller\'s own jobs.',
         parameters: [pathId('The job id (`attestation.job_id`).')],
         responses: { '200': jsonAnswer('JobAttestation', 'The chain.'), ...errors('401', '403', '404', '500') },
       },

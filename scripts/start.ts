@@ -11,13 +11,25 @@
  * 3. The tiny demo model in `.models/tiny` (built once, with a progress bar), or the model
  *    `--model DIR` names: a folder holding manifest.json (built or imported), or a Hugging Face
  *    checkpoint folder, imported once into `.models/<its name>`.
- * 4. The edge in workerd through `wrangler dev` on 127.0.0.1:PORT.
+ * 4. The edge in workerd through `wrangler dev` on 127.0.0.1:PORT, with its scheduled trust tick
+ *    (the Cron Trigger's work) run every minute through wrangler's `/__scheduled` route.
  * 5. Three pool agents in two regions at different prices, each joining through the same
  *    `pool-agent init / register / serve` path a real pool owner uses.
- * 6. `.dev/stack.json` and a ready-to-paste curl line. Ctrl-C stops every process started here
- *    (by pid) and leaves the data intact.
+ * 6. `.dev/stack.json` and a ready-to-paste curl line.
+ *
+ * It owns what it starts. Before it touches the registry or `.dev/`, it takes `.dev/start.lock`
+ * (scripts/start-lock.ts: a second start on the same folders is refused, naming the first one's
+ * pid; a lock left by a start that was killed is taken over) and checks that the edge port is
+ * free (else it is refused, naming the port and, on Linux, the process holding it). Each child
+ * runs in a process group of its own (scripts/owned-processes.ts): Ctrl-C, SIGTERM and SIGHUP
+ * stop every group (SIGKILL after a grace period), also when a child already died, and a reaper
+ * process (scripts/reaper.ts) stops them within seconds when start.ts itself is killed outright.
+ * The data is kept.
+ *
+ * The state lives in the repository (`.data/`, `.dev/`, `.models/`), or under `$LAYERNET_HOME`
+ * when set (a second network beside the first, or a test's own copy).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -37,15 +49,23 @@ import { CheckpointError } from '../pool-agent/model/import/safetensors.js';
 import { loadState } from '../pool-agent/config.js';
 import { createProgressBar } from '../pool-agent/model/progress.js';
 import { startEdgeProcess, type EdgeProcess } from './edge-process.js';
-import { freePort } from './ports.js';
+import { startProcessOwner, type ProcessOwner } from './owned-processes.js';
+import { describePortHolders, freePort, portUnavailable } from './ports.js';
+import { acquireStartLock } from './start-lock.js';
 
 const ROOT = resolve(import.meta.dirname, '..');
-const DEV = join(ROOT, '.dev');
+/** Where the state folders live: the repository, or $LAYERNET_HOME. */
+const HOME = process.env.LAYERNET_HOME ? resolve(process.env.LAYERNET_HOME) : ROOT;
+const DEV = join(HOME, '.dev');
 const STACK_FILE = join(DEV, 'stack.json');
 const SECRETS_FILE = join(DEV, 'secrets.json');
-const MODEL_DIR = join(ROOT, '.models', 'tiny');
-const DATA_DIR = join(ROOT, '.data', 'registry');
+const LOCK_FILE = join(DEV, 'start.lock');
+const MODELS_DIR = join(HOME, '.models');
+const MODEL_DIR = join(MODELS_DIR, 'tiny');
+const DATA_DIR = join(HOME, '.data', 'registry');
 const AGENT_BIN = join(ROOT, 'pool-agent', 'bin.mjs');
+/** How long children get to stop after SIGTERM before SIGKILL (an agent finishes its running jobs). */
+const STOP_GRACE_MS = 10_000;
 
 const USAGE = `usage: npm start [-- --port 8787] [--model DIR]
 
@@ -53,7 +73,10 @@ Starts the local network: registry, edge (workerd), three pool agents, the tiny 
   --port N      edge port on 127.0.0.1 (default 8787)
   --model DIR   serve this model instead: a Hugging Face checkpoint folder (imported once into
                 .models/<its name>, float32) or a folder from pool-agent model build/import
-  --help        this text`;
+  --help        this text
+
+State: .data/, .dev/ and .models/ in the repository, or in $LAYERNET_HOME when set. One start
+at a time per state folder (.dev/start.lock); Ctrl-C, SIGTERM or SIGHUP stops everything.`;
 
 /**
  * The demo agents: two regions, different prices, one whole-model agent and a two-hop chain.
@@ -91,25 +114,71 @@ async function main(): Promise<void> {
   }
   const port = Number(values.port);
   if (!Number.isInteger(port) || port < 1 || port > 65535) throw new Error(`--port must be a TCP port, got ${values.port}`);
+  // A closed terminal (SIGHUP) or a closed pipe must not crash start.ts before it stopped its children.
+  process.stdout.on('error', () => undefined);
+  process.stderr.on('error', () => undefined);
   mkdirSync(DEV, { recursive: true });
 
-  const children: ChildProcess[] = [];
+  // Before anything touches the registry, .dev/agents or .dev/stack.json: one start per state folder...
+  const lock = acquireStartLock(LOCK_FILE, { port });
+  if (!lock.ok) {
+    const h = lock.holder;
+    refuse(
+      `another npm start (pid ${h.pid}${h.port ? `, edge on port ${h.port}` : ''}${h.startedAt ? `, since ${h.startedAt}` : ''}) is running on ${relativeToRoot(DEV)}` +
+        ` (lock ${relativeToRoot(LOCK_FILE)}${lock.command ? `; pid ${h.pid} is: ${lock.command}` : ''}).\n` +
+        `Stop it first (Ctrl-C where it runs, or kill ${h.pid}), or give this one its own state folder: LAYERNET_HOME=DIR npm start -- --port N`,
+    );
+  }
+  if (lock.tookOverFrom) log(`took over ${relativeToRoot(LOCK_FILE)} from pid ${lock.tookOverFrom.pid}, which is no longer running`);
+  // ...and an edge port no one else holds (wrangler would only log `Address already in use`).
+  const portProblem = await portUnavailable(port);
+  if (portProblem) {
+    lock.release();
+    refuse(
+      portProblem === 'EADDRINUSE'
+        ? `port ${port} on 127.0.0.1 is already in use, by ${describePortHolders(port)}.\nStop that process, or start the edge on another port: npm start -- --port N`
+        : `cannot listen on 127.0.0.1:${port} (${portProblem}); pick another port: npm start -- --port N`,
+    );
+  }
+
+  const owner: ProcessOwner = startProcessOwner();
   let edge: EdgeProcess | undefined;
   let registry: EmbeddedRegistry | undefined;
   let stopping = false;
+  let stoppingSince = 0;
   const stopAll = async (code: number) => {
     if (stopping) return;
     stopping = true;
+    stoppingSince = Date.now();
     log('stopping...');
-    for (const c of children) if (c.exitCode === null && c.pid) process.kill(c.pid, 'SIGTERM');
-    await Promise.all(children.map((c) => (c.exitCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
-    await edge?.stop();
-    await registry?.stop();
-    log('stopped; data kept in .data/ and .models/');
+    try {
+      const { killed, left } = await owner.stopAll(STOP_GRACE_MS);
+      if (killed.length) log(`killed (SIGKILL) after ${STOP_GRACE_MS / 1000} s without stopping: ${killed.join(', ')}`);
+      if (left.length) {
+        console.error(`[start] still running after SIGKILL: ${left.join(', ')}`);
+        code ||= 1;
+      }
+      await edge?.stop();
+      await registry?.stop();
+    } catch (err) {
+      console.error(`[start] while stopping: ${err instanceof Error ? err.message : String(err)}`);
+      code ||= 1;
+    }
+    owner.release();
+    lock.release();
+    log(`stopped; data kept in ${relativeToRoot(join(HOME, '.data'))}/ and ${relativeToRoot(MODELS_DIR)}/`);
     process.exit(code);
   };
-  process.on('SIGINT', () => void stopAll(0));
-  process.on('SIGTERM', () => void stopAll(0));
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(sig, () => {
+      if (!stopping) return void stopAll(0);
+      // One Ctrl-C under `npm start` arrives twice (from the terminal, and forwarded by npm):
+      // only a second press, later, means "now".
+      if (Date.now() - stoppingSince < 2000) return;
+      log(`${sig} again: killing what is left`);
+      owner.killAll();
+    });
+  }
 
   try {
     // 1. Registry
@@ -119,7 +188,7 @@ async function main(): Promise<void> {
     } else {
       registry = await startEmbeddedRegistry({ dataDir: DATA_DIR });
       databaseUrl = registry.url;
-      log(`registry: embedded PGlite in .data/registry, serving ${databaseUrl}`);
+      log(`registry: embedded PGlite in ${relativeToRoot(DATA_DIR)}, serving ${databaseUrl}`);
     }
 
     // 2. Migrations and demo credentials
@@ -148,38 +217,49 @@ async function main(): Promise<void> {
         ...(secrets.checkSecret ? { CHECK_SECRET: secrets.checkSecret } : {}),
       },
       onLog: (l) => process.stdout.write(`[edge] ${l}\n`),
+      onSpawn: (child) => owner.adopt('edge', child),
+      // The Worker's Cron Trigger, locally: the trust tick (stale disputes, route blocks, third-check retries).
+      tickEveryMs: 60_000,
     });
     log(`edge (workerd) on ${edge.url}`);
+    edge.child.once('exit', (code, sig) => {
+      if (stopping) return;
+      log(`the edge (wrangler, pid ${edge?.pid}) exited (${sig ?? `code ${code}`}); stopping the network`);
+      void stopAll(1);
+    });
 
     // 5. Pool agents through the owner's path
     const numLayers = built.manifest.architecture.numLayers;
     const half = Math.floor(numLayers / 2);
     const agents: { id: string; url: string; pid: number; region: string; name: string }[] = [];
+    const agentChildren: ChildProcess[] = [];
     for (const a of AGENTS) {
       const layers = a.layers === 'all' ? `0:${numLayers}` : a.layers === 'first-half' ? `0:${half}` : `${half}:${numLayers}`;
       const dir = join(DEV, 'agents', `${a.name}.${a.owner}`);
-      if (!existsSync(join(dir, 'identity.json'))) await runCli(['init', '--dir', dir]);
+      if (!existsSync(join(dir, 'identity.json'))) await runCli(owner, ['init', '--dir', dir]);
       // Measured throughput is part of the registration, as a real owner's would be (once per model and span).
       const [start, end] = layers.split(':').map(Number);
       const state = await loadState(dir);
       if (!state.bench.some((b) => b.modelId === built.modelId && b.layers[0] === start && b.layers[1] === end)) {
-        await runCli(['bench', '--dir', dir, '--model', modelDir, '--layers', layers, '--threads', '1']);
+        await runCli(owner, ['bench', '--dir', dir, '--model', modelDir, '--layers', layers, '--threads', '1']);
       }
       // The endpoint is announced before serving, so pick the port first.
       const agentPort = await freePort();
       const endpoint = `http://127.0.0.1:${agentPort}`;
       const ownerEnv = { LAYERNET_OWNER_TOKEN: a.owner === 'demo' ? secrets.ownerToken : secrets.secondOwnerToken! };
       await runCli(
+        owner,
         ['register', '--dir', dir, '--edge', edge.url, '--region', a.region, '--price', String(a.price), '--pool-name', `demo-${a.region}`,
           '--endpoint', endpoint, '--model', modelDir, '--layers', layers],
         ownerEnv,
       );
-      const child = spawn(
+      const child = owner.spawn(
+        `agent ${a.name}`,
         process.execPath,
         [AGENT_BIN, 'serve', '--dir', dir, '--host', '127.0.0.1', '--port', String(agentPort), '--model', modelDir, '--layers', layers, '--threads', '1'],
         { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
       );
-      children.push(child);
+      agentChildren.push(child);
       const ready = await waitForReady(child, a.name);
       agents.push({ id: ready.agentId, url: ready.url, pid: child.pid!, region: a.region, name: a.name });
       log(`agent ${a.name} (${a.region}, $${a.price}/1M tokens, layers ${layers}) on ${ready.url} as ${ready.agentId}`);
@@ -187,6 +267,7 @@ async function main(): Promise<void> {
 
     // 6. Ready
     const stack = { edge: edge.url, apiKey: secrets.apiKey, ownerToken: secrets.ownerToken, databaseUrl, agents: agents.map(({ id, url, pid, region }) => ({ id, url, pid, region })) };
+    if (stopping) return;
     writeFileSync(STACK_FILE, JSON.stringify(stack, null, 2) + '\n', { mode: 0o600 });
     await waitForRoutable(edge.url, secrets.apiKey, built.manifest.name);
     process.stdout.write(
@@ -196,25 +277,32 @@ async function main(): Promise<void> {
         `  edge:      ${edge.url}  (OpenAI-compatible: ${edge.url}/v1, docs ${edge.url}/docs)`,
         `  API key:   ${secrets.apiKey}`,
         `  owner:     ${secrets.ownerToken}`,
-        `  stack:     .dev/stack.json`,
+        `  stack:     ${relativeToRoot(STACK_FILE)}`,
         '',
         'Try:',
         `  curl -s ${edge.url}/v1/chat/completions -H "authorization: Bearer ${secrets.apiKey}" -H "content-type: application/json" \\`,
         `    -d '{"model":"${built.manifest.name}","messages":[{"role":"user","content":"Hello"}],"max_tokens":16,"seed":1}'`,
         '',
-        'Ctrl-C stops everything (data is kept).',
+        'Ctrl-C (or SIGTERM, SIGHUP) stops everything (data is kept).',
         '',
       ].join('\n'),
     );
-    for (const c of children) {
-      c.once('exit', (code) => {
-        if (!stopping) log(`an agent (pid ${c.pid}) exited with code ${code}; the edge routes around it`);
+    for (const c of agentChildren) {
+      c.once('exit', (code, sig) => {
+        if (!stopping) log(`an agent (pid ${c.pid}) exited (${sig ?? `code ${code}`}); the edge routes around it`);
       });
     }
   } catch (err) {
-    console.error(`[start] failed: ${err instanceof Error ? err.message : String(err)}`);
+    // A failure caused by stopping (a child stopped mid-start) is no news.
+    if (!stopping) console.error(`[start] failed: ${err instanceof Error ? err.message : String(err)}`);
     await stopAll(1);
   }
+}
+
+/** Says why this start will not run, and exits before anything was started or touched. */
+function refuse(why: string): never {
+  console.error(`[start] refused: ${why}`);
+  process.exit(1);
 }
 
 /**
@@ -236,7 +324,7 @@ async function prepareModel(arg: string | undefined): Promise<{ built: BuiltMode
     return { built: { manifest, modelId: await manifestHash(manifest), dir }, modelDir: dir };
   }
   if (!existsSync(join(dir, 'config.json'))) throw new Error(`--model ${arg}: neither manifest.json (a built or imported model) nor config.json (a Hugging Face checkpoint) is there`);
-  const outDir = join(ROOT, '.models', defaultModelName(dir, 'float32'));
+  const outDir = join(MODELS_DIR, defaultModelName(dir, 'float32'));
   const bar = createProgressBar(`importing ${arg}`);
   try {
     const built = await importModel({ dir, outDir, onProgress: bar.update });
@@ -307,10 +395,11 @@ async function createSecondOwner(db: ReturnType<typeof createDb>['db']): Promise
   return (await createApiKey(db, { accountId: account.id, scopes: ['pool-owner'], name: 'demo pool-owner token B' })).key;
 }
 
-function runCli(args: string[], env: Record<string, string> = {}): Promise<void> {
+function runCli(owner: ProcessOwner, args: string[], env: Record<string, string> = {}): Promise<void> {
   return new Promise((resolvePromise, reject) => {
-    const child = spawn(process.execPath, [AGENT_BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
-    child.once('exit', (code) => (code === 0 ? resolvePromise() : reject(new Error(`pool-agent ${args[0]} exited with ${code}`))));
+    const child = owner.spawn(`pool-agent ${args[0]}`, process.execPath, [AGENT_BIN, ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'inherit'] });
+    child.once('error', reject);
+    child.once('exit', (code, sig) => (code === 0 ? resolvePromise() : reject(new Error(`pool-agent ${args[0]} exited with ${sig ?? code}`))));
   });
 }
 

@@ -16,5 +16,6 @@ export * from './jobs.js';
 export * from './usage.js';
 export * from './ledger-entries.js';
 export * from './disputes.js';
+export * from './route-blocks.js';
 export * from './edge-keys.js';
 export * from './model-files.js';

@@ -40,6 +40,13 @@ export const jobs = pgTable(
     checkStatus: text('check_status').$type<JobCheckStatus>(),
     /** Every signed verdict and dispute step of the job's checks, in order. */
     checks: jsonb('checks').$type<unknown[]>().notNull().default([]),
+    /**
+     * Set once, when a re-execution check found the job bad (edge/billing/refund.ts): the cost
+     * handed back to the key's `spent_micro_usd` (the whole `cost_micro_usd`), when and why.
+     */
+    refundedMicroUsd: microUsd('refunded_micro_usd'),
+    refundedAt: at('refunded_at'),
+    refundReason: text('refund_reason'),
     createdAt: createdAt(),
     finishedAt: at('finished_at'),
   },
@@ -49,5 +56,9 @@ export const jobs = pgTable(
     check('jobs_finish_reason_check', sql`${t.finishReason} in ('stop', 'length', 'cancelled', 'error')`),
     check('jobs_check_status_check', sql`${t.checkStatus} in ('pass', 'fail', 'inconclusive', 'upheld', 'dismissed', 'voided')`),
     check('jobs_tokens_check', sql`${t.promptTokens} >= 0 and ${t.completionTokens} >= 0 and ${t.costMicroUsd} >= 0`),
+    check(
+      'jobs_refund_check',
+      sql`(${t.refundedAt} is null and ${t.refundedMicroUsd} is null and ${t.refundReason} is null) or (${t.refundedAt} is not null and ${t.refundedMicroUsd} >= 0 and ${t.refundReason} is not null)`,
+    ),
   ],
 );

@@ -28,20 +28,21 @@ import {
   CHECK_SIGNATURE_HEADER,
   checkRequestMessage,
   verifyVerdict,
-  MAX_CHECK_BODY_BYTES,
   type CheckRequest,
   type CheckVerdict,
-  type WireDisclosure,
 } from '../../protocol/check.js';
 import { readResponseBytes, sha256Hex, utf8 } from '../../protocol/bytes.js';
-import { checkInputsMessage, checkInputsResponseSchema } from '../../protocol/agent-api.js';
 import { signBytes } from '../../protocol/keys.js';
 import type { EdgeDeps } from '../deps.js';
 import type { JobAttemptRecord, RouteCandidate } from '../store/interface.js';
+import { askWithDisclosures } from './disclosures.js';
 import { DEFAULT_TRUST_POLICY, type TrustPolicy } from '../trust/policy.js';
 import { routeCheckRate, shouldCheck, type AgentTrust } from '../trust/sampling.js';
 import { reputationDelta } from '../trust/reputation.js';
-import { ineligibleThirdCheckers, openDispute, transition, type Dispute, type DisputeEffect } from '../trust/dispute.js';
+import type { Dispute } from '../trust/dispute.js';
+import { candidatesById, independentCheckers, pursueDispute, startDispute } from './disputes.js';
+import { blockFailedRoute } from './route-blocks.js';
+import { refundJob } from '../billing/refund.js';
 
 export interface CheckSettings {
   /** HMAC key from CHECK_SECRET (`importCheckSecret`); null: checks are off. */
@@ -101,7 +102,7 @@ async function readBounded(res: Response, max: number): Promise<string | null> {
 }
 
 /** What a checker answered: its verified verdict and the signed form kept as evidence. */
-interface CheckAnswer {
+export interface CheckAnswer {
   checkerId: string;
   verdict: CheckVerdict;
   signed: unknown;
@@ -137,83 +138,10 @@ export async function askChecker(deps: CheckDeps, checker: Pick<RouteCandidate, 
   }
 }
 
-/**
- * Asks every hop of a multi-hop attempt for the activations it received and sent (`POST
- * /v1/checks/inputs`, signed by the edge), aligned with the attempt's chunks. A hop that does
- * not answer, or answers chunks that do not line up, is left out (the checker then cannot
- * narrow the blame through it). Bounded by the checker's request size.
- */
-export async function gatherDisclosures(
-  deps: CheckDeps,
-  attempt: JobAttemptRecord,
-  endpoints: ReadonlyMap<string, string>,
-  timeoutMs: number,
-): Promise<{ disclosures: WireDisclosure[]; withheld: number[] }> {
-  const ticket = attempt.ticket.ticket;
-  const last = ticket.route.length - 1;
-  const steps = attempt.chunks.map((c) => c[c.length - 1]!.att.steps);
-  const out: WireDisclosure[] = [];
-  // Hops that did not produce what they attested to (unreachable, refused, or chunks that do
-  // not line up); not those left out because the request would grow too large.
-  const withheld: number[] = [];
-  let budget = Math.floor(MAX_CHECK_BODY_BYTES * 0.75);
-  for (let hop = 0; hop <= last; hop++) {
-    const endpoint = endpoints.get(ticket.route[hop]!.agentId);
-    if (!endpoint) {
-      withheld.push(hop);
-      continue;
-    }
-    const base = { jobId: ticket.jobId, hop, issuedAt: deps.clock.now() };
-    let disclosed = false;
-    try {
-      const signature = await signBytes(deps.signingKey.privateKey, utf8(checkInputsMessage(base)));
-      const res = await deps.transport(new URL('/v1/checks/inputs', endpoint).toString(), {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ ...base, signature }),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-      const text = await readBounded(res, budget + 64 * 1024);
-      if (text === null) {
-        // Larger than what the check request can carry: not the hop's fault; stop gathering.
-        disclosed = true;
-        break;
-      }
-      if (!res.ok) continue;
-      const parsed = checkInputsResponseSchema.safeParse(JSON.parse(text));
-      if (!parsed.success || parsed.data.jobId !== ticket.jobId || parsed.data.hop !== hop) continue;
-      const byStep = new Map(parsed.data.chunks.map((c) => [`${c.steps[0]}:${c.steps[1]}`, c]));
-      const chunks = steps.map((s) => byStep.get(`${s[0]}:${s[1]}`));
-      if (chunks.some((c) => !c)) continue;
-      const inputs = hop > 0 ? chunks.map((c) => c!.input) : undefined;
-      const outputs = hop < last ? chunks.map((c) => c!.output) : undefined;
-      if (inputs?.some((x) => x === undefined) || outputs?.some((x) => x === undefined)) continue;
-      disclosed = true;
-      const size = [...(inputs ?? []), ...(outputs ?? [])].reduce((n, x) => n + x!.length, 0);
-      if (size > budget) break;
-      budget -= size;
-      out.push({ hop, dtype: parsed.data.dtype, ...(inputs ? { inputs: inputs as string[] } : {}), ...(outputs ? { outputs: outputs as string[] } : {}) });
-    } catch (err) {
-      deps.log({ level: 'warn', msg: 'hop did not disclose its activations', jobId: ticket.jobId, hop, error: err instanceof Error ? err.message : String(err) });
-    } finally {
-      if (!disclosed) withheld.push(hop);
-    }
-  }
-  return { disclosures: out, withheld };
-}
-
 function trustOf(c: RouteCandidate | undefined): AgentTrust {
   // A hop the edge cannot see now (offline) is treated as on probation: rate 1.
   if (!c) return { jobsServed: 0, checksPassed: 0, reputation: 0, stakeMicroUsd: 0, probation: true };
   return { jobsServed: c.observations, checksPassed: c.checksPassed ?? 0, reputation: c.reputation, stakeMicroUsd: c.stakeMicroUsd, probation: c.probation };
-}
-
-function shuffle<T>(list: T[], random: () => number): T[] {
-  for (let i = list.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [list[i], list[j]] = [list[j]!, list[i]!];
-  }
-  return list;
 }
 
 /**
@@ -280,24 +208,16 @@ async function checkAttempt(deps: CheckDeps, settings: CheckSettings, job: Finis
   const route = ticket.route.map((h) => h.agentId);
   const now = deps.clock.now();
   const candidates = await deps.store.listRouteCandidates(job.modelId, { heartbeatAfter: now - deps.config.heartbeatStaleMs, limit: deps.config.candidateLimit });
-  const byId = new Map<string, RouteCandidate>();
-  for (const c of candidates) if (!byId.has(c.agentId)) byId.set(c.agentId, c);
+  const byId = candidatesById(candidates);
   const rate = settings.rateOverride ?? routeCheckRate(route.map((id) => trustOf(byId.get(id))), policy);
   // Keyed by the attempt's own ticket job id (the job id itself for the first attempt).
   if (!(await shouldCheck(ticket.jobId, key, rate))) return { checked: false, skipped: 'not_sampled', rate, steps };
 
-  // Owners of every hop: a checker must belong to none of them.
-  const routeOwners = new Set<string>();
-  for (const id of route) {
-    const owner = byId.get(id)?.ownerAccountId ?? (await deps.store.getAgent(id))?.ownerAccountId;
-    if (owner) routeOwners.add(owner);
-  }
-  const whole = shuffle(
-    [...byId.values()].filter((c) => c.status === 'active' && c.layers[0] === 0 && c.layers[1] === job.numLayers && !route.includes(c.agentId) && !routeOwners.has(c.ownerAccountId)),
-    deps.random,
-  ).sort((a, b) => b.reputation - a.reputation);
+  // Whole-model agents of owners other than every hop's (docs/trust.md §7).
+  const whole = await independentCheckers(deps, byId, route, job.numLayers);
   if (whole.length === 0) {
-    deps.log({ level: 'warn', msg: 'job sampled for a check, but no independent checker is available', jobId: job.jobId });
+    // A standing condition (the demo's whole-model agent has no checker of another owner): said once per model and window (edge/log.ts).
+    deps.log({ level: 'warn', msg: 'job sampled for a check, but no independent checker is available', jobId: job.jobId, modelId: job.modelId, throttle: `no_checker:${job.modelId}` });
     return { checked: false, skipped: 'no_checker', rate, steps };
   }
 
@@ -341,91 +261,27 @@ async function checkAttempt(deps: CheckDeps, settings: CheckSettings, job: Finis
 
   // A failure: only an accusation against a hop of this route opens a dispute.
   await record('fail', firstEntry, { checked: route });
+  // Before any blame: this route is not chosen again and its hops are on probation (route-blocks.ts).
+  await blockFailedRoute(deps, policy, { jobId: job.jobId, modelId: job.modelId, route, reason: first.verdict.reason ?? 'check_failed' });
   if (!first.verdict.agentId && route.length > 1) {
-    // A route-wide failure names no hop: ask the hops for what they exchanged and check again.
-    const endpoints = new Map<string, string>();
-    for (const id of route) {
-      const endpoint = byId.get(id)?.endpoint ?? (await deps.store.getAgent(id))?.endpoint;
-      if (endpoint) endpoints.set(id, endpoint);
-    }
-    const { disclosures, withheld } = remaining() ? await gatherDisclosures(deps, attempt, endpoints, remaining()) : { disclosures: [], withheld: [] };
-    // Withholding what it attested to is a fault in itself (agents keep it for 10 minutes):
-    // a reputation loss, and probation, so every later job of that agent is re-executed.
-    for (const hop of withheld) {
-      const id = route[hop]!;
-      const current = (await deps.store.getAgent(id))?.reputation;
-      if (current === undefined) continue;
-      const delta = reputationDelta(current, { kind: 'job_failed' }, policy);
-      if (delta !== 0) await deps.store.adjustReputation(id, delta, 'disclosure_withheld', { jobId: job.jobId, hop }, deps.clock.now());
-      await deps.store.setProbation(id, true);
-    }
-    if (withheld.length) await record('fail', { kind: 'disclosure_withheld', hops: withheld, agentIds: withheld.map((h) => route[h]) });
-    const again = disclosures.length ? whole.find((c) => c.agentId === first!.checkerId) : undefined;
-    if (again && remaining()) {
-      request.disclosures = disclosures;
-      const answer = await askChecker(deps, again, request, remaining());
-      steps.push({ checkerId: again.agentId, status: answer?.verdict.status ?? null });
-      // The route failed its check whatever this answer says; the job stays 'fail'.
-      if (answer) await record('fail', { kind: 'check', checkerId: again.agentId, disclosedHops: disclosures.map((d) => d.hop), verdict: answer.signed });
-      if (answer?.verdict.status === 'fail') first = answer;
-    }
+    // A route-wide failure names no hop: the hops' disclosures, and the same checker again (disclosures.ts).
+    const checker = whole.find((c) => c.agentId === first!.checkerId);
+    const named = await askWithDisclosures({ deps, policy, jobId: job.jobId, attempt, route, byId, checker, request, remaining, steps });
+    if (named) first = named;
   }
   const accused = first.verdict.agentId;
   if (!accused || !route.includes(accused)) {
     deps.log({ level: 'warn', msg: 'a failed check names no hop of the route: no dispute', jobId: job.jobId, checkerId: first.checkerId });
     return { checked: true, rate, status: 'fail', steps };
   }
-  const opened = openDispute({ id: '', jobId: job.jobId, firstCheckerId: first.checkerId, verdict: first.verdict, at: deps.clock.now() });
-  if (!opened.ok) return { checked: true, rate, status: 'fail', steps };
-  const row = await deps.store.openDispute({ jobId: job.jobId, agentId: accused, reason: first.verdict.reason ?? 'check_failed', evidence: { ticket: attempt.ticket, verdicts: [first.signed] }, at: deps.clock.now() });
-  let dispute: Dispute = { ...opened.dispute, id: row.id };
-  const evidence: unknown[] = [first.signed];
-  const slashed: string[] = [];
-  const stakes = { stakeOf: (id: string) => byId.get(id)?.stakeMicroUsd ?? 0 };
-  const apply = async (effects: DisputeEffect[]) => {
-    for (const e of effects) {
-      const at = deps.clock.now();
-      if (e.kind === 'probation') await deps.store.setProbation(e.agentId, e.on);
-      else if (e.kind === 'slash') {
-        await deps.store.slash({ agentId: e.agentId, amountMicroUsd: e.amountMicroUsd, reason: e.reason, evidence: { severity: e.severity, disputeId: dispute.id, ticket: attempt.ticket, verdicts: evidence }, jobId: job.jobId, at });
-        slashed.push(e.agentId);
-      } else if (e.kind === 'exclude') {
-        // The registry excludes it already (status 'slashed'); this isolate's cached view too, now.
-        deps.caches.candidates.clear();
-        deps.log({ level: 'warn', msg: 'agent excluded from routing', agentId: e.agentId, disputeId: dispute.id });
-      } else {
-        const agent = await deps.store.getAgent(e.agentId);
-        if (!agent) continue;
-        const delta = reputationDelta(agent.reputation, e.event, policy);
-        if (delta !== 0) await deps.store.adjustReputation(e.agentId, delta, e.event.kind, { disputeId: dispute.id, jobId: job.jobId }, at);
-      }
-    }
-  };
-  await apply(opened.effects);
+  // Opening, third checks, effects and settlement: disputes.ts (the scheduled tick retries what is left open).
+  const started = await startDispute(deps, policy, { jobId: job.jobId, modelId: job.modelId, numLayers: job.numLayers, route, request, first });
+  if (!started) return { checked: true, rate, status: 'fail', steps };
+  // Found bad against a hop of the route: the client is not charged (once per job; upheld disputes come through here).
+  await refundJob(deps, { jobId: job.jobId, reason: first.verdict.reason ?? 'check_failed', disputeId: started.dispute.id, agentId: accused });
 
   // Third checkers: outside the route, the accused, the first checker, and of other owners than all of them.
-  const firstOwner = byId.get(first.checkerId)?.ownerAccountId;
-  const thirds = whole.filter((c) => !used.includes(c) && c.ownerAccountId !== firstOwner);
-  for (const checker of thirds) {
-    if (dispute.state !== 'open') break;
-    if (ineligibleThirdCheckers(dispute, route).has(checker.agentId)) continue;
-    if (!remaining()) break;
-    const answer = await askChecker(deps, checker, request, remaining());
-    steps.push({ checkerId: checker.agentId, status: answer?.verdict.status ?? null });
-    if (!answer) continue;
-    evidence.push(answer.signed);
-    await record(answer.verdict.status === 'fail' ? 'fail' : answer.verdict.status, { kind: 'third_check', disputeId: dispute.id, checkerId: checker.agentId, verdict: answer.signed });
-    const next = transition(dispute, { kind: 'third_check', checkerId: checker.agentId, verdict: answer.verdict, at: deps.clock.now() }, stakes, policy);
-    dispute = next.dispute;
-    await apply(next.effects);
-  }
-  if (dispute.state === 'open') {
-    deps.log({ level: 'warn', msg: 'dispute left open: no third checker settled it', disputeId: dispute.id, jobId: job.jobId });
-    return { checked: true, rate, status: 'fail', steps, dispute: { id: dispute.id, state: dispute.state, accusedAgentId: dispute.accusedAgentId }, slashed };
-  }
-  await deps.store.settleDispute(dispute.id, { status: dispute.state === 'upheld' ? 'upheld' : 'rejected', checkerAgentIds: [dispute.firstCheckerId, ...dispute.thirdCheckers], evidence: { state: dispute.state, verdicts: evidence }, at: deps.clock.now() });
-  const status = dispute.state === 'upheld' ? 'upheld' : dispute.state === 'dismissed' ? 'dismissed' : 'voided';
-  await record(status, { kind: 'dispute', disputeId: dispute.id, state: dispute.state });
-  deps.log({ level: dispute.state === 'upheld' ? 'warn' : 'info', msg: 'dispute settled', disputeId: dispute.id, jobId: job.jobId, state: dispute.state, accused: dispute.accusedAgentId });
-  return { checked: true, rate, status, steps, dispute: { id: dispute.id, state: dispute.state, accusedAgentId: dispute.accusedAgentId }, slashed };
+  const settled = await pursueDispute(deps, policy, started, whole.filter((c) => !used.includes(c)), { ask: (checker, req, timeoutMs) => askChecker(deps, checker, req, timeoutMs), remaining, steps });
+  const { dispute, slashed } = settled;
+  return { checked: true, rate, status: settled.status ?? 'fail', steps, dispute: { id: dispute.id, state: dispute.state, accusedAgentId: dispute.accusedAgentId }, slashed };
 }

@@ -36,13 +36,21 @@ export type CompletionInput =
   | (Resolved & { kind: 'chat'; body: ChatCompletionRequest })
   | (Resolved & { kind: 'text'; body: CompletionRequest; promptText: string });
 
-function jobHeaders(gen: Generation, requestId: string): Record<string, string> {
+/**
+ * The job's headers. A collected answer's are final; a stream's are sent before its tokens, so
+ * they describe the job as it stood then: its attestation header says `provisional` (it counts
+ * the chunks verified so far), and the last event's `route` and `attestation` are authoritative.
+ */
+function jobHeaders(gen: Generation, requestId: string, stream: boolean): Record<string, string> {
   const att = gen.attestationSummary();
+  const regionMet = gen.regionMet();
+  const attestation = att.chain_head ? `verified; chunks=${att.chunks}; chain-head=${att.chain_head}; url=${att.url}` : `pending; url=${att.url}`;
   return {
     'x-request-id': requestId,
     'x-layernet-job-id': gen.req.jobId,
     'x-layernet-route': gen.routeHeader(),
-    'x-layernet-attestation': att.chain_head ? `verified; chunks=${att.chunks}; chain-head=${att.chain_head}; url=${att.url}` : `pending; url=${att.url}`,
+    'x-layernet-attestation': stream ? `${attestation}; provisional` : attestation,
+    ...(regionMet !== null ? { 'x-layernet-region-met': String(regionMet) } : {}),
   };
 }
 
@@ -147,7 +155,7 @@ export async function serveCompletion(c: Context<AppEnv>, deps: EdgeDeps, input:
             choices: [{ index: 0, text, finish_reason: finish, logprobs: null }],
             ...extras,
           };
-    return new Response(JSON.stringify(payload), { status: 200, headers: { 'content-type': 'application/json', ...jobHeaders(gen, requestId) } });
+    return new Response(JSON.stringify(payload), { status: 200, headers: { 'content-type': 'application/json', ...jobHeaders(gen, requestId, false) } });
   }
 
   const includeUsage = body.stream_options?.include_usage === true;
@@ -184,7 +192,7 @@ export async function serveCompletion(c: Context<AppEnv>, deps: EdgeDeps, input:
     settle();
     throw early.error;
   }
-  const headers = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...jobHeaders(gen, requestId) };
+  const headers = { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...jobHeaders(gen, requestId, true) };
   let closed = false;
   const stream = new ReadableStream<Uint8Array>({
     async start(controller) {

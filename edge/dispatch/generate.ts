@@ -54,6 +54,15 @@ export interface GenerationRequest {
 
 export type GenerationEvent = { type: 'tokens'; ids: number[] } | { type: 'done'; reason: 'stop' | 'length' };
 
+/** A transport error with its cause: fetch's own message ("fetch failed") names neither the reason nor the peer. */
+function transportError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  if (!(err.cause instanceof Error)) return err.message;
+  const cause: Error & { code?: unknown } = err.cause;
+  const code = typeof cause.code === 'string' && !cause.message.includes(cause.code) ? `${cause.code}: ` : '';
+  return `${err.message} (${code}${cause.message})`;
+}
+
 /** Whether `att` carries a valid signature of `hop`'s registered key (then its content is the hop's word). */
 async function signedBy(att: SignedAttestation | undefined, hop: RouteCandidate | undefined): Promise<boolean> {
   if (!att || !hop || att.att.agentId !== hop.agentId) return false;
@@ -72,6 +81,8 @@ class AttemptFailure extends Error {
     /** Agent to exclude, cool down and record a failure for (null: the whole route). */
     readonly agentId: string | null,
     readonly evidence?: unknown,
+    /** The agent URL the edge failed to reach or got a bad answer from (logged, for operators). */
+    readonly url?: string,
   ) {
     super(message);
   }
@@ -88,6 +99,8 @@ export class Generation {
   private readonly excluded = new Set<string>();
   private current: { route: ScoredRoute; ticketHash: string; chainHead: string | null } | null = null;
   private chunkCount = 0;
+  /** Whether tokens handed on came from a route outside the preferred region (`route.region_met`). */
+  private servedOutsideRegion = false;
   private finishReason: 'stop' | 'length' | 'cancelled' | 'error' | null = null;
   private lastFailure: AttemptFailure | null = null;
   /** Timing of the running attempt, for observations. */
@@ -157,11 +170,22 @@ export class Generation {
   /** The route that produced (the end of) the answer, for responses and headers. */
   routeSummary(): RouteSummary {
     const route = this.current?.route ?? this.routes[0];
+    const regionMet = this.regionMet();
     return {
       hops: (route?.hops ?? []).map((h) => ({ agent_id: h.agentId, pool_id: h.poolId, region: h.region, layers: [h.layers[0], h.layers[1]] as [number, number] })),
       price: (route?.priceMicroUsdPerMTok ?? 0) / 1e6,
       attempts: Math.max(1, this.attempts.length),
+      ...(regionMet !== null ? { region_met: regionMet } : {}),
     };
+  }
+
+  /**
+   * Whether the preferred region (`route.region`) served the answer: every route that handed on
+   * tokens, and the current one, lies in it. null when no region was asked for.
+   */
+  regionMet(): boolean | null {
+    if (this.req.prefs.region === undefined) return null;
+    return !this.servedOutsideRegion && ((this.current?.route ?? this.routes[0])?.inRegion ?? false);
   }
 
   attestationSummary(): AttestationSummary {
@@ -268,6 +292,7 @@ export class Generation {
             if (eosAt >= 0) ids = ids.slice(0, eosAt);
             ids = ids.slice(0, req.maxTokens - this.tokens.length);
             this.tokens.push(...ids);
+            if (ids.length && !route.inRegion) this.servedOutsideRegion = true;
             if (ids.length) yield { type: 'tokens', ids };
             if (eosAt >= 0 || this.tokens.length >= req.maxTokens) {
               attempt.outcome = 'completed';
@@ -358,24 +383,26 @@ export class Generation {
     const startedAt = deps.clock.now();
     this.timing = { startedAt, firstTokenAt: null, tokens: 0, observed: false };
     const firstTimer = setTimeout(() => ctl.abort(), deps.config.firstTokenTimeoutMs);
+    const url = new URL('/v1/jobs', head.endpoint).toString();
     let res: Response;
     try {
-      res = await deps.transport(new URL('/v1/jobs', head.endpoint).toString(), {
+      res = await deps.transport(url, {
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'application/x-ndjson' },
         body: JSON.stringify(body),
         signal: ctl.signal,
       });
-    } catch {
+    } catch (err) {
       clearTimeout(firstTimer);
       if (req.signal.aborted) throw new DOMException('client went away', 'AbortError');
       const timedOut = deps.clock.now() - startedAt >= deps.config.firstTokenTimeoutMs;
-      throw new AttemptFailure(timedOut ? 'timeout' : 'unreachable', `head agent ${timedOut ? 'timed out' : 'unreachable'}`, head.agentId);
+      const detail = timedOut ? 'timed out' : `unreachable: ${transportError(err)}`;
+      throw new AttemptFailure(timedOut ? 'timeout' : 'unreachable', `head agent ${detail}`, head.agentId, undefined, url);
     }
     clearTimeout(firstTimer);
     if (!res.ok || !res.body) {
       await res.body?.cancel().catch(() => undefined);
-      throw new AttemptFailure('http_status', `head agent answered ${res.status}`, head.agentId);
+      throw new AttemptFailure('http_status', `head agent answered ${res.status}`, head.agentId, undefined, url);
     }
     const keys = new Map(route.hops.map((h) => [h.agentId, h.publicKey]));
     const verifier = new ChainVerifier({ ticket: signed.ticket, ticketHash: hash, numLayers: req.model.numLayers, keys });
@@ -447,7 +474,7 @@ export class Generation {
           // reputation, without a provable claim.
           throw new AttemptFailure('bad_attestation', err.message, head.agentId, { reason: 'malformed', detail: err.message, provable: false });
         }
-        throw new AttemptFailure(err.kind === 'timeout' ? 'timeout' : 'stream', err.message, head.agentId);
+        throw new AttemptFailure(err.kind === 'timeout' ? 'timeout' : 'stream', err.message, head.agentId, undefined, url);
       }
       throw err;
     }
@@ -485,7 +512,7 @@ export class Generation {
       this.excluded.add(agentId);
       coolDownLocally(this.candidates, agentId, until);
     }
-    deps.log({ level: 'warn', msg: 'route attempt failed', jobId: this.req.jobId, kind: failure.kind, detail: failure.message, agents: blamed });
+    deps.log({ level: 'warn', msg: 'route attempt failed', jobId: this.req.jobId, kind: failure.kind, detail: failure.message, agents: blamed, ...(failure.url ? { url: failure.url } : {}) });
     const work: Promise<unknown>[] = [
       deps.store.recordObservations(blamed.map((agentId) => ({ agentId, modelId: this.req.model.id, location: deps.config.location, ok: false, at: now }))),
       ...blamed.map((agentId) => deps.store.setCooldown(agentId, until, failure.kind)),

@@ -19,6 +19,7 @@ export function loadCandidates(
         limit: deps.config.candidateLimit,
         ...(region ? { region } : {}),
         location: deps.config.location,
+        at: now,
       }),
     now,
   );

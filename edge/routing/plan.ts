@@ -55,20 +55,38 @@ export type Plan = { ok: true; routes: ScoredRoute[]; explored: boolean } | { ok
 
 export const DEFAULT_STALE_AFTER_MS = 30_000;
 
-/** Agents routing may use now: active, not in cooldown, fresh heartbeat, not excluded. */
+/**
+ * Agents routing may use now: active, accused in no open dispute, not in cooldown, fresh
+ * heartbeat, not excluded. An accused agent stays out until its dispute settles: one failed
+ * check is enough to stop serving clients through it (docs/trust.md §7).
+ */
 export function eligible(c: RouteCandidate, now: number, staleAfterMs: number, exclude?: ReadonlySet<string>): boolean {
   if (c.status !== 'active') return false;
+  if (c.inDispute) return false;
   if (c.cooldownUntil !== null && c.cooldownUntil > now) return false;
   if (c.lastHeartbeatAt === null || c.lastHeartbeatAt < now - staleAfterMs) return false;
   if (exclude?.has(c.agentId)) return false;
   return true;
 }
 
+/** The key of a route (its agent ids in hop order) among blocked routes. */
+export function routeKey(agentIds: readonly string[]): string {
+  return agentIds.join('>');
+}
+
+/** Routes the candidates' heads say must not be chosen now (`RouteCandidate.blockedRoutes`). */
+export function blockedRouteKeys(candidates: readonly RouteCandidate[]): Set<string> {
+  const out = new Set<string>();
+  for (const c of candidates) for (const r of c.blockedRoutes ?? []) if (r[0] === c.agentId) out.add(routeKey(r));
+  return out;
+}
+
 /**
  * Every chain covering [0, numLayers) exactly once, in order, within the search bounds: at each
  * layer boundary only the `perGroup` best candidates by latency and the `perGroup` best by price
  * (plus one random one, for exploration) are expanded, chains are at most `maxHops` long, and
- * the search stops at `maxRoutes` chains.
+ * the search stops at `maxRoutes` chains. A blocked route (a check of a job it served failed:
+ * `blockedRoutes` of its first hop) is never one of them; its hops may still form other chains.
  */
 export function buildChains(
   candidates: readonly RouteCandidate[],
@@ -98,13 +116,14 @@ export function buildChains(
     keep.add(group[Math.floor(input.random() * group.length)]!);
     pruned.set(start, [...keep]);
   }
+  const blocked = blockedRouteKeys(candidates);
   const out: RouteCandidate[][] = [];
   const path: RouteCandidate[] = [];
   const used = new Set<string>();
   const walk = (layer: number, price: number) => {
     if (out.length >= maxRoutes) return;
     if (layer === input.numLayers) {
-      out.push([...path]);
+      if (blocked.size === 0 || !blocked.has(routeKey(path.map((c) => c.agentId)))) out.push([...path]);
       return;
     }
     if (path.length >= maxHops) return;

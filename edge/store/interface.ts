@@ -24,6 +24,7 @@ import type { Manifest, ModelDtype } from '../../protocol/manifest.js';
 import type { Hardware } from '../../protocol/owner-api.js';
 import type { SignedTicket } from '../../protocol/ticket.js';
 import type { SignedAttestation } from '../../protocol/attestation.js';
+import type { CheckRequest } from '../../protocol/check.js';
 import type { ModelFileStore } from './model-files.js';
 
 export type { ModelFileInfo, ModelFileInput, ModelFileStore } from './model-files.js';
@@ -196,6 +197,16 @@ export interface RouteCandidate {
   lastHeartbeatAt: number | null;
   /** Re-execution checks of this agent's jobs that passed (probation ends after enough). */
   checksPassed?: number;
+  /**
+   * An open dispute accuses this agent: routing leaves it out until the dispute settles (it may
+   * still be on a route being checked, so the store returns it; absent: false).
+   */
+  inDispute?: boolean;
+  /**
+   * Routes this agent heads that routing must not choose now (agent ids in hop order): a check
+   * of a job they served failed (`blockRoute`). Absent: none.
+   */
+  blockedRoutes?: string[][];
 }
 
 export interface CandidateQuery {
@@ -210,6 +221,8 @@ export interface CandidateQuery {
   region?: string;
   /** Edge location the EWMAs should be specific to, when the store keeps them per location. */
   location?: string;
+  /** Now, for route blocks: those ending after it are returned (default: the wall clock). */
+  at?: number;
 }
 
 /** What the edge observed of one agent in one job attempt; folded into the agent's EWMAs. */
@@ -315,6 +328,42 @@ export interface JobRecord {
   finishedAt: number | null;
   /** Outcome of the job's re-execution check (null or absent: not checked). */
   checkStatus?: JobCheckStatus | null;
+  /** The check steps recorded on the job (`recordCheck` entries, in order; absent: none). */
+  checks?: unknown[];
+  /** Set once when the job was found bad and its cost handed back (null or absent: not refunded). */
+  refund?: JobRefund | null;
+}
+
+/** A job's cost handed back to its API key because a re-execution check found the job bad. */
+export interface JobRefund {
+  /** Micro-USD: the job's whole `costMicroUsd`. */
+  amountMicroUsd: number;
+  /** Why (e.g. the failing verdict's reason). */
+  reason: string;
+  at: number;
+}
+
+export interface RefundJobInput {
+  jobId: string;
+  reason: string;
+  /** JSON kept with the ledger entry (e.g. the dispute and the accused agent). */
+  evidence: unknown;
+  at: number;
+}
+
+export interface JobRefundResult extends JobRefund {
+  jobId: string;
+  accountId: string;
+  apiKeyId: string;
+}
+
+/** A dispute about a job, its settlement told apart: `rejected` disputes were dismissed or voided. */
+export interface JobDisputeRecord {
+  id: string;
+  agentId: string;
+  status: 'open' | 'upheld' | 'dismissed' | 'voided';
+  openedAt: number;
+  resolvedAt: number | null;
 }
 
 /** pass / fail / inconclusive: a check's verdict; upheld / dismissed / voided: its dispute's end. */
@@ -356,13 +405,72 @@ export interface DisputeInput {
   jobId: string;
   agentId: string;
   reason: string;
+  /** JSON; the edge writes `{ ticket, verdicts: [signed first verdict] }` (third checks append to `verdicts`). */
   evidence: unknown;
   at: number;
+  /** The first checker, whose failing verdict opened it (the start of `checkerAgentIds`). */
+  firstCheckerId?: string;
+  /** What a third check needs, kept while it is open so the scheduled tick can retry it. */
+  check?: DisputeCheck;
+  /** The tick retries its third check from then on (absent: never). */
+  retryAfter?: number;
 }
 
 export interface DisputeRecord extends DisputeInput {
   id: string;
   status: 'open' | 'upheld' | 'rejected';
+}
+
+/** What a dispute's third check needs, beyond the dispute itself (kept while it is open). */
+export interface DisputeCheck {
+  modelId: string;
+  numLayers: number;
+  /** Exactly what third checkers are sent (ticket, prompt and prefix ids, attestations, disclosures). */
+  request: CheckRequest;
+}
+
+/** How the last retry of a dispute's third check went. */
+export interface DisputeRetryNote {
+  at: number;
+  /**
+   * `no_eligible_checker`: no agent may run it now (retried as agents join); `no_answer`: none
+   * answered; `inconclusive`: the answers settled nothing; `no_request`: opened without a check
+   * request, it waits for its timeout.
+   */
+  outcome: 'no_eligible_checker' | 'no_answer' | 'inconclusive' | 'no_request';
+  /** Checkers asked in that retry. */
+  asked: number;
+}
+
+/** An open dispute whose third check the scheduled tick retries. */
+export interface DisputeRetry {
+  id: string;
+  jobId: string;
+  /** The accused. */
+  agentId: string;
+  reason: string;
+  openedAt: number;
+  /** [first checker, ...third checkers that answered so far]. */
+  checkerAgentIds: string[];
+  /** Signed verdicts so far, in the same order (evidence for a slash). */
+  verdicts: unknown[];
+  /** Null for a dispute opened without one (it cannot be retried; it is voided at its timeout). */
+  check: DisputeCheck | null;
+}
+
+/** A route routing must not choose: a check of a job it served failed (docs/trust.md §7). */
+export interface RouteBlockInput {
+  modelId: string;
+  /** Agent ids in hop order. */
+  route: string[];
+  jobId: string;
+  reason: string;
+  at: number;
+  until: number;
+}
+
+export interface RouteBlock extends RouteBlockInput {
+  id: string;
 }
 
 export interface EdgeKeyRecord {
@@ -433,6 +541,13 @@ export interface RegistryStore extends ModelFileStore {
   recordJobFinish(input: JobFinishInput): Promise<void>;
   /** Only the account's own jobs (another account's job reads as null). */
   getJob(id: string, accountId: string): Promise<JobRecord | null>;
+  /**
+   * Hands a finished job's cost back to its API key, once per job, atomically: marks the job
+   * refunded (its whole `costMicroUsd`, the reason, the time), lowers the key's `spentMicroUsd`
+   * by that amount (never below 0) and, when the amount is not 0, appends a `refund` ledger
+   * entry. Null when nothing was refunded now: the job is unknown, unfinished or already refunded.
+   */
+  refundJob(input: RefundJobInput): Promise<JobRefundResult | null>;
 
   // --- ledger
   addStake(poolId: string, amountMicroUsd: number, reason: string, at: number): Promise<void>;
@@ -441,16 +556,41 @@ export interface RegistryStore extends ModelFileStore {
   /** Adds `delta` (negative to lower) to the reputation, clamped to [0, 1], with a ledger entry. */
   adjustReputation(agentId: string, delta: number, reason: string, evidence: unknown, at: number): Promise<void>;
   openDispute(input: DisputeInput): Promise<DisputeRecord>;
-  /** Closes an open dispute (no-op when it is already settled). */
+  /** Disputes about one job, oldest first, at most `limit`. */
+  listJobDisputes(jobId: string, limit: number): Promise<JobDisputeRecord[]>;
+  /** Closes an open dispute (no-op when it is already settled); its check request and retry time are cleared. */
   settleDispute(id: string, input: SettleDisputeInput): Promise<void>;
   /**
    * Voids (status `rejected`, settlement `{ state: 'voided', reason: 'timeout' }`) up to `limit`
    * disputes still open that were opened before `openedBefore`, and ends the probation of each
-   * accused agent left with no open dispute. Returns what it voided.
+   * accused agent left with no open dispute; their check requests and retry times are cleared.
+   * Returns what it voided.
    */
   voidStaleDisputes(input: { openedBefore: number; at: number; limit: number }): Promise<Array<{ id: string; agentId: string; jobId: string }>>;
+  /**
+   * Appends a third checker's answer to an open dispute: its id to `checkerAgentIds`, its signed
+   * verdict to the evidence's `verdicts` (no-op once settled).
+   */
+  recordDisputeCheck(id: string, input: { checkerAgentId: string; verdict: unknown; at: number }): Promise<void>;
+  /**
+   * Open disputes due for a retry of their third check (`retryAfter` at or before `at`), the
+   * longest due first, at most `limit`; each is pushed to `at + retryMs` in the same statement,
+   * so ticks running at once never take the same dispute.
+   */
+  claimDisputeRetries(input: { at: number; retryMs: number; limit: number }): Promise<DisputeRetry[]>;
+  /** Keeps how the last retry went on an open dispute (replaces the previous note). */
+  noteDisputeRetry(id: string, note: DisputeRetryNote): Promise<void>;
   /** Routing scores an agent on probation with a penalty (open disputes). */
   setProbation(agentId: string, on: boolean): Promise<void>;
+  /** Routing leaves the route out until `until` (candidates of its first hop carry it in `blockedRoutes`). */
+  blockRoute(input: RouteBlockInput): Promise<void>;
+  /** Ends now the blocks of this route put there for this job (its dispute was dismissed or voided). */
+  liftRouteBlocks(input: { jobId: string; route: readonly string[]; at: number }): Promise<void>;
+  /**
+   * Deletes up to `limit` blocks that ended at or before `at`, and ends the probation of their
+   * hops that are accused in no open dispute and on no route still blocked. Returns them.
+   */
+  expireRouteBlocks(input: { at: number; limit: number }): Promise<RouteBlock[]>;
   /** Records a check step on the job (status, history) and bumps the agents' check counters. */
   recordCheck(input: CheckRecordInput): Promise<void>;
 

@@ -18,9 +18,15 @@ import {
   type CreatePoolInput,
   type DisputeInput,
   type DisputeRecord,
+  type DisputeRetry,
+  type DisputeCheck,
+  type DisputeRetryNote,
+  type RouteBlock,
+  type RouteBlockInput,
   type EdgeKeyRecord,
   type HeartbeatInput,
   type HeartbeatResult,
+  type JobDisputeRecord,
   type JobFinishInput,
   type JobRecord,
   type JobStartInput,
@@ -29,6 +35,7 @@ import {
   type Observation,
   type PoolRecord,
   type PublicPool,
+  type RefundJobInput,
   type RegisterAgentInput,
   type RegistryStore,
   type RouteCandidate,
@@ -47,9 +54,12 @@ interface AgentFigures {
 }
 
 export interface LedgerEntry {
-  kind: 'stake' | 'slash' | 'reputation';
+  kind: 'stake' | 'slash' | 'reputation' | 'refund';
   poolId?: string;
   agentId?: string;
+  /** `refund` entries: the client account and its job. */
+  accountId?: string;
+  jobId?: string;
   amount: number;
   reason: string;
   evidence?: unknown;
@@ -60,7 +70,9 @@ export interface MemoryStore extends RegistryStore {
   /** Read-only views for tests. */
   readonly ledger: readonly LedgerEntry[];
   readonly observations: readonly Observation[];
-  readonly disputes: readonly DisputeRecord[];
+  readonly disputes: readonly MemoryDispute[];
+  /** Route blocks not yet expired by `expireRouteBlocks`. */
+  readonly routeBlocks: readonly RouteBlock[];
   /** Check history per job id (recordCheck entries, in order). */
   readonly jobChecks: ReadonlyMap<string, readonly unknown[]>;
   /** Check counters per agent id. */
@@ -70,6 +82,17 @@ export interface MemoryStore extends RegistryStore {
   setFigures(agentId: string, figures: Partial<AgentFigures & { queueDepth: number; reputation: number; lastHeartbeatAt: number | null }>): void;
   /** Inserts an agent without the owner flow (benches seeding thousands of agents). */
   seedAgent(agent: Omit<AgentRecord, 'createdAt' | 'lastHeartbeatSeq'> & Partial<AgentFigures>): void;
+}
+
+/** A dispute as the memory store keeps it (the Postgres row's columns). */
+export interface MemoryDispute extends Omit<DisputeRecord, 'firstCheckerId' | 'check' | 'retryAfter'> {
+  /** [first checker, ...third checkers that answered]. */
+  checkerAgentIds: string[];
+  check: DisputeCheck | null;
+  retryAfter: number | null;
+  retryNote: DisputeRetryNote | null;
+  resolvedAt?: number;
+  settlement?: unknown;
 }
 
 let counter = 0;
@@ -89,7 +112,10 @@ export function createMemoryStore(): MemoryStore {
   const edgeKeys = new Map<string, EdgeKeyRecord>();
   const ledger: LedgerEntry[] = [];
   const observations: Observation[] = [];
-  const disputes: DisputeRecord[] = [];
+  const disputes: MemoryDispute[] = [];
+  const routeBlocks: RouteBlock[] = [];
+  const openDisputeAgainst = (agentId: string) => disputes.some((d) => d.agentId === agentId && d.status === 'open');
+  const activeBlockOn = (agentId: string, at: number) => routeBlocks.some((b) => b.until > at && b.route.includes(agentId));
   const cooldowns: Array<{ agentId: string; until: number; reason: string }> = [];
 
   const index = (agent: AgentRecord, add: boolean) => {
@@ -118,6 +144,7 @@ export function createMemoryStore(): MemoryStore {
     ledger,
     observations,
     disputes,
+    routeBlocks,
     cooldowns,
     jobChecks,
     checkCounters: (id) => ({ ...countersOf(id) }),
@@ -260,6 +287,8 @@ export function createMemoryStore(): MemoryStore {
             stakeMicroUsd: pool.stakeMicroUsd,
             lastHeartbeatAt: a.lastHeartbeatAt,
             checksPassed: counters.get(id)?.checksPassed ?? 0,
+            inDispute: openDisputeAgainst(id),
+            blockedRoutes: routeBlocks.filter((b) => b.modelId === modelId && b.route[0] === id && b.until > (q.at ?? Date.now())).map((b) => [...b.route]),
           };
           (preferred ? inRegion : others).push(c);
         }
@@ -436,7 +465,16 @@ export function createMemoryStore(): MemoryStore {
     },
     async getJob(id, accountId) {
       const j = jobs.get(id);
-      return j && j.accountId === accountId ? clone(j) : null;
+      return j && j.accountId === accountId ? { ...clone(j), checks: clone(jobChecks.get(id) ?? []) } : null;
+    },
+    async refundJob({ jobId, reason, evidence, at }: RefundJobInput) {
+      const j = jobs.get(jobId);
+      if (!j || j.finishedAt === null || j.refund) return null;
+      const amount = j.costMicroUsd;
+      j.refund = { amountMicroUsd: amount, reason, at };
+      for (const k of keys.values()) if (k.id === j.apiKeyId) k.spentMicroUsd = Math.max(0, k.spentMicroUsd - amount);
+      if (amount > 0) ledger.push({ kind: 'refund', accountId: j.accountId, jobId, amount, reason, evidence: clone(evidence), at });
+      return { jobId, accountId: j.accountId, apiKeyId: j.apiKeyId, amountMicroUsd: amount, reason, at };
     },
 
     async addStake(poolId, amount, reason, at) {
@@ -461,34 +499,95 @@ export function createMemoryStore(): MemoryStore {
       ledger.push({ kind: 'reputation', agentId, amount: delta, reason, evidence: clone(evidence), at });
     },
     async openDispute(input: DisputeInput) {
-      const rec: DisputeRecord = { ...clone(input), id: newId('dispute'), status: 'open' };
+      const { firstCheckerId, check, retryAfter, ...rest } = clone(input);
+      const rec: MemoryDispute = {
+        ...rest,
+        id: newId('dispute'),
+        status: 'open',
+        checkerAgentIds: firstCheckerId ? [firstCheckerId] : [],
+        check: check ?? null,
+        retryAfter: retryAfter ?? null,
+        retryNote: null,
+      };
       disputes.push(rec);
-      return clone(rec);
+      return { ...clone(input), id: rec.id, status: rec.status };
+    },
+    async listJobDisputes(jobId, limit) {
+      return disputes
+        .filter((d) => d.jobId === jobId)
+        .slice(0, limit)
+        .map((d): JobDisputeRecord => {
+          const x = d as DisputeRecord & { resolvedAt?: number; settlement?: { state?: unknown } };
+          const status = d.status === 'rejected' ? (x.settlement?.state === 'dismissed' ? 'dismissed' : 'voided') : d.status;
+          return { id: d.id, agentId: d.agentId, status, openedAt: d.at, resolvedAt: x.resolvedAt ?? null };
+        });
     },
     async settleDispute(id: string, input: SettleDisputeInput) {
       const d = disputes.find((x) => x.id === id);
       if (!d || d.status !== 'open') return;
       d.status = input.status;
-      (d as DisputeRecord & { checkerAgentIds?: string[]; resolvedAt?: number; settlement?: unknown }).checkerAgentIds = [...input.checkerAgentIds];
-      (d as DisputeRecord & { resolvedAt?: number }).resolvedAt = input.at;
-      (d as DisputeRecord & { settlement?: unknown }).settlement = clone(input.evidence);
+      d.checkerAgentIds = [...input.checkerAgentIds];
+      d.resolvedAt = input.at;
+      d.settlement = clone(input.evidence);
+      d.check = null;
+      d.retryAfter = null;
     },
     async voidStaleDisputes({ openedBefore, at, limit }: { openedBefore: number; at: number; limit: number }) {
       const stale = disputes.filter((d) => d.status === 'open' && d.at < openedBefore).slice(0, limit);
       for (const d of stale) {
         d.status = 'rejected';
-        (d as DisputeRecord & { resolvedAt?: number }).resolvedAt = at;
-        (d as DisputeRecord & { settlement?: unknown }).settlement = { state: 'voided', reason: 'timeout' };
+        d.resolvedAt = at;
+        d.settlement = { state: 'voided', reason: 'timeout' };
+        d.check = null;
+        d.retryAfter = null;
       }
       for (const agentId of new Set(stale.map((d) => d.agentId))) {
         const a = agents.get(agentId);
-        if (a && !disputes.some((d) => d.agentId === agentId && d.status === 'open')) a.probation = false;
+        if (a && !openDisputeAgainst(agentId)) a.probation = false;
       }
       return stale.map((d) => ({ id: d.id, agentId: d.agentId, jobId: d.jobId }));
+    },
+    async recordDisputeCheck(id, { checkerAgentId, verdict }) {
+      const d = disputes.find((x) => x.id === id);
+      if (!d || d.status !== 'open') return;
+      d.checkerAgentIds.push(checkerAgentId);
+      const evidence = (d.evidence && typeof d.evidence === 'object' ? d.evidence : {}) as { verdicts?: unknown[] };
+      d.evidence = { ...evidence, verdicts: [...(Array.isArray(evidence.verdicts) ? evidence.verdicts : []), clone(verdict)] };
+    },
+    async claimDisputeRetries({ at, retryMs, limit }) {
+      const due = disputes
+        .filter((d) => d.status === 'open' && d.retryAfter !== null && d.retryAfter <= at)
+        .sort((a, b) => a.retryAfter! - b.retryAfter! || a.at - b.at)
+        .slice(0, limit);
+      return due.map((d): DisputeRetry => {
+        d.retryAfter = at + retryMs;
+        const verdicts = (d.evidence as { verdicts?: unknown } | null)?.verdicts;
+        return { id: d.id, jobId: d.jobId, agentId: d.agentId, reason: d.reason, openedAt: d.at, checkerAgentIds: [...d.checkerAgentIds], verdicts: Array.isArray(verdicts) ? clone(verdicts) : [], check: clone(d.check) };
+      });
+    },
+    async noteDisputeRetry(id, note) {
+      const d = disputes.find((x) => x.id === id);
+      if (d && d.status === 'open') d.retryNote = clone(note);
     },
     async setProbation(agentId: string, on: boolean) {
       const a = agents.get(agentId);
       if (a) a.probation = on;
+    },
+    async blockRoute(input: RouteBlockInput) {
+      routeBlocks.push({ ...clone(input), id: newId('block') });
+    },
+    async liftRouteBlocks({ jobId, route, at }) {
+      const key = route.join('>');
+      for (const b of routeBlocks) if (b.jobId === jobId && b.route.join('>') === key && b.until > at) b.until = at;
+    },
+    async expireRouteBlocks({ at, limit }) {
+      const ended = routeBlocks.filter((b) => b.until <= at).slice(0, limit);
+      for (const b of ended) routeBlocks.splice(routeBlocks.indexOf(b), 1);
+      for (const id of new Set(ended.flatMap((b) => b.route))) {
+        const a = agents.get(id);
+        if (a && !openDisputeAgainst(id) && !activeBlockOn(id, at)) a.probation = false;
+      }
+      return ended.map(clone);
     },
     async recordCheck(input: CheckRecordInput) {
       const j = jobs.get(input.jobId);

@@ -42,6 +42,14 @@ export const trustPolicySchema = z
     disputeMaxAttempts: z.number().int().min(1).max(10),
     /** A dispute not settled within this is voided, ms. */
     disputeTimeoutMs: z.number().int().positive(),
+    /**
+     * A route whose check failed is not chosen again for this long, ms, and its hops stay on
+     * probation as long (docs/trust.md §7); lifted early when the dispute it led to is dismissed
+     * or voided. Its accused hop is out of routing for as long as the dispute is open anyway.
+     */
+    routeBlockMs: z.number().int().positive(),
+    /** An open dispute's third check is retried by the scheduled tick at most this often, ms. */
+    disputeRetryMs: z.number().int().positive(),
   })
   .refine((p) => p.floorRate <= p.ceilingRate, 'floorRate must not exceed ceilingRate');
 
@@ -66,6 +74,8 @@ export const DEFAULT_TRUST_POLICY: TrustPolicy = {
   unstakedTrafficShare: 0.1,
   disputeMaxAttempts: 3,
   disputeTimeoutMs: 24 * 60 * 60 * 1000,
+  routeBlockMs: 30 * 60 * 1000,
+  disputeRetryMs: 60 * 1000,
 };
 
 /** Merges a pool's override over a base policy; throws (fail closed) when the result is invalid. */

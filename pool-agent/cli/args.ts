@@ -1,4 +1,4 @@
-/** Flag parsing shared by the commands (node:util parseArgs, strict: unknown flags are errors). */
+/** Flag parsing shared by the commands (node:util parseArgs, strict: unknown flags are usage errors). */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { filesForSpan, type Manifest } from '../../protocol/manifest.js';
 
@@ -11,6 +11,10 @@ export class CliError extends Error {
     super(message);
   }
 }
+
+/** bench, register and serve without a model folder. */
+export const NO_MODEL =
+  'no model: pass --model DIR, or set modelDir in pool-agent.json (`pool-agent model build` and `model import` record it there once `pool-agent init` made the state folder)';
 
 export interface CliIo {
   out: (line: string) => void;
@@ -26,21 +30,73 @@ export const processIo: CliIo = {
 
 type Options = NonNullable<ParseArgsConfig['options']>;
 
-/** `positionals`: whether the command takes arguments besides flags (else one is a usage error). */
+/**
+ * Parses a command's flags; `--help`/`-h` is added to every command. `positionals`: whether the
+ * command takes arguments besides flags (else one is a usage error). A flag the command does not
+ * take, or one missing its value, is a CliError with one plain line first (never node's parser
+ * message), a near spelling when there is one, then the command's usage.
+ *
+ * @example
+ * const { values, help } = parseFlags(argv, { dir: { type: 'string' } }, USAGE);
+ * // parseFlags(['--dri', 'x'], { dir: { type: 'string' } }, USAGE) throws
+ * // CliError('unknown flag --dri (did you mean --dir?)\n\nUsage: ...')
+ */
 export function parseFlags<O extends Options>(
   argv: string[],
   options: O,
   usage: string,
   positionals = false,
 ): { values: Record<string, string | boolean | undefined>; positionals: string[]; help: boolean } {
+  const all: Options = { ...options, help: { type: 'boolean', short: 'h' } };
   try {
-    const parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true });
+    const parsed = parseArgs({ args: argv, options: all, strict: true, allowPositionals: true });
     if (parsed.positionals.length && !positionals) throw new CliError(`unexpected argument ${JSON.stringify(parsed.positionals[0])}\n\n${usage}`);
     return { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals, help: (parsed.values as Record<string, unknown>).help === true };
   } catch (err) {
     if (err instanceof CliError) throw err;
-    throw new CliError(`${(err as Error).message}\n\n${usage}`);
+    throw new CliError(`${flagProblem(err as Error & { code?: string }, all)}\n\n${usage}`);
   }
+}
+
+/** One plain line for a node:util parseArgs error. */
+function flagProblem(err: Error & { code?: string }, options: Options): string {
+  const named = /'(-{1,2}[^' <=]+)/.exec(err.message)?.[1];
+  if (err.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION' && named) {
+    const near = nearestFlag(named, Object.keys(options));
+    return `unknown flag ${named}${near ? ` (did you mean --${near}?)` : ''}`;
+  }
+  if (err.code === 'ERR_PARSE_ARGS_INVALID_OPTION_VALUE' && named) {
+    const name = named.replace(/^-+/, '');
+    const option = options[name] ?? Object.values(options).find((o) => o.short === name);
+    if (option?.type === 'boolean') return `${named} takes no value`;
+    return `${named} needs a value (${named} VALUE)`;
+  }
+  return err.message;
+}
+
+/** The known flag `typed` is a typo of (one edit away, two for longer names), if any. */
+function nearestFlag(typed: string, names: string[]): string | undefined {
+  const t = typed.replace(/^-+/, '');
+  if (t.length < 3) return undefined;
+  const limit = t.length > 4 ? 2 : 1;
+  let best: { name: string; d: number } | undefined;
+  for (const name of names) {
+    const d = editDistance(t, name);
+    if (d <= limit && (!best || d < best.d)) best = { name, d };
+  }
+  return best?.name;
+}
+
+/** Edits (insert, delete, replace, swap of neighbours) that turn a into b. */
+function editDistance(a: string, b: string): number {
+  const d = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      d[i]![j] = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i]![j] = Math.min(d[i]![j]!, d[i - 2]![j - 2]! + 1);
+    }
+  }
+  return d[a.length]![b.length]!;
 }
 
 /** "a:b" -> [a, b) with a < b. */

@@ -10,12 +10,15 @@ import { availableMemoryBytes, loadMemoryWarning } from '../runtime/load-memory.
 import { toFloat16Array } from '../model/weights.js';
 import { loadAgentSpan } from '../runtime/local-pipeline.js';
 import type { LoadedSpan, SpanInput } from '../runtime/types.js';
-import { CliError, parseFlags, parseLayers, parseNumber, spanFileBytes, str, type CliIo } from './args.js';
+import { CliError, NO_MODEL, parseFlags, parseLayers, parseNumber, spanFileBytes, str, type CliIo } from './args.js';
 
 export const BENCH_USAGE = `Usage: pool-agent bench [--dir DIR] [--model DIR] [--layers A:B] [--threads N] [--tokens N] [--devices cuda:0,cuda:1]
 
 Measures decode tokens/s of this host's span (prefill 16 positions, then N single-position
-steps, default 32) and stores it in the state folder for \`pool-agent register\`.`;
+steps, default 32) and stores it in the state folder for \`pool-agent register\`. --model: default
+modelDir in pool-agent.json (model build and model import record it). --layers: default the whole
+model; a warning comes first when loading would likely need more memory than this host has
+available: then bench (and register) a smaller contiguous range, another owner serves the rest.`;
 
 /** Decode steps per second of one span session (hidden inputs are synthetic when the span is not the first). */
 export async function measureDecode(span: LoadedSpan, opts: { prefill?: number; tokens?: number } = {}): Promise<number> {
@@ -53,7 +56,7 @@ export async function runBench(argv: string[], io: CliIo): Promise<number> {
     threads: parseNumber('threads', str(values.threads), { int: true, min: 0 }),
     devices: str(values.devices)?.split(',').map((d) => d.trim()),
   });
-  if (!config.modelDir) throw new CliError('no model: pass --model DIR or set modelDir in pool-agent.json');
+  if (!config.modelDir) throw new CliError(NO_MODEL);
   const modelDir = resolve(config.modelDir);
   const manifest = await loadManifest(modelDir);
   const layers = config.layers ?? [0, manifest.architecture.numLayers];

@@ -41,7 +41,10 @@ export class EdgeClient {
         signal: AbortSignal.timeout(timeoutMs),
       });
     } catch (err) {
-      throw new CliError(`cannot reach the edge at ${this.base}: ${(err as Error).message}`, 1);
+      // fetch's own message is only "fetch failed": the cause says why (ECONNREFUSED, ENOTFOUND, a timeout).
+      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+      const why = cause?.code ?? cause?.message;
+      throw new CliError(`cannot reach the edge: ${method} ${new URL(path, this.base).toString()}: ${(err as Error).message}${why ? ` (${why})` : ''}`, 1);
     }
     const text = await res.text();
     let json: unknown;

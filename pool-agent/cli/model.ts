@@ -1,13 +1,18 @@
 /** `pool-agent model build`: generates a preset model (ONNX files + manifest) with a progress bar. */
 import { resolve } from 'node:path';
+import { loadState, recordModelDir, resolveStateDir } from '../config.js';
 import { buildModel, PRESETS, type PresetName } from '../model/build.js';
 import { createProgressBar } from '../model/progress.js';
 import { importModel } from '../model/import/import.js';
 import { CheckpointError } from '../model/import/safetensors.js';
 import { CliError, parseFlags, parseNumber, str, type CliIo } from './args.js';
 
-export const MODEL_USAGE = `Usage: pool-agent model build --preset tiny|small|1b [--dtype float32|float16] [--seed N] [--out DIR] [--kv-cache append|full]
-       pool-agent model import CHECKPOINT_DIR --out DIR [--dtype float32|float16] [--name NAME] [--force]
+export const MODEL_USAGE = `Usage: pool-agent model build --preset tiny|small|1b [--dtype float32|float16] [--seed N] [--out DIR] [--kv-cache append|full] [--dir STATE_DIR]
+       pool-agent model import CHECKPOINT_DIR --out DIR [--dtype float32|float16] [--name NAME] [--force] [--dir STATE_DIR]
+
+Both record the model folder as modelDir in the state folder's pool-agent.json (--dir, else
+$LAYERNET_AGENT_DIR, else ~/.layernet-agent), so bench, register and serve find it without
+--model; only once \`pool-agent init\` made that folder (a build elsewhere creates no agent state).
 
 import: converts a Hugging Face checkpoint folder (config.json, model.safetensors or sharded
 safetensors with model.safetensors.index.json, tokenizer.json, tokenizer_config.json,
@@ -28,7 +33,11 @@ export async function runModel(argv: string[], io: CliIo): Promise<number> {
   if (sub === '--help' || sub === '-h' || sub === undefined) return io.out(MODEL_USAGE), sub === undefined ? 2 : 0;
   if (sub === 'import') return runImport(rest, io);
   if (sub !== 'build') throw new CliError(`unknown model command ${JSON.stringify(sub)}\n\n${MODEL_USAGE}`);
-  const { values, help } = parseFlags(rest, { preset: { type: 'string' }, dtype: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' }, 'kv-cache': { type: 'string' } }, MODEL_USAGE);
+  const { values, help } = parseFlags(
+    rest,
+    { dir: { type: 'string' }, preset: { type: 'string' }, dtype: { type: 'string' }, seed: { type: 'string' }, out: { type: 'string' }, 'kv-cache': { type: 'string' } },
+    MODEL_USAGE,
+  );
   if (help) return io.out(MODEL_USAGE), 0;
   const preset = str(values.preset);
   if (!preset || !(preset in PRESETS)) throw new CliError(`--preset must be one of ${Object.keys(PRESETS).join(', ')}\n\n${MODEL_USAGE}`);
@@ -41,12 +50,18 @@ export async function runModel(argv: string[], io: CliIo): Promise<number> {
   const bar = createProgressBar(`building ${preset} ${dtype}`);
   const built = await buildModel({ preset: preset as PresetName, dtype, seed, outDir, kvCache, onProgress: bar.update });
   bar.finish();
-  io.out(JSON.stringify({ modelId: built.modelId, dir: built.dir, name: built.manifest.name, numLayers: built.manifest.architecture.numLayers, kvCache }));
+  const recorded = await record(resolveStateDir(str(values.dir), io.env), built.dir, built.modelId, io);
+  io.out(JSON.stringify({ modelId: built.modelId, dir: built.dir, name: built.manifest.name, numLayers: built.manifest.architecture.numLayers, kvCache, recorded }));
   return 0;
 }
 
 async function runImport(argv: string[], io: CliIo): Promise<number> {
-  const { values, positionals, help } = parseFlags(argv, { out: { type: 'string' }, dtype: { type: 'string' }, name: { type: 'string' }, force: { type: 'boolean' } }, MODEL_USAGE, true);
+  const { values, positionals, help } = parseFlags(
+    argv,
+    { dir: { type: 'string' }, out: { type: 'string' }, dtype: { type: 'string' }, name: { type: 'string' }, force: { type: 'boolean' } },
+    MODEL_USAGE,
+    true,
+  );
   if (help) return io.out(MODEL_USAGE), 0;
   const dir = positionals[0];
   if (!dir || positionals.length > 1) throw new CliError(`model import takes one checkpoint folder\n\n${MODEL_USAGE}`);
@@ -59,12 +74,29 @@ async function runImport(argv: string[], io: CliIo): Promise<number> {
     const m = await importModel({ dir: resolve(dir), outDir: resolve(out), dtype, name: str(values.name), force: values.force === true, onProgress: bar.update });
     bar.finish();
     for (const n of m.notes) io.err(`note: ${n}`);
+    const recorded = await record(resolveStateDir(str(values.dir), io.env), m.dir, m.modelId, io);
     const a = m.manifest.architecture;
-    io.out(JSON.stringify({ modelId: m.modelId, dir: m.dir, name: m.manifest.name, family: a.family, numLayers: a.numLayers, dtype, cached: m.cached }));
+    io.out(JSON.stringify({ modelId: m.modelId, dir: m.dir, name: m.manifest.name, family: a.family, numLayers: a.numLayers, dtype, cached: m.cached, recorded }));
     return 0;
   } catch (err) {
     bar.finish();
     if (err instanceof CheckpointError) throw new CliError(`cannot import ${dir}: ${err.message}`, 1);
     throw err;
   }
+}
+
+/**
+ * Records the model folder in the state folder (when it exists) and says so; returns the config
+ * file written, or null when there is no state folder yet.
+ */
+async function record(stateDir: string, modelDir: string, modelId: string, io: CliIo): Promise<string | null> {
+  const recorded = await recordModelDir(stateDir, modelDir);
+  if (!recorded) {
+    io.err(`note: no state folder ${stateDir} (run \`pool-agent init\` first to have it recorded): pass --model ${modelDir} to bench, register and serve`);
+    return null;
+  }
+  io.err(`note: modelDir ${modelDir} recorded in ${recorded.path}${recorded.previous ? ` (was ${recorded.previous})` : ''}: bench, register and serve use it without --model`);
+  const registered = (await loadState(stateDir)).registration;
+  if (registered && registered.modelId !== modelId) io.err(`note: this agent is registered for another model (${registered.modelId}): run \`pool-agent register\` again before serve`);
+  return recorded.path;
 }

@@ -15,22 +15,30 @@ import { detectHardware } from '../hardware.js';
 import { loadIdentity } from '../identity.js';
 import { loadManifest } from '../model/build.js';
 import type { Hardware } from '../../protocol/owner-api.js';
-import { CliError, parseFlags, parseLayers, parseNumber, str, type CliIo } from './args.js';
+import { CliError, NO_MODEL, parseFlags, parseLayers, parseNumber, str, type CliIo } from './args.js';
 import { EdgeClient } from './edge-client.js';
+import { listenAddressFor, localAddresses } from './registration.js';
 import { uploadTokenizerFiles } from './tokenizer-upload.js';
 
 export const REGISTER_USAGE = `Usage: pool-agent register --edge URL --token OWNER_TOKEN --region REGION --price USD_PER_MTOK
-                         [--pool-name NAME] [--endpoint URL] [--model DIR] [--layers A:B] [--dir DIR]
+                         --endpoint URL [--port N] [--pool-name NAME] [--model DIR] [--layers A:B] [--dir DIR]
 
 Registers this agent with the edge: creates (or reuses) your pool NAME in REGION, publishes the
 model manifest (and uploads an imported model's tokenizer files the edge lacks), then registers the agent's spans, hardware, measured throughput (pool-agent bench)
-and public key. --endpoint is the URL the edge and other agents reach this agent at.
-The owner token may come from $LAYERNET_OWNER_TOKEN instead of --token.`;
+and public key. --endpoint is the URL the edge and other agents reach this agent at; serve
+then listens on its port (and on its host when that is an address of this machine): both are
+recorded in pool-agent.json. --port N: serve listens on N instead, when a proxy or port forward
+maps the endpoint to it. --layers: the span to serve, the whole model by default; serve refuses
+another span until you register again. --model: default modelDir in pool-agent.json, which
+model build and model import record. The owner token may come from $LAYERNET_OWNER_TOKEN
+instead of --token.`;
 
 export interface RegisterDeps {
   fetch?: (url: string, init: RequestInit) => Promise<Response>;
   hardware?: () => Promise<Hardware>;
   clock?: () => number;
+  /** This host's interface addresses (os.networkInterfaces by default). */
+  localAddresses?: () => string[];
 }
 
 export async function runRegister(argv: string[], io: CliIo, deps: RegisterDeps = {}): Promise<number> {
@@ -44,6 +52,7 @@ export async function runRegister(argv: string[], io: CliIo, deps: RegisterDeps 
       price: { type: 'string' },
       'pool-name': { type: 'string' },
       endpoint: { type: 'string' },
+      port: { type: 'string' },
       model: { type: 'string' },
       layers: { type: 'string' },
     },
@@ -61,13 +70,14 @@ export async function runRegister(argv: string[], io: CliIo, deps: RegisterDeps 
     modelDir: str(values.model),
     layers: parseLayers(str(values.layers)),
   });
+  const listenPort = parseNumber('port', str(values.port), { int: true, min: 1, max: 65535 });
   const token = str(values.token) ?? io.env.LAYERNET_OWNER_TOKEN;
   if (!config.edgeUrl) throw new CliError(`--edge URL is required\n\n${REGISTER_USAGE}`);
   if (!token) throw new CliError(`--token (or $LAYERNET_OWNER_TOKEN) is required\n\n${REGISTER_USAGE}`);
   if (!config.region || !regionSchema.safeParse(config.region).success) throw new CliError('--region is required: lowercase letters, digits and dashes (e.g. eu-west)');
   if (config.price === undefined) throw new CliError('--price (USD per million tokens) is required');
   if (!config.endpoint) throw new CliError('--endpoint URL is required: the address the edge and other agents reach this agent at (e.g. https://agent.example.com)');
-  if (!config.modelDir) throw new CliError('no model: pass --model DIR or set modelDir in pool-agent.json');
+  if (!config.modelDir) throw new CliError(NO_MODEL);
   const key = await loadIdentity(dir);
   const manifest = await loadManifest(resolve(config.modelDir));
   const modelId = await manifestHash(manifest);
@@ -137,8 +147,16 @@ export async function runRegister(argv: string[], io: CliIo, deps: RegisterDeps 
     // The registration answer carries the current key; an update keeps the stored ones.
     if (Object.keys(edgeKeys).length === 0) throw err;
   }
+  const listen = listenAddressFor(config.endpoint, config, {
+    port: listenPort,
+    localAddresses: (deps.localAddresses ?? localAddresses)(),
+    registeredPort: state.registration?.port,
+  });
+  for (const n of listen.notes) io.err(`note: ${n}`);
+  for (const w of listen.warnings) io.err(`warning: ${w}`);
   await saveState(dir, {
     ...state,
+    registration: { endpoint: config.endpoint, modelId, layers: [layers[0], layers[1]], ...(listen.port ? { port: listen.port } : {}) },
     agentId: reg.agent_id,
     poolId: reg.pool_id,
     edgeUrl: config.edgeUrl,
@@ -146,8 +164,32 @@ export async function runRegister(argv: string[], io: CliIo, deps: RegisterDeps 
     ...(reg.heartbeat_url ? { heartbeatUrl: reg.heartbeat_url } : {}),
     ...(reg.heartbeat_interval_ms ? { heartbeatIntervalMs: reg.heartbeat_interval_ms } : {}),
   });
-  // Remember what was typed so `serve` and later registers need fewer flags (never the token).
-  await saveConfig(dir, { ...raw, edgeUrl: config.edgeUrl, region: config.region, price: config.price, poolName, endpoint: config.endpoint, modelDir: resolve(config.modelDir), layers });
-  io.out(JSON.stringify({ agentId: reg.agent_id, poolId: reg.pool_id, modelId, layers, endpoint: config.endpoint, edgeKeyIds: Object.keys(edgeKeys), updated: !('edge_key_id' in reg), tokenizerFilesUploaded }));
+  // Remember what was typed so `serve` and later registers need fewer flags (never the token),
+  // and where serve must listen for the edge to reach it at the endpoint.
+  await saveConfig(dir, {
+    ...raw,
+    edgeUrl: config.edgeUrl,
+    region: config.region,
+    price: config.price,
+    poolName,
+    endpoint: config.endpoint,
+    host: listen.host,
+    port: listen.port,
+    modelDir: resolve(config.modelDir),
+    layers,
+  });
+  io.out(
+    JSON.stringify({
+      agentId: reg.agent_id,
+      poolId: reg.pool_id,
+      modelId,
+      layers,
+      endpoint: config.endpoint,
+      listen: { host: listen.host, port: listen.port },
+      edgeKeyIds: Object.keys(edgeKeys),
+      updated: !('edge_key_id' in reg),
+      tokenizerFilesUploaded,
+    }),
+  );
   return 0;
 }

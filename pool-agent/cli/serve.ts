@@ -7,19 +7,23 @@ import { join, resolve } from 'node:path';
 import { loadRawConfig, loadState, mergeSettings, PORT_FILE, resolveStateDir, writeFileAtomic } from '../config.js';
 import { loadIdentity } from '../identity.js';
 import { createLogger, type Logger } from '../log.js';
+import { manifestHash } from '../../protocol/manifest.js';
 import { loadManifest } from '../model/build.js';
 import { loadAgentSpan } from '../runtime/local-pipeline.js';
 import type { LoadProgress } from '../runtime/span.js';
 import { availableMemoryBytes, loadMemoryWarning } from '../runtime/load-memory.js';
 import { startAgentServer } from '../server/app.js';
 import { startHeartbeats } from '../server/heartbeat.js';
-import { CliError, parseFlags, parseLayers, parseNumber, spanFileBytes, str, type CliIo } from './args.js';
+import { CliError, NO_MODEL, parseFlags, parseLayers, parseNumber, spanFileBytes, str, type CliIo } from './args.js';
+import { portWarning, spanRefusal } from './registration.js';
 
 export const SERVE_USAGE = `Usage: pool-agent serve [--dir DIR] [--port N] [--host ADDR] [--model DIR] [--layers A:B] [--threads N]
                       [--endpoint URL] [--max-sessions N] [--provider auto|cpu|cuda] [--devices cuda:0,cuda:1]
                       [--hop-transport link|post]
 
-Serves this agent's span of the model. --devices cuts the span evenly over several local devices
+Serves this agent's span of the model: the one registered (pool-agent register), on the
+endpoint's port that register recorded; another --layers or model is refused until you register
+again, another --port is a warning (fine behind a proxy or port forward). --devices cuts the span evenly over several local devices
 (one onnxruntime session each, run as a local pipeline); the network still sees one span. Prints {"event":"listening","url":...} on stdout once
 bound and writes the port to DIR/port. --hop-transport: how this agent, as the head of a route,
 reaches the later hops (default link: one connection per job and hop, kept for later jobs, a decode step goes once round
@@ -94,11 +98,14 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
   if (!state.agentId) throw new CliError(`this agent is not registered: run \`pool-agent register\` (state folder ${dir})`);
   const edgeKeys = { ...state.edgeKeys, ...config.edgeKeys };
   if (Object.keys(edgeKeys).length === 0) throw new CliError('no trusted edge keys: run `pool-agent register`, or set edgeKeys in pool-agent.json');
-  if (!config.modelDir) throw new CliError('no model: pass --model DIR or set modelDir in pool-agent.json');
+  if (!config.modelDir) throw new CliError(NO_MODEL);
   const key = await loadIdentity(dir);
   const modelDir = resolve(config.modelDir);
   const manifest = await loadManifest(modelDir);
   const layers = config.layers ?? [0, manifest.architecture.numLayers];
+  // Refused, not warned: the edge routes by the registered span (see spanRefusal).
+  const refusal = spanRefusal(state.registration, { modelId: await manifestHash(manifest), layers });
+  if (refusal) throw new CliError(refusal);
   const log = createLogger({ level: config.logLevel, base: { agentId: state.agentId } });
   // A large span takes a while (every file is read and hashed, then onnxruntime prepares it).
   const loadStart = performance.now();
@@ -133,8 +140,12 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
     log,
     limits: { maxSessions: config.maxSessions, maxKvBytes: config.maxKvBytes, idleMs: config.sessionIdleMs, hopTimeoutMs: config.hopTimeoutMs, ...(config.maxLinks ? { maxLinks: config.maxLinks } : {}) },
     hopTransport: config.hopTransport,
+    // Checks: per-hop blame re-runs the spans of a multi-hop route from this model folder.
+    hopSpans: (spanLayers) => loadAgentSpan(modelDir, spanLayers, config),
   });
   await writeFileAtomic(join(dir, PORT_FILE), String(server.port));
+  const elsewhere = portWarning(state.registration, server.port);
+  if (elsewhere) log.warn(elsewhere);
   io.out(JSON.stringify({ event: 'listening', url: server.url, port: server.port, agentId: state.agentId, modelId: span.modelId, layers, provider: span.provider }));
   const heartbeats =
     state.heartbeatUrl && state.heartbeatIntervalMs

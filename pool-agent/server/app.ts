@@ -16,9 +16,12 @@ import { FORWARD_PATH, linkPool } from './remote-stage.js';
 import { createCheckService, type CheckService } from './checks.js';
 import { CHECK_PATH } from '../../protocol/check.js';
 import type { Duplex } from 'node:stream';
+import type { LoadedSpan } from '../runtime/types.js';
 import { Link, LINK_HOP_HEADER, LINK_PATH, LINK_PROTOCOL, LINK_TICKET_HEADER, MAX_LINK_HEADER_BYTES, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER } from './link.js';
 
 export interface AgentServerOptions extends AgentCoreOptions {
+  /** Loads other layers of the model (checks: per-hop blame re-runs each hop's span); see checks.ts. */
+  hopSpans?: (layers: readonly [number, number]) => Promise<LoadedSpan>;
   host?: string;
   port?: number;
   /** How often idle sessions and old committed inputs are swept (ms). */
@@ -237,7 +240,7 @@ function serveLink(core: AgentCore, socket: Duplex, head: Buffer, links: LinkTab
 /** Starts an agent on `host:port` (default 127.0.0.1:0) and resolves once it listens. */
 export async function startAgentServer(opts: AgentServerOptions): Promise<AgentServer> {
   const core = new AgentCore(opts);
-  const checks = createCheckService({ agentId: opts.agentId, signingKey: opts.signingKey, edgeKeys: () => opts.edgeKeys, span: opts.span, ...(opts.clock ? { clock: opts.clock } : {}), log: core.log });
+  const checks = createCheckService({ agentId: opts.agentId, signingKey: opts.signingKey, edgeKeys: () => opts.edgeKeys, span: opts.span, ...(opts.hopSpans ? { hopSpans: opts.hopSpans } : {}), ...(opts.clock ? { clock: opts.clock } : {}), log: core.log });
   const server = createServer({ maxHeaderSize: MAX_LINK_HEADER_BYTES }, (req, res) => {
     route(core, req, res, checks).catch((err) => {
       const e = toAgentError(err);

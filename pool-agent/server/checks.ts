@@ -31,7 +31,7 @@ import { fromUtf8, sha256Hex, utf8 } from '../../protocol/bytes.js';
 import { verifyBytes, type SigningKey } from '../../protocol/keys.js';
 import { ticketBytes } from '../../protocol/ticket.js';
 import type { LoadedSpan } from '../runtime/types.js';
-import { runCheck, type RunCheckInput } from '../verify/checker.js';
+import { runCheck, type RunCheckInput, type SpanLoader } from '../verify/checker.js';
 import { silentLogger, type Logger } from '../log.js';
 import { AgentError } from './errors.js';
 import { readBody, sendJson } from './http.js';
@@ -42,6 +42,11 @@ export interface CheckServiceOptions {
   /** Trusted edge keys by id (read on every request: keys may be rotated). */
   edgeKeys: () => Readonly<Record<string, string>>;
   span: LoadedSpan;
+  /**
+   * Loads layers of this agent's model as a span of their own (per-hop blame re-runs each hop of
+   * a multi-hop route on its disclosed input). Absent: a multi-hop failure names no hop.
+   */
+  hopSpans?: (layers: readonly [number, number]) => Promise<LoadedSpan>;
   clock?: () => number;
   /** A check that runs longer answers inconclusive (default 20 s). */
   timeoutMs?: number;
@@ -67,6 +72,9 @@ export function createCheckService(opts: CheckServiceOptions): CheckService {
   const log = opts.log ?? silentLogger;
   const run = opts.run ?? runCheck;
   const span = opts.span;
+  const hopSpans = opts.hopSpans;
+  const loadSpan: SpanLoader = (_dir, layers) =>
+    hopSpans ? hopSpans(layers) : Promise.reject(new Error('this checker was started without a loader for hop spans'));
   const whole = span.first && span.last && span.layers[0] === 0 && span.layers[1] === span.manifest.architecture.numLayers;
   /** Signatures seen within the window (replays are refused), bounded. */
   const seen = new Map<string, number>();
@@ -131,8 +139,10 @@ export function createCheckService(opts: CheckServiceOptions): CheckService {
         prefixIds: r.prefixIds,
         attestations: r.attestations,
         ...(disclosures.length ? { disclosures } : {}),
+        ...(r.withheld?.length ? { withheld: r.withheld } : {}),
         // The loaded span: runCheck opens a session of its own on it and disposes it.
         span,
+        loadSpan,
       });
       running = work.catch(() => undefined).finally(() => (running = null));
       let timer: NodeJS.Timeout | undefined;

@@ -24,6 +24,7 @@ import {
   type CheckVerdict,
   type HopDisclosure,
 } from '../../protocol/check.js';
+import { blameWithholder, boundarySources, judgeableHops } from '../../protocol/hop-blame.js';
 import { manifestHash, type Manifest } from '../../protocol/manifest.js';
 import type { JobTicket } from '../../protocol/ticket.js';
 import { loadManifest } from '../model/build.js';
@@ -48,6 +49,8 @@ export interface RunCheckInput {
   attestations: readonly (readonly SignedAttestation[])[];
   /** Activations hops disclosed for per-hop blame (multi-hop routes). */
   disclosures?: readonly HopDisclosure[];
+  /** Hops the edge asked for their disclosure that did not produce one (blamed when that stops the blame). */
+  withheld?: readonly number[];
   runtimeOptions?: RuntimeOptions;
   tolerances?: CheckTolerances;
   /** A span of the whole model already loaded (reused across checks); otherwise loaded and closed here. */
@@ -136,71 +139,98 @@ export async function runCheck(input: RunCheckInput): Promise<CheckVerdict> {
     if (owned) await owned.close();
   }
   if (verdict.status !== 'fail' || !multiHop) return verdict;
-  if (!input.disclosures?.length) {
-    const { hop: _h, agentId: _a, ...routeWide } = verdict;
+  const { hop: _h, agentId: _a, ...routeWide } = verdict;
+  if (!input.disclosures?.length && !input.withheld?.length) {
     return { ...routeWide, detail: `${verdict.detail} (route of ${ticket.route.length} hops: per-hop blame needs the hops' disclosures)` };
   }
-  const blamed = await blameHop(plan, input.disclosures, input.modelDir, load, opts, tolerances, arch.hiddenSize, arch.vocabSize).catch((err: Error) =>
-    checkerError(jobId, `per-hop blame failed: ${err.message}`),
+  const blamed = await blameHop(plan, input.disclosures ?? [], input.withheld ?? [], input.modelDir, load, opts, tolerances, arch.hiddenSize, arch.vocabSize).catch(
+    (err: Error): HopBlame => ({ kind: 'none', detail: `per-hop blame failed: ${err.message}` }),
   );
-  if (blamed === null) {
-    const { hop: _h, agentId: _a, ...routeWide } = verdict;
-    return { ...routeWide, detail: `${verdict.detail} (every disclosed hop re-runs consistently)` };
-  }
-  if (blamed.status === 'inconclusive') return { ...verdict, hop: undefined, agentId: undefined, detail: `${verdict.detail}; ${blamed.detail}` };
-  return { ...blamed, evidence: { ...verdict.evidence, ...blamed.evidence } };
+  if (blamed.kind === 'none') return { ...routeWide, detail: `${verdict.detail}; ${blamed.detail}` };
+  return { ...blamed.verdict, evidence: { ...verdict.evidence, ...blamed.verdict.evidence } };
 }
+
+/** What per-hop blame found: the hop at fault, or why it names none. */
+type HopBlame = { kind: 'hop'; verdict: CheckVerdict } | { kind: 'none'; detail: string };
 
 /**
  * Re-runs each hop's span on its input (the ticket's tokens for the head, the disclosed
  * activations otherwise; all positions of the job in one prefill) and returns the first hop whose
- * output does not follow, or null when every hop is consistent. The activations between hop b-1
- * and hop b may come from either side's disclosure: the chain binds both to the same commitment.
+ * output does not follow. The activations between hop b-1 and hop b may come from either side's
+ * disclosure: the chain binds both to the same commitment (protocol/hop-blame.ts picks one).
+ * Blame, in order: a disclosure that does not hash to its attestations (its discloser); a
+ * boundary whose tensor does not hold one row per position (its sender, which attested it); the
+ * first judged hop whose output does not follow from its input; then a hop that withheld its
+ * disclosure (one that keeps a hop from being re-run first). Otherwise none.
  */
 async function blameHop(
   plan: CheckPlan,
   disclosures: readonly HopDisclosure[],
+  withheld: readonly number[],
   modelDir: string,
   load: SpanLoader,
   opts: RuntimeOptions,
   tolerances: CheckTolerances,
   hiddenSize: number,
   vocabSize: number,
-): Promise<CheckVerdict | null> {
+): Promise<HopBlame> {
   const route = plan.ticket.route;
   const positions = plan.sequence.length;
-  const missing = (h: number, detail: string): CheckVerdict => ({ jobId: plan.jobId, status: 'fail', reason: 'disclosure_mismatch', hop: h, agentId: route[h]!.agentId, detail, evidence: {} });
+  const blame = (h: number, reason: 'disclosure_mismatch' | 'hop_output_mismatch', detail: string): HopBlame => ({
+    kind: 'hop',
+    verdict: { jobId: plan.jobId, status: 'fail', reason, hop: h, agentId: route[h]!.agentId, detail, evidence: {} },
+  });
   for (const d of disclosures) {
     const bad = await verifyDisclosure(plan, d);
-    if (bad) return bad;
+    if (bad?.status === 'fail') return { kind: 'hop', verdict: bad };
+    if (bad) return { kind: 'none', detail: bad.detail };
   }
-  /** boundary[b]: activations from hop b-1 into hop b, [positions, hidden]. */
+  const sources = boundarySources(
+    route.length,
+    disclosures.map((d) => ({ hop: d.hop, inputs: !!d.inputs, outputs: !!d.outputs })),
+  );
+  /** boundary[b]: activations from hop b-1 into hop b, [positions, hidden]; absent when nobody disclosed them. */
   const boundary: (Float32Array | undefined)[] = [];
   for (let b = 1; b < route.length; b++) {
-    const parts = disclosures.find((d) => d.hop === b - 1 && d.outputs)?.outputs ?? disclosures.find((d) => d.hop === b && d.inputs)?.inputs;
-    if (!parts) return missing(b, `neither hop ${b - 1} nor hop ${b} disclosed the activations between them`);
-    const rows = concatRows(parts);
-    if (rows.length !== positions * hiddenSize) return missing(b, `${rows.length / hiddenSize} disclosed rows between hops ${b - 1} and ${b}, the job has ${positions} positions`);
+    const from = sources[b];
+    if (from === null || from === undefined) continue;
+    const d = disclosures.find((x) => x.hop === from)!;
+    const rows = concatRows(from === b - 1 ? d.outputs! : d.inputs!);
+    if (rows.length !== positions * hiddenSize) {
+      // Both hops attested these bytes; the sender made them.
+      return blame(b - 1, 'hop_output_mismatch', `hop ${b - 1} sent hop ${b} ${rows.length / hiddenSize} rows, the job has ${positions} positions`);
+    }
     boundary[b] = rows;
   }
-  for (let h = 0; h < route.length; h++) {
+  const judgeable = judgeableHops(route.length, sources);
+  for (const h of judgeable) {
     const hop = route[h]!;
     const span = await load(modelDir, hop.layers, opts);
     try {
+      if (span.modelId !== plan.ticket.modelId || span.layers[0] !== hop.layers[0] || span.layers[1] !== hop.layers[1]) {
+        throw new Error(`the span loaded for hop ${h} is not layers [${hop.layers.join(', ')}) of the ticket's model`);
+      }
       const input = h === 0 ? ({ kind: 'tokens', ids: plan.sequence } as const) : ({ kind: 'hidden', data: boundary[h]!, seqLen: positions } as const);
       const out = await prefill(span, input, plan.logitsToKeep);
       if (h === route.length - 1) {
         if (out.kind !== 'logits') throw new Error('the last hop span returned no logits');
         const v = judgeCheck({ plan, hidden: lastRows(out.finalHidden, out.seqLen, hiddenSize, plan.logitsToKeep), logits: out.logits, hiddenSize, vocabSize, sample: sampleToken, tolerances, blame: { hop: h, agentId: hop.agentId } });
-        if (v.status === 'fail') return v;
+        if (v.status === 'fail') return { kind: 'hop', verdict: v };
         continue;
       }
       if (out.kind !== 'hidden') throw new Error(`hop ${h} span returned logits`);
       const v = judgeHopOutput(plan, h, boundary[h + 1]!, asFloat32(out.data), positions, hiddenSize, tolerances.hidden);
-      if (v) return v;
+      if (v) return { kind: 'hop', verdict: v };
     } finally {
       await span.close();
     }
   }
-  return null;
+  // Nobody proven wrong: the blame goes to a hop that withheld its disclosure, if any.
+  const unjudged = route.map((_, h) => h).filter((h) => !judgeable.includes(h));
+  const hopList = (hs: number[]) => `hop${hs.length > 1 ? 's' : ''} ${hs.join(', ')}`;
+  const w = blameWithholder(route.length, sources, withheld);
+  if (w?.boundary) return blame(w.hop, 'disclosure_mismatch', `hop ${w.hop} withheld the activations between hops ${w.boundary - 1} and ${w.boundary}, so ${hopList(unjudged)} cannot be re-run`);
+  if (w) return blame(w.hop, 'disclosure_mismatch', `hop ${w.hop} withheld its disclosure, and the route's failure is placed on no other hop`);
+  if (unjudged.length) return { kind: 'none', detail: `${hopList(unjudged)} cannot be re-run: the activations between hops were not disclosed` };
+  return { kind: 'none', detail: 'every hop re-runs consistently on its disclosed input' };
 }

@@ -81,11 +81,14 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
  * Makes only `ids` routable (the others get a far cooldown in the registry) and resets every
- * agent's reputation, so each attack starts from the same state. Waits out the edge's
- * candidate cache (300 ms in tests).
+ * agent's reputation, probation, open disputes and route blocks (an accused agent is out of
+ * routing while its dispute is open), so each attack starts from the same state. Waits out the
+ * edge's candidate cache (300 ms in tests).
  */
 async function only(...ids: string[]): Promise<void> {
-  await net.registry.sql`update agents set reputation = 0.5,
+  await net.registry.sql`update disputes set status = 'rejected', resolved_at = now() where status = 'open'`;
+  await net.registry.sql`delete from route_blocks`;
+  await net.registry.sql`update agents set reputation = 0.5, probation = false,
     cooldown_until = case when id::text = any(string_to_array(${ids.join(',')}, ',')) then null else now() + interval '1 hour' end`;
   await sleep(1_000);
 }

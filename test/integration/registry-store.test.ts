@@ -17,6 +17,7 @@ import { EWMA_ALPHA, StoreConflictError, type JobAttemptRecord, type RegisterAge
 import { createTestDatabase, type TestDatabase } from '../support/db.js';
 import { testManifest } from '../unit/edge-fixtures.js';
 import { checkModelFileStore } from '../support/model-files-contract.js';
+import { checkTrustStore } from '../support/trust-store-contract.js';
 
 const manifest = (name: string, numLayers = 4): Manifest => testManifest(numLayers, name);
 
@@ -318,6 +319,23 @@ describe('registry store: jobs, ledger, edge keys', () => {
       ['rejected', { opened: null, settled: { state: 'voided', reason: 'timeout' } }],
     ]);
     expect(rows.every((r) => r.resolved_at !== null)).toBe(true);
+  });
+
+  it('keeps disputes the tick retries and route blocks, shows them to routing, ends them, as the memory store does', async () => {
+    const m = manifest('trust', 4);
+    const tid = await manifestHash(m);
+    await store.publishModel({ manifest: m, id: tid, publishedBy: null, at: NOW });
+    const pool = await store.createPool({ ownerAccountId: ownerId, name: 'trust', region: 'eu-west' });
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const a = await agent(pool.id, [], { spans: [{ modelId: tid, layers: [0, 4] }] });
+      await beat(a.id, 1, NOW);
+      ids.push(a.id);
+    }
+    await checkTrustStore(store, { modelId: tid, agentIds: ids as [string, string, string, string], at: NOW });
+    // Settled and voided disputes keep no prompt.
+    const rows = await client`select status, check_request, retry_after, retry_note from disputes where agent_id in ${client(ids)} order by created_at`;
+    expect(rows.every((r) => r.status === 'open' || (r.check_request === null && r.retry_after === null))).toBe(true);
   });
 
   it('publishes edge keys idempotently', async () => {

@@ -41,6 +41,27 @@ describe('per-hop blame', () => {
     expect(v).toMatchObject({ status: 'fail', reason: 'hop_output_mismatch', hop: 0 });
   });
 
+  it('one copy of the boundary is enough (the edge forwards the sender\'s): the last hop is still named', async () => {
+    const job = await twoHop(ref.dir, swapped.dir);
+    const v = await runCheck({ modelDir: ref.dir, ticket: job.ticket, promptIds, attestations: job.chunks, disclosures: job.disclosures.filter((d) => d.hop === 0), runtimeOptions: cpu });
+    expect(v).toMatchObject({ status: 'fail', reason: 'hidden_mismatch', hop: 1, agentId: job.ticket.route[1]!.agentId });
+  });
+
+  it('a hop that withheld, so that no hop can be re-run, is blamed for withholding (the sender first)', async () => {
+    const job = await twoHop(swapped.dir, ref.dir);
+    const both = await runCheck({ modelDir: ref.dir, ticket: job.ticket, promptIds, attestations: job.chunks, withheld: [0, 1], runtimeOptions: cpu });
+    expect(both).toMatchObject({ status: 'fail', reason: 'disclosure_mismatch', hop: 0, agentId: job.ticket.route[0]!.agentId });
+    expect(both.detail).toMatch(/withheld/);
+    const tail = await runCheck({ modelDir: ref.dir, ticket: job.ticket, promptIds, attestations: job.chunks, withheld: [1], runtimeOptions: cpu });
+    expect(tail).toMatchObject({ status: 'fail', reason: 'disclosure_mismatch', hop: 1 });
+  });
+
+  it('a cheat proven on a re-run hop comes before a withholder', async () => {
+    const job = await twoHop(swapped.dir, ref.dir);
+    const v = await runCheck({ modelDir: ref.dir, ticket: job.ticket, promptIds, attestations: job.chunks, disclosures: job.disclosures.filter((d) => d.hop === 0), withheld: [1], runtimeOptions: cpu });
+    expect(v).toMatchObject({ status: 'fail', reason: 'hop_output_mismatch', hop: 0 });
+  });
+
   it('without disclosures a multi-hop failure blames the route, not a hop', async () => {
     const job = await twoHop(swapped.dir, ref.dir);
     const v = await runCheck({ modelDir: ref.dir, ticket: job.ticket, promptIds, attestations: job.chunks, runtimeOptions: cpu });

@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { attestationHash, signAttestation, tokenCommitment, type SignedAttestation } from '../../protocol/attestation.js';
 import type { SigningKey } from '../../protocol/keys.js';
-import { loadState } from '../../pool-agent/config.js';
+import { loadState, saveState } from '../../pool-agent/config.js';
 import { loadIdentity } from '../../pool-agent/identity.js';
 import { runInit } from '../../pool-agent/cli/init.js';
 import { runRegister } from '../../pool-agent/cli/register.js';
@@ -302,6 +302,13 @@ export async function addProxiedAgent(net: TestNetwork, spec: ProxiedAgentSpec):
   );
   if (reg !== 0) throw new Error(`pool-agent register failed for ${spec.name}: ${logs.slice(-3).join('\n')}`);
   const state = await loadState(dir);
+  if (spec.serveModelDir) {
+    // `pool-agent serve` refuses a model other than the registered one; this agent starts anyway
+    // (an agent from before that check, or an edited state file), so what is tested is the
+    // agent's own refusal of each job for a model it does not serve.
+    const { registration: _checked, ...unchecked } = state;
+    await saveState(dir, unchecked);
+  }
   const key = await loadIdentity(dir);
   const cleanupDir = () => rm(dir, { recursive: true, force: true });
 

@@ -19,7 +19,7 @@ import { generateSigningKey } from '../../protocol/keys.js';
 import { runInit } from '../../pool-agent/cli/init.js';
 import { runRegister } from '../../pool-agent/cli/register.js';
 import { loadState } from '../../pool-agent/config.js';
-import { startEdgeProcess, type EdgeProcess } from '../../scripts/edge-process.js';
+import { runScheduledTick, startEdgeProcess, type EdgeProcess } from '../../scripts/edge-process.js';
 import { freePort } from '../../scripts/ports.js';
 import { waitListening } from './agents.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
@@ -76,6 +76,8 @@ export interface TestNetwork {
   /** Waits until the edge's routing sees `count` agents with fresh heartbeats. */
   waitForAgents(count: number, timeoutMs?: number): Promise<void>;
   edgeLogs: string[];
+  /** Runs the edge's scheduled trust tick once (the Cron Trigger's work, via wrangler's `/__scheduled`) and waits for it. */
+  tick(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -165,6 +167,7 @@ export async function startNetwork(opts: StartNetworkOptions): Promise<TestNetwo
       agents,
       addAgent,
       edgeLogs,
+      tick: () => runScheduledTick(edgeUrl),
       close,
       async waitForAgents(count, timeoutMs = 30_000) {
         const deadline = Date.now() + timeoutMs;

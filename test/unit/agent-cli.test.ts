@@ -95,7 +95,7 @@ describe('init and configuration', () => {
     for (const layout of ['append', 'full'] as const) {
       const out = join(root, `model-${layout}`);
       const a = io();
-      expect(await main(['model', 'build', '--preset', 'tiny', '--out', out, '--kv-cache', layout], a.io)).toBe(0);
+      expect(await main(['model', 'build', '--preset', 'tiny', '--out', out, '--kv-cache', layout, '--dir', join(root, 'no-agent-state')], a.io)).toBe(0);
       expect(JSON.parse(a.out.at(-1)!)).toMatchObject({ kvCache: layout, numLayers: 4 });
       expect((await loadManifest(out)).kvCache).toBe(layout);
     }

@@ -8,6 +8,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checkFinishedJob, type CheckDeps } from '../../edge/checks/run-checks.js';
+import { runTrustTick } from '../../edge/checks/tick.js';
+import { planRoutes } from '../../edge/routing/plan.js';
+import { DEFAULT_TRUST_POLICY } from '../../edge/trust/policy.js';
 import { TtlCache } from '../../edge/cache.js';
 import { resolveConfig } from '../../edge/config.js';
 import type { AgentTransport } from '../../edge/deps.js';
@@ -19,6 +22,7 @@ import { parseEdgeEnv } from '../../edge/env.js';
 import { signAttestation, type SignedAttestation } from '../../protocol/attestation.js';
 import { sha256Hex, toBase64Url, utf8 } from '../../protocol/bytes.js';
 import { checkInputsMessage } from '../../protocol/agent-api.js';
+import { blameWithholder, boundarySources, judgeableHops } from '../../protocol/hop-blame.js';
 import {
   CHECK_ISSUED_AT_HEADER,
   CHECK_SIGNATURE_HEADER,
@@ -38,8 +42,12 @@ const MODEL = 'ab'.repeat(32);
 const NUM_LAYERS = 4;
 const HW = { devices: [{ kind: 'cpu' as const, name: 'test', memoryBytes: 1 }], memoryBytes: 1, platform: 'linux' };
 
-/** route-fail: a multi-hop failure that names a hop only when the request carries disclosures. */
-type Answer = 'pass' | 'fail' | 'inconclusive' | 'forged' | 'down' | 'route-fail';
+/**
+ * route-fail: a multi-hop failure that names hop 0 only when the request's disclosures cover every
+ * boundary between hops. blame: a multi-hop failure narrowed as the real checker does
+ * (protocol/hop-blame.ts): the hop `culprit` when it can be re-run, else a withholder, else none.
+ */
+type Answer = 'pass' | 'fail' | 'inconclusive' | 'forged' | 'down' | 'route-fail' | 'blame';
 
 interface Fake {
   id: string;
@@ -55,7 +63,16 @@ interface Fake {
   failsRoutesWith?: string;
   /** Answers disclosure requests with 404, as if it had kept nothing. */
   withholds?: boolean;
+  /** Discloses other bytes than it attested to. */
+  disclosesWrongBytes?: boolean;
+  /** 'blame': the hop its re-runs find wrong (null: none). */
+  culprit?: number | null;
+  /** Answers this check request (0-based count) with 503, as if busy with another check. */
+  busyOn?: number;
 }
+
+/** The activations between the two hops of `jobOnRoute` (16 float32 values), which both attest. */
+const BOUNDARY = new Uint8Array(16 * 4).fill(1);
 
 let store: MemoryStore;
 let edgeKey: SigningKey;
@@ -92,23 +109,40 @@ const transport: AgentTransport = async (url, init) => {
     if (!(await verifyBytes(edgeKey.publicKey, r.signature, utf8(checkInputsMessage(r))))) return new Response('{}', { status: 401 });
     if (fake.withholds) return Response.json({ error: { code: 'not_found', message: 'no committed inputs kept' } }, { status: 404 });
     fake.disclosed++;
-    const tensor = toBase64Url(new Uint8Array(16 * 4).fill(r.hop + 1));
-    return Response.json({ jobId: r.jobId, hop: r.hop, dtype: 'float32', hiddenSize: 16, chunks: [{ steps: [0, 1], ...(r.hop > 0 ? { input: tensor } : {}), output: tensor }] });
+    const tensor = toBase64Url(fake.disclosesWrongBytes ? new Uint8Array(16 * 4).fill(9) : BOUNDARY);
+    return Response.json({ jobId: r.jobId, hop: r.hop, dtype: 'float32', hiddenSize: 16, chunks: [{ steps: [0, 1], ...(r.hop > 0 ? { input: tensor } : {}), ...(r.hop === 0 ? { output: tensor } : {}) }] });
   }
   const issuedAt = Number(headers[CHECK_ISSUED_AT_HEADER]);
   const ok = await verifyBytes(edgeKey.publicKey, headers[CHECK_SIGNATURE_HEADER]!, utf8(checkRequestMessage(fake.id, issuedAt, await sha256Hex(utf8(body)))));
   if (!ok) return new Response('{"error":{"code":"invalid_signature"}}', { status: 401 });
   const req = checkRequestSchema.parse(JSON.parse(body));
+  if (fake.busyOn === fake.received) {
+    fake.busyOn = undefined;
+    return Response.json({ error: { code: 'capacity', message: 'a check is already running' } }, { status: 503 });
+  }
   fake.received++;
   now += checkTakesMs;
   const ticket = req.signedTicket.ticket;
   const last = ticket.route.length - 1;
   const answer: Answer = fake.failsRoutesWith === undefined ? fake.answer : ticket.route.some((h) => h.agentId === fake.failsRoutesWith) ? 'fail' : 'pass';
+  const sources = boundarySources(ticket.route.length, (req.disclosures ?? []).map((d) => ({ hop: d.hop, inputs: !!d.inputs, outputs: !!d.outputs })));
+  const routeWide: CheckVerdict = { jobId: ticket.jobId, status: 'fail', reason: 'hidden_mismatch', detail: 'the route is wrong', evidence: {} };
+  const blamed = (hop: number, reason: CheckVerdict['reason']): CheckVerdict => ({ jobId: ticket.jobId, status: 'fail', reason, hop, agentId: ticket.route[hop]!.agentId, detail: `hop ${hop} blamed`, evidence: {} });
+  const blame = (): CheckVerdict => {
+    const culprit = fake.culprit ?? null;
+    if (culprit !== null && judgeableHops(ticket.route.length, sources).includes(culprit)) return blamed(culprit, 'hop_output_mismatch');
+    const w = blameWithholder(ticket.route.length, sources, req.withheld ?? []);
+    return w ? blamed(w.hop, 'disclosure_mismatch') : routeWide;
+  };
   const verdict: CheckVerdict =
     answer === 'route-fail'
-      ? req.disclosures?.length === ticket.route.length
-        ? { jobId: ticket.jobId, status: 'fail', reason: 'hop_output_mismatch', hop: 0, agentId: ticket.route[0]!.agentId, detail: 'hop 0 output differs', evidence: {} }
-        : { jobId: ticket.jobId, status: 'fail', reason: 'hidden_mismatch', detail: 'the route is wrong', evidence: {} }
+      ? req.disclosures?.length && sources.slice(1).every((s) => s !== null)
+        ? blamed(0, 'hop_output_mismatch')
+        : routeWide
+      : answer === 'blame'
+      ? req.disclosures?.length || req.withheld?.length
+        ? blame()
+        : routeWide
       : answer === 'fail'
       ? { jobId: ticket.jobId, status: 'fail', reason: 'sampling_mismatch', hop: last, agentId: ticket.route[last]!.agentId, detail: 'step 0: returned token 7, the sampler gives 9', evidence: { step: 0, returnedToken: 7, expectedToken: 9 } }
       : answer === 'inconclusive'
@@ -183,12 +217,14 @@ async function jobOnRoute(hops: Fake[], jobId = `job_${Math.random().toString(36
     edgeKey.privateKey,
   );
   const chunk: SignedAttestation[] = [];
+  // What hop 0 sent and hop 1 received: both attest it (as the chain requires).
+  const boundary = await sha256Hex(BOUNDARY);
   for (const [i, h] of hops.entries()) {
     const lastHop = i === hops.length - 1;
     chunk.push(
       await signAttestation(h.key.privateKey, {
         v: 1, ticketHash: hash, jobId, agentId: h.id, modelId: MODEL, hop: i, layers: route[i]!.layers, steps: [0, 1],
-        inputCommitment: signed.ticket.inputHash, outputCommitment: 'cd'.repeat(32), ...(lastHop ? { outputTokenIds: [7] } : {}), prevHash: null, issuedAt: now,
+        inputCommitment: i === 0 ? signed.ticket.inputHash : boundary, outputCommitment: lastHop ? 'cd'.repeat(32) : boundary, ...(lastHop ? { outputTokenIds: [7] } : {}), prevHash: null, issuedAt: now,
       }),
     );
   }
@@ -340,47 +376,90 @@ describe('edge re-execution checks', () => {
     expect((await store.getAgent(tail.id))!.status).toBe('active');
   });
 
-  it('without disclosures a multi-hop failure convicts no one', async () => {
+  it('hops that do not disclose in time are blamed for withholding: the sender of the missing boundary is disputed, upheld, slashed at the disclosure share', async () => {
     const head = await addAgent('head', 'owner-a', 'pass', [0, 2]);
     const tail = await addAgent('tail', 'owner-x', 'pass', [2, NUM_LAYERS]);
     fakes.delete(head.endpoint);
     fakes.delete(tail.endpoint);
-    await addAgent('b', 'owner-b', 'route-fail');
-    await addAgent('c', 'owner-c', 'route-fail');
-    // The hops are unreachable (no disclosures): the job fails its check, nobody is accused.
+    await addAgent('b', 'owner-b', 'blame');
+    await addAgent('c', 'owner-c', 'blame');
+    // The hops are unreachable: nobody discloses the activations between them.
     const job = await jobOnRoute([head, tail]);
     const before = [(await store.getAgent(head.id))!.reputation, (await store.getAgent(tail.id))!.reputation];
     const out = await checkFinishedJob(await deps(), job);
-    expect(out.status).toBe('fail');
-    expect(store.disputes).toHaveLength(0);
-    expect(store.ledger.some((l) => l.kind === 'slash')).toBe(false);
-    // Withholding is a fault of its own: both hops lose reputation and go on probation.
-    for (const [i, hop] of [head, tail].entries()) {
-      const agent = (await store.getAgent(hop.id))!;
-      expect(agent.reputation).toBeLessThan(before[i]!);
-      expect(agent.probation).toBe(true);
-      expect(agent.status).toBe('active');
-    }
-    expect(store.jobChecks.get(job.jobId)).toContainEqual(expect.objectContaining({ kind: 'disclosure_withheld', hops: [0, 1] }));
+    expect(out).toMatchObject({ status: 'upheld', dispute: { state: 'upheld', accusedAgentId: head.id }, slashed: [head.id] });
+    // Withholding, not fraud: the policy's disclosure share of the stake.
+    const slash = store.ledger.find((l) => l.kind === 'slash')!;
+    expect(slash).toMatchObject({ agentId: head.id });
+    expect(slash.amount).toBe(500_000);
+    // The other withholder pays reputation and probation, as every withholder does at once.
+    const t = (await store.getAgent(tail.id))!;
+    expect(t).toMatchObject({ status: 'active', probation: true });
+    expect(t.reputation).toBeLessThan(before[1]!);
+    expect(store.jobChecks.get(job.jobId)).toContainEqual(expect.objectContaining({ kind: 'disclosure_withheld', hops: [0, 1], reasons: ['no_answer', 'no_answer'] }));
   });
 
-  it('a hop that withholds its disclosure is penalised alone; the hop that disclosed is not', async () => {
+  it('a hop that withholds its disclosure, when no other hop is proven wrong, is disputed for it; the hop that disclosed is not', async () => {
     const head = await addAgent('head', 'owner-a', 'pass', [0, 2]);
     const tail = await addAgent('tail', 'owner-x', 'pass', [2, NUM_LAYERS]);
     tail.withholds = true;
-    await addAgent('b', 'owner-b', 'route-fail');
-    await addAgent('c', 'owner-c', 'route-fail');
+    await addAgent('b', 'owner-b', 'blame');
+    await addAgent('c', 'owner-c', 'blame');
     const job = await jobOnRoute([head, tail]);
     const headBefore = (await store.getAgent(head.id))!.reputation;
+    const out = await checkFinishedJob(await deps(), job);
+    expect(head.disclosed).toBe(1);
+    expect(out).toMatchObject({ status: 'upheld', dispute: { accusedAgentId: tail.id }, slashed: [tail.id] });
+    // Its reputation stays; it is on probation only as a hop of the failed route (route-blocks.ts).
+    expect((await store.getAgent(head.id))!).toMatchObject({ reputation: headBefore, probation: true, status: 'active' });
+    expect(store.ledger.filter((l) => l.reason === 'disclosure_withheld').map((l) => l.agentId)).toEqual([tail.id]);
+    expect((await store.getAgent(tail.id))!).toMatchObject({ status: 'slashed', reputation: 0 });
+    expect(store.jobChecks.get(job.jobId)).toContainEqual(expect.objectContaining({ kind: 'disclosure_withheld', hops: [1], agentIds: [tail.id], reasons: ['refused'] }));
+  });
+
+  it('a disclosure that does not hash to what the hop itself attested is withholding too', async () => {
+    const head = await addAgent('head', 'owner-a', 'pass', [0, 2]);
+    const tail = await addAgent('tail', 'owner-x', 'pass', [2, NUM_LAYERS]);
+    head.disclosesWrongBytes = true;
+    await addAgent('b', 'owner-b', 'blame');
+    await addAgent('c', 'owner-c', 'blame');
+    const job = await jobOnRoute([head, tail]);
+    const out = await checkFinishedJob(await deps(), job);
+    expect(out).toMatchObject({ status: 'upheld', dispute: { accusedAgentId: head.id }, slashed: [head.id] });
+    expect((await store.getAgent(tail.id))!.status).toBe('active');
+    expect(store.jobChecks.get(job.jobId)).toContainEqual(expect.objectContaining({ kind: 'disclosure_withheld', hops: [0], reasons: ['commitment_mismatch'] }));
+  });
+
+  it('a hop proven wrong is disputed for fraud (the whole stake) even when another hop withheld; the withholder pays reputation and probation', async () => {
+    const head = await addAgent('head', 'owner-a', 'pass', [0, 2]);
+    const tail = await addAgent('tail', 'owner-x', 'pass', [2, NUM_LAYERS]);
+    tail.withholds = true;
+    const first = await addAgent('b', 'owner-b', 'blame');
+    const third = await addAgent('c', 'owner-c', 'blame');
+    first.culprit = third.culprit = 0;
+    const job = await jobOnRoute([head, tail]);
     const tailBefore = (await store.getAgent(tail.id))!.reputation;
     const out = await checkFinishedJob(await deps(), job);
-    expect(out.status).toBe('fail');
-    expect(head.disclosed).toBe(1);
-    expect((await store.getAgent(head.id))!).toMatchObject({ reputation: headBefore, probation: false });
+    expect(out).toMatchObject({ status: 'upheld', dispute: { accusedAgentId: head.id }, slashed: [head.id] });
+    expect(store.ledger.find((l) => l.kind === 'slash')).toMatchObject({ agentId: head.id, amount: 1_000_000 });
     const t = (await store.getAgent(tail.id))!;
+    expect(t).toMatchObject({ status: 'active', probation: true });
     expect(t.reputation).toBeLessThan(tailBefore);
-    expect(t.probation).toBe(true);
-    expect(store.jobChecks.get(job.jobId)).toContainEqual(expect.objectContaining({ kind: 'disclosure_withheld', hops: [1], agentIds: [tail.id] }));
+  });
+
+  it('the checker that failed the route, busy with another check when asked again, is asked once more', async () => {
+    const head = await addAgent('head', 'owner-a', 'pass', [0, 2]);
+    const tail = await addAgent('tail', 'owner-x', 'pass', [2, NUM_LAYERS]);
+    const first = await addAgent('b', 'owner-b', 'route-fail');
+    await addAgent('c', 'owner-c', 'route-fail');
+    store.setFigures(first.id, { reputation: 0.9 });
+    first.busyOn = 1;
+    const out = await checkFinishedJob(await deps(), await jobOnRoute([head, tail]));
+    expect(out.steps.slice(0, 2)).toEqual([
+      { checkerId: first.id, status: 'fail' },
+      { checkerId: first.id, status: 'fail' },
+    ]);
+    expect(out).toMatchObject({ status: 'upheld', slashed: [head.id] });
   });
 
   it('stops asking checkers when the time budget is spent: the dispute stays open, nobody is slashed', async () => {
@@ -521,6 +600,33 @@ describe('agent POST /v1/checks', () => {
     expect((await firstReq).status).toBe(200);
   });
 
+  it('hands the checker the hops that withheld and a loader for the hops\' spans (per-hop blame)', async () => {
+    const loaded: number[][] = [];
+    let seen: { withheld?: readonly number[]; spans?: number } = {};
+    const checks = createCheckService({
+      agentId: 'checker-1',
+      signingKey: agentKey,
+      edgeKeys: () => ({ 'edge-test': edgeKey.publicKey }),
+      span: span(),
+      hopSpans: async (l) => {
+        loaded.push([...l]);
+        return span();
+      },
+      run: async (input) => {
+        await input.loadSpan!('', [0, 2], {});
+        seen = { withheld: input.withheld, spans: loaded.length };
+        return { jobId: input.ticket.jobId, status: 'pass', detail: 'ok', evidence: {} };
+      },
+    });
+    server = createServer((req, res) => void checks.handle(req, res).catch((err) => sendError(res, toAgentError(err))));
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/checks`;
+    const text = JSON.stringify({ ...JSON.parse(await body()), withheld: [1] });
+    expect((await post(text)).status).toBe(200);
+    expect(seen).toEqual({ withheld: [1], spans: 1 });
+    expect(loaded).toEqual([[0, 2]]);
+  });
+
   it('an agent without the whole model runs no checks', async () => {
     layers = [0, 2];
     await start();
@@ -588,5 +694,174 @@ describe('disputes nobody settles', () => {
     const old = await store.openDispute({ jobId: 'old-job', agentId: accused.id, reason: 'x', evidence: {}, at: now - 2 * 24 * 60 * 60 * 1000 });
     await checkFinishedJob(await deps({ rate: 0 }), await jobOn(served));
     expect(store.disputes.find((d) => d.id === old.id)!.status).toBe('open');
+  });
+});
+
+// ---------------------------------------------------------------- after a failed check: routing and the scheduled tick
+
+describe('a failed check and routing', () => {
+  /** Moves the clock; every agent heartbeats at the new time (a 'down' one too: the edge cannot reach it, the registry hears from it). */
+  const advance = (ms: number) => {
+    now += ms;
+    for (const f of fakes.values()) store.setFigures(f.id, { lastHeartbeatAt: now });
+  };
+  /** Routes routing would try now, as agent ids joined with '>'. */
+  const routable = async () => {
+    const candidates = await store.listRouteCandidates(MODEL, { heartbeatAfter: now - 30_000, limit: 100, at: now });
+    const plan = planRoutes(candidates, { numLayers: NUM_LAYERS, now, prefs: { sort: 'balanced', allow_fallbacks: true }, client: {}, promptTokens: 3, maxTokens: 4, random: () => 0.5, explorationShare: 0, maxRoutes: 1000 });
+    return plan.ok ? plan.routes.map((r) => r.hops.map((h) => h.agentId).join('>')) : [];
+  };
+  const dispute = (id: string) => store.disputes.find((d) => d.id === id)!;
+
+  it('takes the route out at once and the accused out of every route while its dispute is open; every hop goes on probation', async () => {
+    const lazy = await addAgent('lazy', 'owner-a', 'pass');
+    await addAgent('b', 'owner-b', 'fail');
+    const d = await deps();
+    const load = () => store.listRouteCandidates(MODEL, { heartbeatAfter: 0, limit: 10, at: now });
+    expect((await d.caches.candidates.get('k', load, now)).find((c) => c.agentId === lazy.id)!.inDispute).toBe(false);
+    expect(await routable()).toContain(lazy.id);
+    const job = await jobOn(lazy);
+    const out = await checkFinishedJob(d, job);
+    // Nobody may run the third check (the only other agent accused it): the dispute stays open.
+    expect(out).toMatchObject({ status: 'fail', dispute: { state: 'open', accusedAgentId: lazy.id } });
+    expect(store.routeBlocks).toEqual([expect.objectContaining({ route: [lazy.id], jobId: job.jobId, until: now + DEFAULT_TRUST_POLICY.routeBlockMs })]);
+    expect((await store.getAgent(lazy.id))!.probation).toBe(true);
+    expect((await routable()).some((r) => r.split('>').includes(lazy.id))).toBe(false);
+    // This isolate's cached view too, at once.
+    expect((await d.caches.candidates.get('k', load, now)).find((c) => c.agentId === lazy.id)!.inDispute).toBe(true);
+    expect(store.jobChecks.get(job.jobId)).toContainEqual({ kind: 'route_blocked', route: [lazy.id], until: now + DEFAULT_TRUST_POLICY.routeBlockMs });
+    // Said and kept: no eligible third checker.
+    expect(dispute(out.dispute!.id).retryNote).toMatchObject({ outcome: 'no_eligible_checker', asked: 0 });
+    expect(logs.some((l) => l.msg === 'dispute left open: no eligible third checker')).toBe(true);
+  });
+
+  it('a failure that names no hop blocks the exact route for the policy window; its hops serve other routes meanwhile, on probation', async () => {
+    const head = await addAgent('head', 'owner-a', 'pass', [0, 2]);
+    const tail = await addAgent('tail', 'owner-x', 'pass', [2, NUM_LAYERS]);
+    const otherTail = await addAgent('tail2', 'owner-y', 'pass', [2, NUM_LAYERS]);
+    // Nobody discloses: the failure cannot be narrowed to a hop.
+    head.withholds = tail.withholds = true;
+    await addAgent('b', 'owner-b', 'route-fail');
+    await addAgent('c', 'owner-c', 'route-fail');
+    const job = await jobOnRoute([head, tail]);
+    expect(await routable()).toContain(`${head.id}>${tail.id}`);
+    const out = await checkFinishedJob(await deps(), job);
+    expect(out.status).toBe('fail');
+    expect(store.disputes.filter((x) => x.status === 'open')).toHaveLength(0);
+    // Out of the network's view: the blocked route; still there: its hops on other routes.
+    let routes = await routable();
+    expect(routes).not.toContain(`${head.id}>${tail.id}`);
+    expect(routes).toContain(`${head.id}>${otherTail.id}`);
+    for (const hop of [head, tail]) expect((await store.getAgent(hop.id))!.probation).toBe(true);
+    expect((await store.getAgent(otherTail.id))!.probation).toBe(false);
+
+    const d = await deps();
+    advance(DEFAULT_TRUST_POLICY.routeBlockMs - 1);
+    expect(await runTrustTick(d)).toMatchObject({ blocksEnded: 0 });
+    expect(await routable()).not.toContain(`${head.id}>${tail.id}`);
+    advance(1);
+    expect(await runTrustTick(d)).toMatchObject({ blocksEnded: 1 });
+    routes = await routable();
+    expect(routes).toContain(`${head.id}>${tail.id}`);
+    for (const hop of [head, tail]) expect((await store.getAgent(hop.id))!.probation).toBe(false);
+  });
+
+  it('a dismissed dispute lifts its route block at once', async () => {
+    const served = await addAgent('a', 'owner-a', 'pass');
+    const first = await addAgent('b', 'owner-b', 'fail');
+    await addAgent('c', 'owner-c', 'pass');
+    store.setFigures(first.id, { reputation: 0.9 });
+    const out = await checkFinishedJob(await deps(), await jobOn(served));
+    expect(out.status).toBe('dismissed');
+    expect(store.routeBlocks[0]!.until).toBe(now);
+    expect(await routable()).toContain(served.id);
+    expect((await store.getAgent(served.id))!.probation).toBe(false);
+  });
+});
+
+describe('the scheduled tick', () => {
+  const advance = (ms: number) => {
+    now += ms;
+    for (const f of fakes.values()) store.setFigures(f.id, { lastHeartbeatAt: now });
+  };
+  const dispute = (id: string) => store.disputes.find((d) => d.id === id)!;
+
+  it('settles a dispute left open once an eligible checker joins, from the request the dispute kept', async () => {
+    const lazy = await addAgent('lazy', 'owner-a', 'pass');
+    const first = await addAgent('b', 'owner-b', 'fail');
+    const job = await jobOn(lazy);
+    const out = await checkFinishedJob(await deps(), job);
+    const id = out.dispute!.id;
+    expect(dispute(id)).toMatchObject({ status: 'open', checkerAgentIds: [first.id], retryAfter: now + DEFAULT_TRUST_POLICY.disputeRetryMs });
+    expect(dispute(id).check!.request.promptIds).toEqual(job.promptIds);
+    const d = await deps();
+    // Not due yet: the check that opened it may still be running.
+    expect((await runTrustTick(d)).retried).toEqual([]);
+    advance(DEFAULT_TRUST_POLICY.disputeRetryMs);
+    expect((await runTrustTick(d)).retried).toEqual([expect.objectContaining({ disputeId: id, state: 'open', asked: 0 })]);
+    expect(dispute(id).retryNote).toMatchObject({ outcome: 'no_eligible_checker' });
+    expect(first.received).toBe(1);
+
+    const third = await addAgent('c', 'owner-c', 'fail');
+    // Due again only a retry interval after the last try.
+    expect((await runTrustTick(d)).retried).toEqual([]);
+    advance(DEFAULT_TRUST_POLICY.disputeRetryMs);
+    const tick = await runTrustTick(d);
+    expect(tick.retried).toEqual([expect.objectContaining({ disputeId: id, state: 'upheld', asked: 1, steps: [{ checkerId: third.id, status: 'fail' }] })]);
+    expect(third.received).toBe(1);
+    expect((await store.getAgent(lazy.id))!.status).toBe('slashed');
+    expect(dispute(id)).toMatchObject({ status: 'upheld', checkerAgentIds: [first.id, third.id], check: null, retryAfter: null });
+    expect((await store.getJob(job.jobId, 'acct'))!.checkStatus).toBe('upheld');
+    const slash = store.ledger.find((l) => l.kind === 'slash')!;
+    expect((slash.evidence as { verdicts: unknown[] }).verdicts).toHaveLength(2);
+    // Settled: never retried again.
+    advance(DEFAULT_TRUST_POLICY.disputeRetryMs);
+    expect((await runTrustTick(d)).retried).toEqual([]);
+  });
+
+  it('goes on from the third checks already made: a checker that answered is not asked again, and the last allowed attempt voids it', async () => {
+    const served = await addAgent('a', 'owner-a', 'pass');
+    const first = await addAgent('b', 'owner-b', 'fail');
+    const c = await addAgent('c', 'owner-c', 'inconclusive');
+    store.setFigures(first.id, { reputation: 0.9 });
+    const out = await checkFinishedJob(await deps(), await jobOn(served));
+    const id = out.dispute!.id;
+    expect(dispute(id).checkerAgentIds).toEqual([first.id, c.id]);
+    const d = await deps();
+    advance(DEFAULT_TRUST_POLICY.disputeRetryMs);
+    await runTrustTick(d);
+    expect(c.received).toBe(1);
+    const dd = await addAgent('d', 'owner-d', 'inconclusive');
+    const e = await addAgent('e', 'owner-e', 'down');
+    advance(DEFAULT_TRUST_POLICY.disputeRetryMs);
+    // d answers (attempt 2 of 3); e does not (not an attempt).
+    expect((await runTrustTick(d)).retried[0]).toMatchObject({ state: 'open', asked: 2 });
+    expect(dispute(id)).toMatchObject({ checkerAgentIds: [first.id, c.id, dd.id], retryNote: { outcome: 'inconclusive', asked: 2 } });
+    e.answer = 'inconclusive';
+    advance(DEFAULT_TRUST_POLICY.disputeRetryMs);
+    expect((await runTrustTick(d)).retried[0]).toMatchObject({ state: 'voided', asked: 1 });
+    expect(dispute(id)).toMatchObject({ status: 'rejected', check: null });
+    expect((await store.getAgent(served.id))!).toMatchObject({ status: 'active', probation: false });
+    // Its route is routable again.
+    expect(store.routeBlocks[0]!.until).toBeLessThanOrEqual(now);
+  });
+
+  it('voids disputes past their timeout with no job checked, and two ticks at once retry a dispute once', async () => {
+    const accused = await addAgent('accused', 'owner-a', 'pass', [0, 2]);
+    const lazy = await addAgent('lazy', 'owner-l', 'pass');
+    await addAgent('b', 'owner-b', 'fail');
+    await checkFinishedJob(await deps(), await jobOn(lazy));
+    // (A checked job voids stale disputes too: this one comes after it.)
+    const old = await store.openDispute({ jobId: 'old-job', agentId: accused.id, reason: 'hidden_mismatch', evidence: {}, at: now - 24 * 60 * 60 * 1000 - 1 });
+    await store.setProbation(accused.id, true);
+    const third = await addAgent('c', 'owner-c', 'pass');
+    advance(DEFAULT_TRUST_POLICY.disputeRetryMs);
+    const d = await deps();
+    const [one, two] = await Promise.all([runTrustTick(d), runTrustTick(d)]);
+    expect(one.voided + two.voided).toBe(1);
+    expect(dispute(old.id)).toMatchObject({ status: 'rejected', settlement: { state: 'voided', reason: 'timeout' } });
+    expect((await store.getAgent(accused.id))!.probation).toBe(false);
+    expect([...one.retried, ...two.retried].map((r) => r.state)).toEqual(['dismissed']);
+    expect(third.received).toBe(1);
   });
 });

@@ -221,3 +221,46 @@ describe('route scoring', () => {
     expect(left.map((r) => r.hops.length)).toEqual([1]);
   });
 });
+
+describe('routing after a failed check (docs/trust.md §7)', () => {
+  const ids = (plan: ReturnType<typeof planRoutes>) => (plan.ok ? plan.routes.map((r) => r.hops.map((h) => h.agentId).join('>')).sort() : []);
+
+  it('never chooses an agent accused in an open dispute, on any route', () => {
+    const accused = cand([0, 4], { inDispute: true });
+    const head = cand([0, 4]);
+    const tail = cand([4, 8]);
+    const whole = cand([0, 8], { inDispute: true });
+    const plan = planRoutes([accused, head, tail, whole], input());
+    expect(ids(plan)).toEqual([`${head.agentId}>${tail.agentId}`]);
+    expect(planRoutes([accused, tail, whole], input())).toMatchObject({ ok: false });
+  });
+
+  it('leaves a blocked route out, while its hops still serve on other routes', () => {
+    const head = cand([0, 4]);
+    const tail = cand([4, 8]);
+    const otherTail = cand([4, 8]);
+    head.blockedRoutes = [[head.agentId, tail.agentId]];
+    const plan = planRoutes([head, tail, otherTail], input());
+    expect(ids(plan)).toEqual([`${head.agentId}>${otherTail.agentId}`]);
+    // The innocent tail is still routable behind another head.
+    const otherHead = cand([0, 4]);
+    expect(ids(planRoutes([head, tail, otherHead], input()))).toEqual([`${otherHead.agentId}>${tail.agentId}`]);
+    // The blocked route alone: nothing to serve with.
+    expect(planRoutes([head, tail], input())).toMatchObject({ ok: false });
+  });
+
+  it('a block is one exact chain, carried by its first hop', () => {
+    const a = cand([0, 8]);
+    const b = cand([0, 4]);
+    const c = cand([4, 8]);
+    const d = cand([4, 6]);
+    const e = cand([6, 8]);
+    b.blockedRoutes = [[b.agentId, c.agentId]];
+    // Another chain through the blocked route's head is another route.
+    expect(ids(planRoutes([a, b, c, d, e], input()))).toEqual([a.agentId, `${b.agentId}>${d.agentId}>${e.agentId}`].sort());
+    // A block listed on a candidate that is not its first hop is not the store's shape: ignored.
+    b.blockedRoutes = [];
+    c.blockedRoutes = [[b.agentId, c.agentId]];
+    expect(ids(planRoutes([b, c], input()))).toEqual([`${b.agentId}>${c.agentId}`]);
+  });
+});

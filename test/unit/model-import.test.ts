@@ -173,7 +173,8 @@ describe('pool-agent model import', () => {
   function io(): CliIo & { lines: string[]; errors: string[] } {
     const lines: string[] = [];
     const errors: string[] = [];
-    return { lines, errors, out: (l) => lines.push(l), err: (l) => errors.push(l), env: {} };
+    // A state folder that does not exist: the import records its folder nowhere (never in ~).
+    return { lines, errors, out: (l) => lines.push(l), err: (l) => errors.push(l), env: { LAYERNET_AGENT_DIR: join(root, 'no-agent-state') } };
   }
 
   it('prints the model id and name; a bad checkpoint exits 1 naming the file', async () => {
