@@ -15,6 +15,8 @@ import type { AppEnv, AgentTransport, Clock, EdgeCaches, EdgeDeps, EdgeSigningKe
 import { createTokenizerProvider } from './text/tokenizer-provider.js';
 import type { RegistryStore } from './store/interface.js';
 import { errorResponse } from './http/errors.js';
+import { throttledLog } from './log.js';
+import { registerCors } from './http/cors.js';
 import { registerHealth } from './routes/health.js';
 import { registerModels } from './routes/models.js';
 import { registerChatCompletions } from './routes/chat-completions.js';
@@ -57,20 +59,24 @@ export interface BaseAppOptions {
 
 export function buildDeps(opts: CreateAppOptions): EdgeDeps {
   const config = resolveConfig(opts.config);
-  const log =
+  const clock = opts.clock ?? { now: () => Date.now() };
+  // Entries with a `throttle` key are written once per key and window (edge/log.ts).
+  const log = throttledLog(
     opts.log ??
-    ((entry: Record<string, unknown>) => {
-      const line = JSON.stringify(entry);
-      if (entry.level === 'error') console.error(line);
-      else if (entry.level === 'warn') console.warn(line);
-      else console.log(line);
-    });
+      ((entry: Record<string, unknown>) => {
+        const line = JSON.stringify(entry);
+        if (entry.level === 'error') console.error(line);
+        else if (entry.level === 'warn') console.warn(line);
+        else console.log(line);
+      }),
+    () => clock.now(),
+  );
   return {
     store: opts.store,
     signingKey: opts.signingKey,
     transport: opts.transport,
     tokenizers: opts.tokenizers ?? createTokenizerProvider({ builtin: opts.tokenizer!, log }),
-    clock: opts.clock ?? { now: () => Date.now() },
+    clock,
     config,
     caches: {
       keys: opts.caches?.keys ?? new TtlCache(config.keyCacheTtlMs),
@@ -113,6 +119,9 @@ export function createApp(opts: CreateAppOptions): Hono<AppEnv> {
     await next();
     c.res.headers.set('x-request-id', requestId);
   });
+
+  // Before every route: a preflight is answered before authentication.
+  registerCors(app, deps.config.corsOrigins);
 
   app.onError((err, c) => errorResponse(err, c.get('requestId') ?? 'unknown', deps.log));
   app.notFound((c) => errorResponse(new ApiError('not_found', `no route for ${c.req.method} ${c.req.path}`), c.get('requestId') ?? 'unknown'));

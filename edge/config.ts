@@ -6,6 +6,7 @@
  * const config = resolveConfig({ keyCacheTtlMs: 1000 });
  */
 import { EXPLORATION_SHARE } from './routing/score.js';
+import type { CorsOrigins } from './http/cors.js';
 export interface EdgeConfig {
   /** Largest request body accepted, bytes (413 above). */
   maxBodyBytes: number;
@@ -63,6 +64,12 @@ export interface EdgeConfig {
    * least 1000 ms.
    */
   attestChunkDelayMs: number;
+  /**
+   * Origins whose pages may call the inference routes (edge/http/cors.ts): `*` (the default: API
+   * keys are bearer tokens, never cookies) or exact origins. Owner and admin routes never answer
+   * cross-origin.
+   */
+  corsOrigins: CorsOrigins;
 }
 
 export const DEFAULT_CONFIG: EdgeConfig = {
@@ -88,6 +95,7 @@ export const DEFAULT_CONFIG: EdgeConfig = {
   unstakedTrafficShare: 1,
   attestChunkSteps: 16,
   attestChunkDelayMs: 50,
+  corsOrigins: '*',
 };
 
 export function resolveConfig(overrides: Partial<EdgeConfig> = {}): EdgeConfig {

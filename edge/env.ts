@@ -9,6 +9,7 @@
  */
 import { z } from 'zod';
 import type { EdgeConfig } from './config.js';
+import { parseCorsOrigins } from './http/cors.js';
 
 const int = (min: number, max: number) => z.coerce.number().int().min(min).max(max).optional();
 
@@ -44,6 +45,18 @@ export const envSchema = z.object({
     .optional(),
   /** Forces the check rate in [0, 1] (tests, operators); absent: the trust policy's rate. */
   CHECK_RATE_OVERRIDE: z.coerce.number().min(0).max(1).optional(),
+  /** Origins whose pages may call the inference API: `*` (default) or comma-separated origins (`https://app.example.com,http://localhost:5173`). */
+  CORS_ORIGINS: z
+    .string()
+    .transform((raw, ctx) => {
+      const origins = parseCorsOrigins(raw);
+      if (origins === null) {
+        ctx.addIssue({ code: 'custom', message: '`*` or comma-separated origins, each scheme://host[:port] in lowercase, without path or trailing slash' });
+        return z.NEVER;
+      }
+      return origins;
+    })
+    .optional(),
 });
 export type EdgeEnv = z.infer<typeof envSchema>;
 
@@ -73,5 +86,6 @@ export function parseEdgeEnv(raw: unknown): ParsedEnv {
   if (env.UNSTAKED_TRAFFIC_SHARE !== undefined) config.unstakedTrafficShare = env.UNSTAKED_TRAFFIC_SHARE;
   if (env.ATTEST_CHUNK_STEPS !== undefined) config.attestChunkSteps = env.ATTEST_CHUNK_STEPS;
   if (env.ATTEST_CHUNK_DELAY_MS !== undefined) config.attestChunkDelayMs = env.ATTEST_CHUNK_DELAY_MS;
+  if (env.CORS_ORIGINS !== undefined) config.corsOrigins = env.CORS_ORIGINS;
   return { ok: true, env, databaseUrl, config };
 }

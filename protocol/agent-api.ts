@@ -11,8 +11,9 @@
 import { z } from 'zod';
 import { signedTicketSchema } from './ticket.js';
 import { signedAttestationSchema } from './attestation.js';
+import { MAX_PROMPT_TOKENS } from './limits.js';
 
-export const MAX_PROMPT_TOKENS = 32_768;
+export { MAX_PROMPT_TOKENS };
 
 export const jobRequestSchema = z.object({
   signedTicket: signedTicketSchema,

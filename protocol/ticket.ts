@@ -1,17 +1,26 @@
 import { z } from 'zod';
-import { canonicalJson, type CanonicalValue } from './canonical.js';
-import { sha256Hex, utf8 } from './bytes.js';
-import { signBytes, verifyBytes } from './keys.js';
+import { checkSignedTicket, type TicketCheck } from './ticket-signing.js';
 
 /**
  * Job tickets: the edge's signed order to a route of agents. Agents refuse unsigned, expired or
- * replayed tickets; every attestation binds the ticket's hash.
+ * replayed tickets; every attestation binds the ticket's hash. This file holds the schemas; the
+ * bytes, hash, signature and the checks past the shape are in ticket-signing.ts (no zod, so the
+ * SDK's browser bundle re-verifies tickets without it) and re-exported here. The SDK reads
+ * tickets with a zod/mini mirror of the schemas (sdk/src/schemas.ts): a change here goes there too.
  *
  * @example
  * const signed = await signTicket(edgeKey.privateKey, ticket);
  * const check = await verifyTicket(signed, edgeKey.publicKey, Date.now());
  */
-export const TICKET_DOMAIN = 'layernet.ticket/1\n';
+export {
+  TICKET_DOMAIN,
+  ticketBytes,
+  ticketHash,
+  signTicket,
+  checkSignedTicket,
+  routeCoversModel,
+  type TicketCheck,
+} from './ticket-signing.js';
 
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
 export const layerRangeSchema = z
@@ -84,22 +93,6 @@ export type JobTicket = z.infer<typeof ticketSchema>;
 export const signedTicketSchema = z.object({ ticket: ticketSchema, signature: z.string().max(128) });
 export type SignedTicket = z.infer<typeof signedTicketSchema>;
 
-export function ticketBytes(ticket: JobTicket): Uint8Array {
-  return utf8(TICKET_DOMAIN + canonicalJson(ticket as unknown as CanonicalValue));
-}
-
-export function ticketHash(ticket: JobTicket): Promise<string> {
-  return sha256Hex(ticketBytes(ticket));
-}
-
-export async function signTicket(edgePrivateKey: CryptoKey, ticket: JobTicket): Promise<SignedTicket> {
-  return { ticket, signature: await signBytes(edgePrivateKey, ticketBytes(ticket)) };
-}
-
-export type TicketCheck =
-  | { ok: true; ticket: JobTicket; hash: string }
-  | { ok: false; reason: 'malformed' | 'bad_signature' | 'expired' | 'not_yet_valid' | 'wrong_hop' };
-
 /**
  * Checks shape, signature and validity window. Replay protection (nonce already seen) is the
  * caller's: it owns the nonce store. `hop` optionally checks that `agentId` is at that hop.
@@ -113,25 +106,5 @@ export async function verifyTicket(
 ): Promise<TicketCheck> {
   const parsed = signedTicketSchema.safeParse(input);
   if (!parsed.success) return { ok: false, reason: 'malformed' };
-  const { ticket, signature } = parsed.data;
-  if (!(await verifyBytes(edgePublicKey, signature, ticketBytes(ticket)))) return { ok: false, reason: 'bad_signature' };
-  if (now > ticket.expiresAt + clockSkewMs || now > ticket.limits.deadline + clockSkewMs) return { ok: false, reason: 'expired' };
-  if (now + clockSkewMs < ticket.issuedAt) return { ok: false, reason: 'not_yet_valid' };
-  if (expect) {
-    const hops = ticket.route.map((h, i) => ({ ...h, i })).filter((h) => h.agentId === expect.agentId);
-    if (hops.length === 0 || (expect.hop !== undefined && !hops.some((h) => h.i === expect.hop))) {
-      return { ok: false, reason: 'wrong_hop' };
-    }
-  }
-  return { ok: true, ticket, hash: await ticketHash(ticket) };
-}
-
-/** Route must cover [0, numLayers) exactly once, in order. */
-export function routeCoversModel(route: readonly RouteHop[], numLayers: number): boolean {
-  let cursor = 0;
-  for (const hop of route) {
-    if (hop.layers[0] !== cursor) return false;
-    cursor = hop.layers[1];
-  }
-  return cursor === numLayers;
+  return checkSignedTicket(parsed.data, edgePublicKey, now, expect, clockSkewMs);
 }

@@ -12,22 +12,25 @@
  * const completion = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }] });
  * console.log(completion.choices[0]?.message.content, completion.route, completion.verification);
  */
-import type { z } from 'zod';
 import {
+  PARSE_CONTEXT,
   chatCompletionChunkSchema,
   chatCompletionSchema,
   completionSchema,
   jobAttestationSchema,
   modelListSchema,
   poolListSchema,
-} from '../../protocol/api.js';
+  type ResponseSchema,
+} from './schemas.js';
 import {
   APIConnectionError,
   APIConnectionTimeoutError,
   APIError,
   APIResponseValidationError,
   APIUserAbortError,
+  JobFoundBadError,
   LayerNetError,
+  isJobFoundBad,
   type APIErrorBody,
 } from './errors.js';
 import { abortableSleep, isRetryableStatus, retryDelayMs } from './retry.js';
@@ -44,6 +47,7 @@ import type {
   CompletionCreateParamsNonStreaming,
   CompletionCreateParamsStreaming,
   JobAttestation,
+  JobCheck,
   ModelList,
   PoolList,
   RequestOptions,
@@ -326,7 +330,7 @@ export class LayerNet {
   }
 
   /** @internal A JSON request with retries; the answer is parsed with `schema` when given. */
-  async requestJson<T = unknown>(spec: RequestSpec, options: RequestOptions, schema?: z.ZodType<T>): Promise<T> {
+  async requestJson<T = unknown>(spec: RequestSpec, options: RequestOptions, schema?: ResponseSchema<T>): Promise<T> {
     const state: RetryState = { retries: 0 };
     const maxBytes = this.options.maxResponseBytes ?? DEFAULT_MAX_RESPONSE_BYTES;
     return this.withRetries(options, state, async () => {
@@ -350,14 +354,14 @@ export class LayerNet {
         throw new APIResponseValidationError(`${spec.method} ${spec.path}: the answer is not JSON`, requestId);
       }
       if (!schema) return json as T;
-      const parsed = schema.safeParse(json);
+      const parsed = schema.safeParse(json, PARSE_CONTEXT);
       if (!parsed.success) throw new APIResponseValidationError(`${spec.method} ${spec.path}: the answer does not match the schema: ${parsed.error.message}`, requestId);
       return parsed.data;
     });
   }
 
   /** @internal A streamed request; failures before the first token are retried (see Stream). */
-  async requestStream<T>(spec: RequestSpec, options: RequestOptions, schema: z.ZodType<T>, textOf: (chunk: T) => string, verifyInput?: (s: Stream<T>) => VerifyInput): Promise<Stream<T>> {
+  async requestStream<T>(spec: RequestSpec, options: RequestOptions, schema: ResponseSchema<T>, textOf: (chunk: T) => string, verifyInput?: (s: Stream<T>) => VerifyInput): Promise<Stream<T>> {
     const state: RetryState = { retries: 0 };
     const maxRetries = options.maxRetries ?? this.maxRetries;
     const open = async () => {
@@ -549,6 +553,13 @@ export class Pools {
   }
 }
 
+export interface JobCheckParams {
+  /** Read the record again while the outcome is `pending`, for up to this long (ms, default 0: once). */
+  waitMs?: number;
+  /** Throw {@link JobFoundBadError} when the job was found bad (`fail` or `upheld`). */
+  throwIfBad?: boolean;
+}
+
 export class Jobs {
   constructor(private readonly client: LayerNet) {}
 
@@ -558,8 +569,38 @@ export class Jobs {
   }
 
   /**
+   * What the edge's re-execution checks found about one of your jobs (the record's `check`):
+   * `unchecked`, `pending`, `pass`, `inconclusive`, `fail` (with the failing verdict and the hop
+   * blamed), or how its dispute ended (`upheld`, `dismissed`, `voided`); `refunded_micro_usd`
+   * when the job was found bad and not charged. Checks run after the answer and land within
+   * about 30 s: with `waitMs` the record is read again while the outcome is `pending`, for up to
+   * that long. With `throwIfBad` a job found bad (`fail` or `upheld`) throws {@link JobFoundBadError}.
+   *
+   * @example
+   * const check = await client.jobs.check(completion.attestation.job_id, { waitMs: 30_000 });
+   * if (check.status === 'fail' || check.status === 'upheld') console.log('found bad at hop', check.blame?.hop, 'refunded', check.refunded_micro_usd);
+   */
+  async check(jobId: string, params: JobCheckParams = {}, options: RequestOptions = {}): Promise<JobCheck> {
+    const waitMs = params.waitMs ?? 0;
+    const started = this.client.now();
+    let delay = 1_000;
+    for (;;) {
+      const record = await this.attestation(jobId, options);
+      // An edge that predates check outcomes says nothing: nothing will come.
+      const check: JobCheck = record.check ?? { status: 'unchecked' };
+      if (check.status !== 'pending' || this.client.now() - started >= waitMs) {
+        if (params.throwIfBad && isJobFoundBad(check)) throw new JobFoundBadError(jobId, check);
+        return check;
+      }
+      await this.client.sleep(Math.min(delay, Math.max(0, waitMs - (this.client.now() - started))), options.signal);
+      delay = Math.min(delay * 2, 5_000);
+    }
+  }
+
+  /**
    * Re-verifies a finished job (by id, or a completion / finished stream) against the registry's
-   * published keys. Throws {@link AttestationError} on any mismatch.
+   * published keys. Throws {@link AttestationError} on any mismatch, and {@link JobFoundBadError}
+   * when a re-execution check found the job bad.
    *
    * @example
    * const report = await client.jobs.verify(completion);

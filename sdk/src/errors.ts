@@ -8,11 +8,13 @@
  * } catch (err) {
  *   if (err instanceof RateLimitError) console.log('retry in', err.retryAfter, 's; request', err.requestId);
  *   else if (err instanceof AttestationError) console.log('refused:', err.reason, err.detail);
+ *   else if (err instanceof JobFoundBadError) console.log('found bad by a re-execution check:', err.check);
  *   else throw err;
  * }
  */
-import { ERROR_CODES, isErrorCode } from '../../protocol/errors.js';
-import type { ChainFailure } from '../../protocol/attestation.js';
+import { ERROR_CODES, isErrorCode } from '../../protocol/error-codes.js';
+import type { ChainFailure } from '../../protocol/attestation-chain.js';
+import type { JobCheck } from '../../protocol/api.js';
 
 /** Base class of every error the SDK throws. */
 export class LayerNetError extends Error {
@@ -213,6 +215,54 @@ export class AttestationError extends LayerNetError {
     options?: { cause?: unknown },
   ) {
     super(`attestation check failed (${reason}) for job ${jobId ?? '?'}: ${detail}`, options);
+  }
+}
+
+/**
+ * Whether a job's check outcome says it was found bad: a checker's re-execution disagrees with
+ * the answer (`fail`) or a dispute upheld the accusation (`upheld`).
+ */
+export function isJobFoundBad(check: JobCheck | null | undefined): boolean {
+  return check?.status === 'fail' || check?.status === 'upheld';
+}
+
+/**
+ * A re-execution check found the job bad: its attestation chain was signed correctly, but an
+ * independent agent that re-ran it got another answer (`check.status` `fail`), or the dispute
+ * that followed convicted the hop (`upheld`). The answer must not be trusted. A job found bad
+ * against a hop is not charged: `refundedMicroUsd` went back to the key's spend.
+ *
+ * Thrown by `verify` (and `client.jobs.verify`) when the job's record says so, and by
+ * `client.jobs.check(id, { throwIfBad: true })`.
+ *
+ * @example
+ * try {
+ *   await client.jobs.verify(jobId);
+ * } catch (err) {
+ *   if (err instanceof JobFoundBadError) console.log(err.check.status, err.blame?.agent_id, err.refundedMicroUsd);
+ *   else throw err;
+ * }
+ */
+export class JobFoundBadError extends LayerNetError {
+  override name = 'JobFoundBadError';
+  constructor(
+    readonly jobId: string,
+    readonly check: JobCheck,
+  ) {
+    const why = check.verdict ? ` (${check.verdict.reason}: ${check.verdict.detail})` : '';
+    const who = check.blame ? ` at hop ${check.blame.hop} (agent ${check.blame.agent_id})` : '';
+    const refund = check.refunded_micro_usd !== undefined ? `; ${check.refunded_micro_usd} micro-USD refunded` : '';
+    super(`job ${jobId} was found bad by a re-execution check: ${check.status}${who}${why}${refund}`);
+  }
+
+  /** The hop found at fault, when the check named one. */
+  get blame(): JobCheck['blame'] {
+    return this.check.blame;
+  }
+
+  /** Micro-USD handed back to the key's spend (0 when nothing was refunded). */
+  get refundedMicroUsd(): number {
+    return this.check.refunded_micro_usd ?? 0;
   }
 }
 

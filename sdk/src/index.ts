@@ -10,7 +10,7 @@
  * console.log(stream.route, stream.verification);
  */
 export { LayerNet, ChatCompletions, Completions, Models, Pools, Jobs, SDK_VERSION, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS } from './client.js';
-export type { ClientOptions, Fetch, Verified, PoolListParams } from './client.js';
+export type { ClientOptions, Fetch, Verified, PoolListParams, JobCheckParams } from './client.js';
 export { Stream, collectText } from './stream.js';
 export { JobVerifier } from './verify.js';
 export type { JobVerifierDeps, VerifyInput } from './verify.js';
@@ -35,6 +35,8 @@ export {
   APIUserAbortError,
   APIResponseValidationError,
   AttestationError,
+  JobFoundBadError,
+  isJobFoundBad,
   errorClassForStatus,
   parseRetryAfterMs,
 } from './errors.js';
@@ -49,7 +51,8 @@ export {
   completionSchema,
   routePreferencesSchema,
   jobAttestationSchema,
-} from '../../protocol/api.js';
+  jobCheckSchema,
+} from './schemas.js';
 
 import { LayerNet } from './client.js';
 export default LayerNet;

@@ -12,7 +12,6 @@
  * console.log(stream.route, stream.finalUsage, stream.jobId);
  */
 import { parseSse } from '../../protocol/sse.js';
-import type { z } from 'zod';
 import {
   APIConnectionError,
   APIError,
@@ -21,6 +20,7 @@ import {
   LayerNetError,
   type APIErrorBody,
 } from './errors.js';
+import { PARSE_CONTEXT, type ResponseSchema } from './schemas.js';
 import type { AttestationSummary, RouteSummary, Usage, VerificationReport } from './types.js';
 
 /** One HTTP attempt of a stream, as opened by the client. */
@@ -30,7 +30,7 @@ export interface OpenedStream {
 }
 
 export interface StreamDeps<T> {
-  schema: z.ZodType<T>;
+  schema: ResponseSchema<T>;
   /** The first, already opened attempt. */
   first: OpenedStream;
   /** Opens the request again; resolves to null when no retry is left for this failure. */
@@ -163,7 +163,7 @@ export class Stream<T> implements AsyncIterable<T> {
       const body: APIErrorBody = error !== null && typeof error === 'object' ? (error as APIErrorBody) : { message: String(error) };
       throw APIError.fromInBand(body, this.response.headers);
     }
-    const parsed = this.deps.schema.safeParse(json);
+    const parsed = this.deps.schema.safeParse(json, PARSE_CONTEXT);
     if (!parsed.success) throw new APIResponseValidationError(`a stream event does not match the schema: ${parsed.error.message}`, this.requestId);
     return parsed.data;
   }

@@ -10,6 +10,7 @@ import type { z } from 'zod';
 import type {
   chatCompletionRequestSchema,
   completionRequestSchema,
+  JobCheck,
   routePreferencesSchema,
 } from '../../protocol/api.js';
 
@@ -21,6 +22,7 @@ export type {
   ModelList,
   PoolList,
   JobAttestation,
+  JobCheck,
   RouteSummary,
   AttestationSummary,
 } from '../../protocol/api.js';
@@ -56,6 +58,12 @@ export interface VerificationReport {
   edgeKeyId: string;
   /** Agents whose signatures were checked against their registered keys. */
   agents: string[];
+  /**
+   * What the re-execution checks had found when the record was read (absent from older edges).
+   * Right after an answer this is usually `pending`: a check lands within ~30 s; ask again with
+   * `client.jobs.check(jobId, { waitMs })`. A job found bad throws `JobFoundBadError` instead.
+   */
+  check?: JobCheck;
 }
 
 /** Options of `verify` (true = all defaults). */

@@ -2,9 +2,11 @@
  * Client-side re-verification of a job: trust neither the edge nor the agents, only the keys
  * the registry publishes. For every attempt (failover) of the job, the ticket's signature is
  * checked against a published edge key and every attestation chunk is re-checked with the same
- * ChainVerifier the edge runs, against the agents' keys from the public registry view; then the
- * tokens handed on by the attempts must be exactly the job's tokens, and the response's summary,
- * route and usage must agree with the chain.
+ * chain checks the edge runs (protocol/attestation-chain.ts), against the agents' keys from the
+ * public registry view; then the tokens handed on by the attempts must be exactly the job's
+ * tokens, and the response's summary, route and usage must agree with the chain. Last, the
+ * record's `check`: a job a re-execution check found bad throws {@link JobFoundBadError},
+ * whatever its chain says.
  *
  * What it cannot prove: that the prompt the ticket commits to (`inputHash`) is the caller's
  * prompt, or the text is the decoding of the tokens, unless the caller supplies a tokenizer
@@ -14,11 +16,12 @@
  * const verifier = new JobVerifier({ get: (path, query) => client.get(path, query) });
  * const report = await verifier.verify({ jobId, summary: completion.attestation, route: completion.route, usage: completion.usage });
  */
-import { ChainVerifier } from '../../protocol/attestation.js';
-import { jobAttestationSchema, poolListSchema, type AttestationSummary, type JobAttestation, type RouteSummary } from '../../protocol/api.js';
-import { edgeKeysSchema } from '../../protocol/owner-api.js';
-import { verifyTicket } from '../../protocol/ticket.js';
-import { AttestationError, NotFoundError } from './errors.js';
+import { ChainVerifierBase } from '../../protocol/attestation-chain.js';
+import type { SignedAttestation } from '../../protocol/attestation.js';
+import type { AttestationSummary, JobAttestation, RouteSummary } from '../../protocol/api.js';
+import { checkSignedTicket } from '../../protocol/ticket-signing.js';
+import { AttestationError, JobFoundBadError, NotFoundError, isJobFoundBad } from './errors.js';
+import { edgeKeysSchema, jobAttestationSchema, poolListSchema, signedChunkSchema } from './schemas.js';
 import type { Usage, VerificationReport, VerifyOptions } from './types.js';
 
 export interface JobVerifierDeps {
@@ -43,6 +46,14 @@ export interface VerifyInput {
 
 const POOL_PAGE = 100;
 
+/** The edge's chain checks (protocol/attestation-chain.ts), each chunk read with the SDK's schema. */
+class ChainVerifier extends ChainVerifierBase {
+  protected override readChunk(input: unknown): SignedAttestation[] | null {
+    const parsed = signedChunkSchema.safeParse(input);
+    return parsed.success ? parsed.data : null;
+  }
+}
+
 export class JobVerifier {
   private readonly deps: Required<Pick<JobVerifierDeps, 'get' | 'sleep' | 'now' | 'keyTtlMs' | 'maxPoolPages'>>;
   private edgeKeys: { at: number; keys: Map<string, string> } | null = null;
@@ -66,7 +77,7 @@ export class JobVerifier {
     try {
       return await this.check(input, options);
     } catch (err) {
-      if (err instanceof AttestationError) throw err;
+      if (err instanceof AttestationError || err instanceof JobFoundBadError) throw err;
       const why = err instanceof Error ? err.message : String(err);
       throw new AttestationError('unavailable', `could not fetch what verification needs: ${why}`, input.jobId, {}, { cause: err });
     }
@@ -106,8 +117,9 @@ export class JobVerifier {
       promptTokens = ticket.promptTokens;
       const edgeKey = edgeKeys.get(ticket.edgeKeyId);
       if (!edgeKey) throw fail('unknown_edge_key', `ticket signed by unpublished edge key ${ticket.edgeKeyId}`, ctx);
-      // Validity is judged at issue time: the ticket expired long ago, and that is fine now.
-      const check = await verifyTicket(attempt.ticket, edgeKey, ticket.issuedAt);
+      // The record's parse checked the ticket's shape. Validity is judged at issue time: the
+      // ticket expired long ago, and that is fine now.
+      const check = await checkSignedTicket(attempt.ticket, edgeKey, ticket.issuedAt);
       if (!check.ok) throw fail('bad_ticket_signature', `attempt ${i + 1} ticket: ${check.reason}`, ctx);
       lastTicketHash = check.hash;
       if (stopped && attempt.chunks.length > 0) throw fail('wrong_prefix', 'an attempt continued after the answer ended', ctx);
@@ -171,7 +183,19 @@ export class JobVerifier {
       const decoded = options.decode(handed);
       if (!decoded.startsWith(input.text)) throw fail('text_mismatch', 'the text is not the decoding of the attested tokens');
     }
-    return { jobId, verified: true, attempts: job.attempts.length, chunks, tokenIds: handed, chainHead, edgeKeyId: last.ticket.ticket.edgeKeyId, agents: [...agents] };
+    // The chain checks out; a re-execution check may still have found the computation wrong.
+    if (job.check && isJobFoundBad(job.check)) throw new JobFoundBadError(jobId, job.check);
+    return {
+      jobId,
+      verified: true,
+      attempts: job.attempts.length,
+      chunks,
+      tokenIds: handed,
+      chainHead,
+      edgeKeyId: last.ticket.ticket.edgeKeyId,
+      agents: [...agents],
+      ...(job.check ? { check: job.check } : {}),
+    };
   }
 
   /** The job record is written just after the answer: a 404 is retried for up to `waitMs`. */

@@ -6,7 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { http, HttpResponse } from 'msw';
 import { BASE, server, sseBody } from './sdk-msw.js';
-import { AttestationError, LayerNet, type JobAttestation, type ChatCompletionChunk } from '../../sdk/src/index.js';
+import { AttestationError, JobFoundBadError, LayerNet, isJobFoundBad, type JobAttestation, type JobCheck, type ChatCompletionChunk } from '../../sdk/src/index.js';
 import { generateSigningKey, type SigningKey } from '../../protocol/keys.js';
 import { signTicket, ticketHash, type JobTicket, type SignedTicket } from '../../protocol/ticket.js';
 import { attestationHash, signAttestation, tokenCommitment, type Attestation, type SignedAttestation } from '../../protocol/attestation.js';
@@ -391,5 +391,82 @@ describe('SDK verify fails closed', () => {
     const wrong = { ...agentKeys, 'agent-a': (await generateSigningKey()).publicKey };
     const err = await client({ verify: { agentKeys: wrong, edgeKeys: { 'edge-1': job.edgeKey.publicKey } } }).chat.completions.create(body).catch((e: unknown) => e);
     expect((err as AttestationError).reason).toBe('bad_signature');
+  });
+});
+
+describe('SDK: what the re-execution checks found', () => {
+  const upheld = {
+    status: 'upheld' as const,
+    verdict: { reason: 'sampling_mismatch', detail: 'step 1: returned token 101, the sampler gives 110', step: 1 },
+    blame: { attempt: 0, hop: 1, agent_id: 'agent-b' },
+    dispute: { id: 'dispute-1', status: 'upheld' as const },
+    refunded_micro_usd: 42,
+  };
+
+  /** Serves the record with each `check` in turn (the last one repeats); counts the reads. */
+  function serveChecks(job: Job, checks: Array<JobCheck | undefined>) {
+    serve(job);
+    const seen = { reads: 0 };
+    server.use(
+      http.get(`${BASE}/v1/jobs/:id/attestation`, () => {
+        const check = checks[Math.min(seen.reads++, checks.length - 1)];
+        return HttpResponse.json(check ? { ...job.record, check } : job.record);
+      }),
+    );
+    return seen;
+  }
+
+  it('verify: true reports the outcome with the verified answer (pending right after it)', async () => {
+    const job = await buildJob([{ tokens: [100, 101, EOS], outcome: 'completed' }]);
+    serveChecks(job, [{ status: 'pending' }]);
+    const completion = await client().chat.completions.create(body);
+    expect(completion.verification?.verified).toBe(true);
+    expect(completion.verification?.check).toEqual({ status: 'pending' });
+  });
+
+  it('a job found bad fails verification with JobFoundBadError, though its chain checks out', async () => {
+    const job = await buildJob([{ tokens: [100, 101, EOS], outcome: 'completed' }]);
+    serveChecks(job, [upheld]);
+    const err = await client({ verify: false }).jobs.verify(JOB).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(JobFoundBadError);
+    expect(err).not.toBeInstanceOf(AttestationError);
+    const bad = err as JobFoundBadError;
+    expect(bad.jobId).toBe(JOB);
+    expect(bad.check).toEqual(upheld);
+    expect(bad.blame).toEqual({ attempt: 0, hop: 1, agent_id: 'agent-b' });
+    expect(bad.refundedMicroUsd).toBe(42);
+    expect(bad.message).toContain('hop 1 (agent agent-b)');
+    // A chain that does not check out is still an AttestationError first.
+    job.record.token_ids[0] = 120;
+    expect(await client({ verify: false }).jobs.verify(JOB).catch((e: unknown) => e)).toBeInstanceOf(AttestationError);
+  });
+
+  it('jobs.check waits while pending, then returns the typed outcome; throwIfBad throws it', async () => {
+    const job = await buildJob([{ tokens: [100, EOS], outcome: 'completed' }]);
+    const failed = { status: 'fail' as const, verdict: { reason: 'hidden_mismatch', detail: 'step 0' }, blame: { attempt: 0, hop: 1, agent_id: 'agent-b' }, dispute: { id: 'dispute-1', status: 'open' as const }, refunded_micro_usd: 42 };
+    const seen = serveChecks(job, [{ status: 'pending' }, { status: 'pending' }, failed]);
+    const check: JobCheck = await client().jobs.check(JOB, { waitMs: 30_000 });
+    expect(check).toEqual(failed);
+    expect(isJobFoundBad(check)).toBe(true);
+    expect(seen.reads).toBe(3);
+
+    serveChecks(job, [failed]);
+    const err = await client().jobs.check(JOB, { throwIfBad: true }).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(JobFoundBadError);
+    expect((err as JobFoundBadError).check.status).toBe('fail');
+  });
+
+  it('jobs.check gives up waiting after waitMs, reads once without it, and reads an older edge as unchecked', async () => {
+    const job = await buildJob([{ tokens: [100, EOS], outcome: 'completed' }]);
+    let seen = serveChecks(job, [{ status: 'pending' }]);
+    expect(await client().jobs.check(JOB, { waitMs: 5_000 })).toEqual({ status: 'pending' });
+    expect(seen.reads).toBeGreaterThan(1);
+    seen = serveChecks(job, [{ status: 'pending' }]);
+    expect(await client().jobs.check(JOB)).toEqual({ status: 'pending' });
+    expect(seen.reads).toBe(1);
+    serveChecks(job, [undefined]);
+    expect(await client().jobs.check(JOB, { throwIfBad: true })).toEqual({ status: 'unchecked' });
+    // A passing or dismissed job is not found bad.
+    expect([{ status: 'pass' }, { status: 'dismissed' }, { status: 'voided' }].map((c) => isJobFoundBad(c as JobCheck))).toEqual([false, false, false]);
   });
 });
