@@ -9,7 +9,7 @@
  *
  * @example
  * const client = new LayerNet({ apiKey: 'ln_...', baseURL: 'http://127.0.0.1:8787', verify: true });
- * const completion = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }] });
+ * const completion = await client.chat.completions.create({ model: 'layernet-llama-tiny-fp32-seed0', messages: [{ role: 'user', content: 'hi' }] });
  * console.log(completion.choices[0]?.message.content, completion.route, completion.verification);
  */
 import {
@@ -286,8 +286,8 @@ export class LayerNet {
     const mapFailure = (err: unknown): unknown => {
       if (err instanceof LayerNetError) return err;
       if (signal?.aborted) return new APIUserAbortError(undefined, { cause: err });
-      if (timedOut) return new APIConnectionTimeoutError(`no answer within ${timeout} ms`, { cause: err });
-      return new APIConnectionError(err instanceof Error ? err.message : 'connection error', { cause: err });
+      if (timedOut) return new APIConnectionTimeoutError(`${spec.method} ${this.url(spec)}: no answer within ${timeout} ms`, { cause: err });
+      return new APIConnectionError(`${spec.method} ${this.url(spec)}: ${describeFailure(err)}`, { cause: err });
     };
     let response: Response;
     try {
@@ -343,7 +343,7 @@ export class LayerNet {
         if (err instanceof LayerNetError) throw err;
         if (options.signal?.aborted) throw new APIUserAbortError(undefined, { cause: err });
         if (opened.controller.signal.aborted) throw new APIConnectionTimeoutError('the body did not arrive in time', { cause: err });
-        throw new APIConnectionError(err instanceof Error ? err.message : 'connection error', { cause: err });
+        throw new APIConnectionError(`${spec.method} ${this.url(spec)}: ${describeFailure(err)}`, { cause: err });
       }
       opened.done();
       const requestId = opened.response.headers.get('x-request-id');
@@ -430,7 +430,7 @@ export class ChatCompletions {
    * Creates a chat completion; with `stream: true`, a {@link Stream} of chunks.
    *
    * @example
-   * const stream = await client.chat.completions.create({ model: 'tiny', messages, stream: true, stream_options: { include_usage: true } });
+   * const stream = await client.chat.completions.create({ model: 'layernet-llama-tiny-fp32-seed0', messages, stream: true, stream_options: { include_usage: true } });
    * console.log(await stream.toText(), stream.finalUsage);
    */
   create(body: ChatCompletionCreateParamsStreaming, options?: RequestOptions): Promise<Stream<ChatCompletionChunk>>;
@@ -473,7 +473,7 @@ export class Completions {
    * Creates a text completion; with `stream: true`, a {@link Stream} of completion chunks.
    *
    * @example
-   * const c = await client.completions.create({ model: 'tiny', prompt: 'Once upon a time', max_tokens: 16 });
+   * const c = await client.completions.create({ model: 'layernet-llama-tiny-fp32-seed0', prompt: 'Once upon a time', max_tokens: 16 });
    */
   create(body: CompletionCreateParamsStreaming, options?: RequestOptions): Promise<Stream<Completion>>;
   create(body: CompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<Verified<Completion>>;
@@ -616,4 +616,15 @@ export class Jobs {
       options,
     );
   }
+}
+
+/**
+ * fetch's own message is only "fetch failed" (undici) or "Failed to fetch" (browsers): add the
+ * cause's code or message when there is one (ECONNREFUSED, ENOTFOUND, a TLS error).
+ */
+function describeFailure(err: unknown): string {
+  if (!(err instanceof Error)) return 'connection error';
+  const cause = (err as { cause?: unknown }).cause as { code?: unknown; message?: unknown } | undefined;
+  const why = typeof cause?.code === 'string' ? cause.code : typeof cause?.message === 'string' ? cause.message : undefined;
+  return why && !err.message.includes(why) ? `${err.message} (${why})` : err.message;
 }

@@ -4,7 +4,7 @@
  *
  * @example
  * try {
- *   await client.chat.completions.create({ model: 'tiny', messages });
+ *   await client.chat.completions.create({ model: 'layernet-llama-tiny-fp32-seed0', messages });
  * } catch (err) {
  *   if (err instanceof RateLimitError) console.log('retry in', err.retryAfter, 's; request', err.requestId);
  *   else if (err instanceof AttestationError) console.log('refused:', err.reason, err.detail);

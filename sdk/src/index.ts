@@ -5,7 +5,7 @@
  * @example
  * import LayerNet from '@layernet/sdk';
  * const client = new LayerNet({ baseURL: 'http://127.0.0.1:8787', apiKey: process.env.LAYERNET_API_KEY, verify: true });
- * const stream = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], stream: true });
+ * const stream = await client.chat.completions.create({ model: 'layernet-llama-tiny-fp32-seed0', messages: [{ role: 'user', content: 'hi' }], stream: true });
  * for await (const chunk of stream) console.log(chunk.choices[0]?.delta.content);
  * console.log(stream.route, stream.verification);
  */

@@ -7,7 +7,7 @@
  * failed request; once a token has reached the caller the stream is never retried.
  *
  * @example
- * const stream = await client.chat.completions.create({ model: 'tiny', messages, stream: true });
+ * const stream = await client.chat.completions.create({ model: 'layernet-llama-tiny-fp32-seed0', messages, stream: true });
  * for await (const chunk of stream) process.stdout.write(chunk.choices[0]?.delta.content ?? '');
  * console.log(stream.route, stream.finalUsage, stream.jobId);
  */

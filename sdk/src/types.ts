@@ -4,7 +4,7 @@
  * their output side.
  *
  * @example
- * const body: ChatCompletionCreateParams = { model: 'tiny', messages: [{ role: 'user', content: 'hi' }], route: { sort: 'latency' } };
+ * const body: ChatCompletionCreateParams = { model: 'layernet-llama-tiny-fp32-seed0', messages: [{ role: 'user', content: 'hi' }], route: { sort: 'latency' } };
  */
 import type { z } from 'zod';
 import type {

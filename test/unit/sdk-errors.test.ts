@@ -1,6 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { http, HttpResponse } from 'msw';
+import { http, HttpResponse, passthrough } from 'msw';
 import { BASE, server } from './sdk-msw.js';
+import { freePort } from '../../scripts/ports.js';
 import {
   APIConnectionError,
   APIConnectionTimeoutError,
@@ -114,6 +115,18 @@ describe('SDK errors', () => {
     expect(err).toBeInstanceOf(APIConnectionError);
     expect(err).not.toBeInstanceOf(APIError);
     expect(err).not.toBeInstanceOf(APIConnectionTimeoutError);
+    // The message names what failed, not only fetch's "fetch failed".
+    expect((err as Error).message).toContain(`GET ${BASE}/v1/models`);
+  });
+
+  it('a refused connection names the URL and the cause', async () => {
+    // Through msw to the network: a port just freed, so nothing listens there.
+    const port = await freePort();
+    server.use(http.get(`http://127.0.0.1:${port}/v1/models`, () => passthrough()));
+    const refused = new LayerNet({ baseURL: `http://127.0.0.1:${port}`, apiKey: 'ln_test_x', maxRetries: 0 });
+    const err = (await refused.models.list().catch((e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(APIConnectionError);
+    expect(err.message).toBe(`GET http://127.0.0.1:${port}/v1/models: fetch failed (ECONNREFUSED)`);
   });
 
   it('no answer within timeout is an APIConnectionTimeoutError, and the request is aborted', async () => {
