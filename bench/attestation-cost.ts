@@ -1,7 +1,8 @@
 /**
  * What trust costs per generated token, against the `small` preset's decode time per token:
  *  - agent (last hop): TOPLOC commitment of the token's final hidden row, token commitment,
- *    attestation hash and Ed25519 signature; a middle hop hashes its output activations instead;
+ *    attestation hash and Ed25519 signature; a hop before the last hashes its output activations
+ *    and commits to them TOPLOC-style (`outputTopLoc`) instead;
  *  - edge: ChainVerifier.verifyChunk of the token's chunk (schema, hashes, chain, Ed25519 verify
  *    per hop).
  * Target: each side <= 3% of the decode time per token. Measured side by side (alternating
@@ -16,6 +17,7 @@ import { attestationHash, ChainVerifier, signAttestation, tokenCommitment, type 
 import { encodeTokenIds, sha256Hex } from '../protocol/bytes.js';
 import { activationCommitment } from '../protocol/check.js';
 import { commitHidden } from '../protocol/commitment.js';
+import { commitOutputRows, compareOutputRows, receivedTolerances } from '../protocol/output-commitment.js';
 import { generateSigningKey, type SigningKey } from '../protocol/keys.js';
 import { ticketHash, type JobTicket } from '../protocol/ticket.js';
 import { buildModel, type PresetName } from '../pool-agent/model/index.js';
@@ -101,10 +103,11 @@ async function attestAll(chunkSteps: number): Promise<{ chunks: SignedAttestatio
     for (let h = 0; h < hops; h++) {
       const last = h === hops - 1;
       const inputCommitment = h === 0 ? (from === 0 ? ticket.inputHash : await tokenCommitment([lastToken, ...tokens.slice(0, -1)])) : await activationCommitment(activations);
+      const outputCommitment = last ? await tokenCommitment(tokens) : await activationCommitment(activations);
       const att: Attestation = {
         v: 1, ticketHash: tHash, jobId: 'bench', agentId: route[h]!.agentId, modelId, hop: h, layers: route[h]!.layers, steps: [from, to], inputCommitment,
-        outputCommitment: last ? await tokenCommitment(tokens) : await activationCommitment(activations),
-        ...(last ? { outputTokenIds: tokens, hiddenCommitment: commitHidden(hidden, rows, H, { k }) } : {}),
+        outputCommitment,
+        ...(last ? { outputTokenIds: tokens, hiddenCommitment: commitHidden(hidden, rows, H, { k }) } : { outputTopLoc: commitOutputRows(activations, rows, H, outputCommitment) }),
         prevHash, issuedAt: now,
       };
       chunk.push(await signAttestation(keys[h]!.privateKey, att));
@@ -173,6 +176,25 @@ async function perOp(label: string, reps: number, fn: (i: number) => unknown): P
   for (let i = 0; i < reps; i++) await fn(i);
   return [label, { ms: +((performance.now() - t) / reps).toFixed(4) }];
 }
+/** A hop's outputTopLoc (every hop but the last), per chunk: decode chunks, a short prefill, a long one (64 sampled rows). */
+async function outputTopLocOps(): Promise<[string, { ms: number }][]> {
+  const seed = 'ab'.repeat(32);
+  const of = (n: number) => {
+    const r = new Float32Array(n * H);
+    for (let i = 0; i < n; i++) r.set(decode.rows[i % decode.rows.length]!, i * H);
+    return r;
+  };
+  const out: [string, { ms: number }][] = [];
+  for (const n of [1, 16, 32, 2048]) {
+    const r = of(n);
+    out.push(await perOp(`outputTopLoc commit (chunk of ${n} row${n > 1 ? 's' : ''})`, n > 64 ? 200 : 1000, () => commitOutputRows(r, n, H, seed)));
+  }
+  const r16 = of(16);
+  const c16 = commitOutputRows(r16, 16, H, seed);
+  out.push(await perOp("outputTopLoc receiver's check (chunk of 16 rows)", 1000, () => compareOutputRows(c16, r16, 16, H, seed, receivedTolerances('float32'))));
+  return out;
+}
+
 const sample = chunks[1]![hops - 1]!;
 const bytes = new TextEncoder().encode(JSON.stringify(sample.att));
 const { signBytes, verifyBytes } = await import('../protocol/keys.js');
@@ -181,6 +203,7 @@ const sig = await signBytes(keys[hops - 1]!.privateKey, bytes);
 console.table(
   Object.fromEntries([
     await perOp('commitHidden (1 row, k)', 2000, () => commitHidden(decode.rows[0]!, 1, H, { k })),
+    ...(await outputTopLocOps()),
     await perOp('tokenCommitment (sha256)', 2000, (i) => tokenCommitment([i])),
     await perOp('activationCommitment (sha256 of one hidden row)', 2000, () => activationCommitment(activation)),
     await perOp('attestationHash (canonical JSON + sha256)', 2000, () => attestationHash(sample.att)),

@@ -155,6 +155,7 @@ export abstract class ChainVerifierBase {
         const ids = att.outputTokenIds;
         if (!ids || ids.length !== to - from) return fail('bad_tokens', 'last hop must list one token per step');
         if (att.outputCommitment !== (await tokenCommitment(ids))) return fail('bad_tokens', 'token ids differ from the output commitment');
+        if (att.outputTopLoc !== undefined) return fail('malformed', 'the last hop commits to tokens and hidden states, not to activations sent');
       } else if (att.outputTokenIds !== undefined || att.hiddenCommitment !== undefined) {
         return fail('malformed', 'only the last hop commits to tokens');
       }

@@ -1,12 +1,14 @@
 import { z } from 'zod';
 import { ChainVerifierBase, MAX_CHUNK_HOPS } from './attestation-chain.js';
-import { MAX_HIDDEN_COMMITMENT_CHARS } from './limits.js';
+import { MAX_HIDDEN_COMMITMENT_CHARS, MAX_OUTPUT_TOPLOC_CHARS } from './limits.js';
 
 /**
  * Attestations: each hop of a route signs, per chunk of generation steps, what it computed.
  * Hops chain (`prevHash` = hash of the previous hop's attestation; the head hop of a chunk binds
  * the last hop of the previous chunk), and so do commitments (a hop's `inputCommitment` equals
- * the previous hop's `outputCommitment`). The last hop commits to the sampled token ids.
+ * the previous hop's `outputCommitment`). The last hop commits to the sampled token ids; every
+ * other hop also commits TOPLOC-style to the activations it sent (`outputTopLoc`), which a checker
+ * compares with a re-run of its span without any disclosure of them (output-commitment.ts).
  *
  * The head agent emits one chunk per generation step; the first chunk (step = ticket.prefixTokens)
  * is the prefill, whose input is promptIds ++ prefixIds (hash = ticket.inputHash). A later chunk
@@ -35,7 +37,7 @@ export {
   type ChunkResult,
   type ChainVerifierOptions,
 } from './attestation-chain.js';
-export { MAX_HIDDEN_COMMITMENT_CHARS };
+export { MAX_HIDDEN_COMMITMENT_CHARS, MAX_OUTPUT_TOPLOC_CHARS };
 
 const hex64 = z.string().regex(/^[0-9a-f]{64}$/);
 
@@ -55,6 +57,11 @@ export const attestationSchema = z.object({
   outputTokenIds: z.array(z.number().int().nonnegative()).max(4096).optional(),
   /** Last hop only: locality-sensitive commitment of the final hidden states (see commitment.ts). */
   hiddenCommitment: z.string().max(MAX_HIDDEN_COMMITMENT_CHARS).optional(),
+  /**
+   * Hops before the last: TOPLOC-style commitment of the activations sent (the rows whose bytes
+   * hash to outputCommitment; see output-commitment.ts). Optional: older agents do not write it.
+   */
+  outputTopLoc: z.string().max(MAX_OUTPUT_TOPLOC_CHARS).optional(),
   prevHash: hex64.nullable(),
   issuedAt: z.number().int().positive(),
 });

@@ -67,6 +67,8 @@ export interface CheckVerdict {
   /** Hop blamed (route index) and its agent, when known. A fail without a hop blames the whole route. */
   hop?: number;
   agentId?: string;
+  /** A hop check's scope: the one hop of the route it re-ran (absent: a check of the whole route). */
+  checkedHop?: number;
   detail: string;
   evidence: CheckEvidence;
 }
@@ -363,6 +365,12 @@ export const checkRequestSchema = z.object({
    * hop the blame cannot reach because of them is blamed on them (protocol/hop-blame.ts).
    */
   withheld: z.array(z.number().int().nonnegative().max(15)).max(16).optional(),
+  /**
+   * A hop check (docs/trust.md §2, span checkers): re-run only this hop of the route, on the
+   * boundaries into and out of it that `disclosures` carry (protocol/hop-check.ts). Absent: the
+   * whole route.
+   */
+  hop: z.number().int().nonnegative().max(15).optional(),
 });
 export type CheckRequest = z.infer<typeof checkRequestSchema>;
 
@@ -373,6 +381,7 @@ export const checkVerdictSchema = z.object({
   reason: z.enum(['bad_request', 'missing_commitment', 'hidden_mismatch', 'sampling_mismatch', 'hop_output_mismatch', 'disclosure_mismatch', 'checker_error']).optional(),
   hop: z.number().int().nonnegative().max(15).optional(),
   agentId: z.string().max(64).optional(),
+  checkedHop: z.number().int().nonnegative().max(15).optional(),
   detail: z.string().max(4096),
   evidence: z
     .object({
@@ -438,7 +447,7 @@ export async function verifyVerdict(input: unknown, checkerPublicKey: string): P
 
 // ---------------------------------------------------------------- signed check requests (edge -> checker)
 
-/** Path of the check endpoint on a pool agent that holds the whole model. */
+/** Path of the check endpoint on a pool agent (whole-model agents; for a hop check, also agents holding that hop's span). */
 export const CHECK_PATH = '/v1/checks';
 /** Header with the edge's Ed25519 signature (base64url) over `checkRequestMessage`. */
 export const CHECK_SIGNATURE_HEADER = 'x-layernet-edge-signature';

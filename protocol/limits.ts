@@ -18,3 +18,9 @@ export const MAX_TOOLS = 128;
 export const MAX_TOOL_JSON_BYTES = 64 * 1024;
 /** Upper bound for a TOPLOC-style hidden-state commitment per chunk (base64url). */
 export const MAX_HIDDEN_COMMITMENT_CHARS = 65_536;
+/**
+ * Upper bound for a hop's TOPLOC commitment of the activations it sends (`outputTopLoc`, base64url):
+ * at most 64 rows per chunk (protocol/output-commitment.ts), 6,840 characters at k = 16. Small
+ * enough that a frame returning 15 hops' attestations stays far under its 256 KiB of metadata.
+ */
+export const MAX_OUTPUT_TOPLOC_CHARS = 8_192;

@@ -208,14 +208,27 @@ export interface HopBlameInput {
 const BUSY_RETRY_MS = 300;
 const CHECKER_TRIES = 4;
 
+/** What asking the hops for their disclosures gave, ready for a check request. */
+export interface GatheredDisclosures {
+  results: HopDisclosureResult[];
+  /** One copy of each boundary, within the checker's body limit. */
+  disclosures: WireDisclosure[];
+  /** Hops that withheld, in order. */
+  withheld: number[];
+  /** Boundaries left out for size. */
+  omitted: number[];
+  /** The job entry that names the withholders (null: nobody withheld); the caller records it. */
+  withheldEntry: { kind: 'disclosure_withheld'; hops: number[]; agentIds: string[]; reasons: WithholdingReason[] } | null;
+}
+
 /**
- * Gathers the hops' disclosures, penalises the withholders, and asks the checker that failed the
- * route again with them. Returns its failing verdict (naming a hop, when blame could be placed),
- * or null when there was nothing to ask with or no answer came.
+ * Asks every hop of the attempt for its disclosure, penalises the withholders at once
+ * (reputation, probation) and assembles what a checker is sent. Null when the time budget is
+ * spent. Used after a whole-route check failed (`askWithDisclosures`) and before hop checks
+ * (span-checks.ts), which need the boundaries to run at all.
  */
-export async function askWithDisclosures(input: HopBlameInput): Promise<CheckAnswer | null> {
-  const { deps, policy, jobId, attempt, route, request, remaining } = input;
-  const record = (entry: unknown) => deps.store.recordCheck({ jobId, status: 'fail', entry, at: deps.clock.now() });
+export async function gatherForCheck(input: Pick<HopBlameInput, 'deps' | 'policy' | 'jobId' | 'attempt' | 'route' | 'byId' | 'remaining'>): Promise<GatheredDisclosures | null> {
+  const { deps, policy, jobId, attempt, route, remaining } = input;
   const endpoints = new Map<string, string>();
   for (const id of route) {
     const endpoint = input.byId.get(id)?.endpoint ?? (await deps.store.getAgent(id))?.endpoint;
@@ -226,7 +239,7 @@ export async function askWithDisclosures(input: HopBlameInput): Promise<CheckAns
   const results = await gatherDisclosures(deps, attempt, endpoints, timeoutMs);
   const { disclosures, withheld, omitted } = assembleDisclosures(route.length, results);
   // Withholding what it attested to is a fault in itself: a reputation loss and probation at once
-  // (every later job of it re-executed); the checker names it when no other hop is proven wrong.
+  // (every later job of it re-executed); the checker names it when its silence stops the blame.
   for (const r of results) {
     if (r.status !== 'withheld') continue;
     const id = route[r.hop]!;
@@ -237,11 +250,24 @@ export async function askWithDisclosures(input: HopBlameInput): Promise<CheckAns
     if (delta !== 0) await deps.store.adjustReputation(id, delta, 'disclosure_withheld', { jobId, hop: r.hop, reason: r.reason }, deps.clock.now());
     await deps.store.setProbation(id, true);
   }
-  if (withheld.length) {
-    const reasons = results.flatMap((r) => (r.status === 'withheld' ? [r.reason] : []));
-    await record({ kind: 'disclosure_withheld', hops: withheld, agentIds: withheld.map((h) => route[h]), reasons });
-  }
   if (omitted.length) deps.log({ level: 'warn', msg: 'disclosures too large for a check request: boundaries left out', jobId, boundaries: omitted });
+  const reasons = results.flatMap((r) => (r.status === 'withheld' ? [r.reason] : []));
+  const withheldEntry = withheld.length ? { kind: 'disclosure_withheld' as const, hops: withheld, agentIds: withheld.map((h) => route[h]!), reasons } : null;
+  return { results, disclosures, withheld, omitted, withheldEntry };
+}
+
+/**
+ * Gathers the hops' disclosures, penalises the withholders, and asks the checker that failed the
+ * route again with them. Returns its failing verdict (naming a hop, when blame could be placed),
+ * or null when there was nothing to ask with or no answer came.
+ */
+export async function askWithDisclosures(input: HopBlameInput): Promise<CheckAnswer | null> {
+  const { deps, jobId, request, remaining } = input;
+  const record = (entry: unknown) => deps.store.recordCheck({ jobId, status: 'fail', entry, at: deps.clock.now() });
+  const gathered = await gatherForCheck(input);
+  if (!gathered) return null;
+  const { results, disclosures, withheld } = gathered;
+  if (gathered.withheldEntry) await record(gathered.withheldEntry);
   if (!input.checker || (disclosures.length === 0 && withheld.length === 0)) return null;
   request.disclosures = disclosures;
   if (withheld.length) request.withheld = withheld;

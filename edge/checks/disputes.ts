@@ -1,10 +1,11 @@
 /**
  * Disputes as the edge runs them (docs/trust.md §5, §7): opening one after a failed check,
- * choosing independent checkers, asking third checkers until `transition` settles it, applying
+ * asking third checkers (chosen in checkers.ts) until `transition` settles it, applying
  * its effects (slash, exclusion, reputation, probation), and leaving it open, with a note, when
  * nobody settles it. The same code serves the check right after a job (run-checks.ts) and the
  * scheduled retries of disputes left open (tick.ts): their only difference is where the request
- * and the checkers come from.
+ * and the checkers come from. A dispute opened by a hop check (span checkers) keeps the hop it
+ * re-ran: its third checks are hop checks of that hop.
  *
  * @example
  * const started = await startDispute(deps, policy, { jobId, modelId, numLayers, route, request, first });
@@ -33,45 +34,6 @@ export interface DisputeInProgress {
   evidence: unknown[];
 }
 
-/** One candidate per agent (an agent holding several spans of the model is listed once per span). */
-export function candidatesById(candidates: readonly RouteCandidate[]): Map<string, RouteCandidate> {
-  const byId = new Map<string, RouteCandidate>();
-  for (const c of candidates) if (!byId.has(c.agentId)) byId.set(c.agentId, c);
-  return byId;
-}
-
-function shuffle<T>(list: T[], random: () => number): T[] {
-  for (let i = list.length - 1; i > 0; i--) {
-    const j = Math.floor(random() * (i + 1));
-    [list[i], list[j]] = [list[j]!, list[i]!];
-  }
-  return list;
-}
-
-/**
- * Agents that may check a job of `route`: active, holding the whole model, accused in no open
- * dispute, not in the route, and of no owner of a hop of the route; best reputation first
- * (ties in random order).
- */
-export async function independentCheckers(
-  deps: Pick<CheckDeps, 'store' | 'random'>,
-  byId: ReadonlyMap<string, RouteCandidate>,
-  route: readonly string[],
-  numLayers: number,
-): Promise<RouteCandidate[]> {
-  const routeOwners = new Set<string>();
-  for (const id of route) {
-    const owner = byId.get(id)?.ownerAccountId ?? (await deps.store.getAgent(id))?.ownerAccountId;
-    if (owner) routeOwners.add(owner);
-  }
-  return shuffle(
-    [...byId.values()].filter(
-      (c) => c.status === 'active' && !c.inDispute && c.layers[0] === 0 && c.layers[1] === numLayers && !route.includes(c.agentId) && !routeOwners.has(c.ownerAccountId),
-    ),
-    deps.random,
-  ).sort((a, b) => b.reputation - a.reputation);
-}
-
 /**
  * Opens the dispute a failing first verdict calls for (the accused goes on probation, and out of
  * routing in this isolate at once: its candidates read `inDispute` from now on) and keeps what
@@ -80,7 +42,16 @@ export async function independentCheckers(
 export async function startDispute(
   deps: Pick<CheckDeps, 'store' | 'clock' | 'log' | 'caches'>,
   policy: TrustPolicy,
-  input: { jobId: string; modelId: string; numLayers: number; route: string[]; request: CheckRequest; first: CheckAnswer },
+  input: {
+    jobId: string;
+    modelId: string;
+    numLayers: number;
+    route: string[];
+    request: CheckRequest;
+    first: CheckAnswer;
+    /** The hop the first check re-ran, when it was a hop check (its third checks re-run the same hop). */
+    hop?: number;
+  },
 ): Promise<DisputeInProgress | null> {
   const { first } = input;
   const at = deps.clock.now();
@@ -92,7 +63,7 @@ export async function startDispute(
     reason: first.verdict.reason ?? 'check_failed',
     evidence: { ticket: input.request.signedTicket, verdicts: [first.signed] },
     firstCheckerId: first.checkerId,
-    check: { modelId: input.modelId, numLayers: input.numLayers, request: input.request },
+    check: { modelId: input.modelId, numLayers: input.numLayers, request: input.request, ...(input.hop !== undefined ? { hop: input.hop } : {}) },
     // After the check that opened it is surely over (it ends within its 25 s budget).
     retryAfter: at + policy.disputeRetryMs,
     at,
@@ -168,7 +139,7 @@ export interface PursueOutcome {
 
 /**
  * Third checks until the dispute settles, the checkers run out or the time budget is spent.
- * `checkers` are candidates in the order to ask them (`independentCheckers`); those
+ * `checkers` are candidates in the order to ask them (checkers.ts); those
  * `ineligibleThirdCheckers` names and those of the first checker's owner are skipped. Every
  * answer is kept on the dispute (so a later retry goes on from it) and on the job. Settled:
  * effects applied, the route's block lifted unless upheld. Left open: logged, and noted on the

@@ -6,7 +6,9 @@
  *    (CHECK_RATE_OVERRIDE forces the rate);
  * 2. an independent checker is picked: an active agent holding the whole model, with a fresh
  *    heartbeat, of another owner than every hop of the route; the edge signs a check request
- *    for it (`POST /v1/checks`) and verifies the verdict under the checker's registered key;
+ *    for it (`POST /v1/checks`) and verifies the verdict under the checker's registered key.
+ *    Without one, a multi-hop route is checked hop by hop by agents holding each hop's span
+ *    (span-checks.ts), on the hops' disclosures;
  * 3. `pass`: every hop's reputation and checks-passed counter go up; `inconclusive`: one other
  *    checker is tried; `fail`: a dispute opens (accused on probation) and third checkers outside
  *    `ineligibleThirdCheckers` (and of yet other owners) re-run the job until `transition`
@@ -40,7 +42,9 @@ import { DEFAULT_TRUST_POLICY, type TrustPolicy } from '../trust/policy.js';
 import { routeCheckRate, shouldCheck, type AgentTrust } from '../trust/sampling.js';
 import { reputationDelta } from '../trust/reputation.js';
 import type { Dispute } from '../trust/dispute.js';
-import { candidatesById, independentCheckers, pursueDispute, startDispute } from './disputes.js';
+import { pursueDispute, startDispute, type AskChecker } from './disputes.js';
+import { candidatesById, hopCheckers, independentCheckers } from './checkers.js';
+import { runHopChecks, thirdChecks } from './span-checks.js';
 import { blockFailedRoute } from './route-blocks.js';
 import { refundJob } from '../billing/refund.js';
 
@@ -88,6 +92,8 @@ export interface CheckOutcome {
   /** Final status recorded on the job. */
   status?: 'pass' | 'fail' | 'inconclusive' | 'upheld' | 'dismissed' | 'voided';
   steps: CheckStep[];
+  /** Checked by span checkers: the hops no checker passed nor accused (no eligible checker, or no conclusive answer). */
+  uncheckedHops?: number[];
   /** Attempts before the final one that delivered tokens (a failover), each checked on its own. */
   earlier?: CheckOutcome[];
   dispute?: { id: string; state: Dispute['state']; accusedAgentId: string };
@@ -213,9 +219,11 @@ async function checkAttempt(deps: CheckDeps, settings: CheckSettings, job: Finis
   // Keyed by the attempt's own ticket job id (the job id itself for the first attempt).
   if (!(await shouldCheck(ticket.jobId, key, rate))) return { checked: false, skipped: 'not_sampled', rate, steps };
 
-  // Whole-model agents of owners other than every hop's (docs/trust.md §7).
+  // Whole-model agents of owners other than every hop's (docs/trust.md §7); without one, a
+  // multi-hop route is checked hop by hop by agents holding each hop's span (span-checks.ts).
   const whole = await independentCheckers(deps, byId, route, job.numLayers);
-  if (whole.length === 0) {
+  const spanCheckers = whole.length === 0 && route.length > 1 ? await Promise.all(ticket.route.map((_, h) => hopCheckers(deps, candidates, ticket.route, h, job.numLayers))) : null;
+  if (whole.length === 0 && !spanCheckers?.some((c) => c.length > 0)) {
     // A standing condition (the demo's whole-model agent has no checker of another owner): said once per model and window (edge/log.ts).
     deps.log({ level: 'warn', msg: 'job sampled for a check, but no independent checker is available', jobId: job.jobId, modelId: job.modelId, throttle: `no_checker:${job.modelId}` });
     return { checked: false, skipped: 'no_checker', rate, steps };
@@ -229,41 +237,67 @@ async function checkAttempt(deps: CheckDeps, settings: CheckSettings, job: Finis
   };
   const record = (status: NonNullable<CheckOutcome['status']>, entry: unknown, extra: { checked?: string[]; passed?: string[] } = {}) =>
     deps.store.recordCheck({ jobId: job.jobId, status, entry, at: deps.clock.now(), ...(extra.checked ? { checkedAgentIds: extra.checked } : {}), ...(extra.passed ? { passedAgentIds: extra.passed } : {}) });
-
-  // First check: one more checker after an inconclusive (or missing) answer.
-  let first: CheckAnswer | null = null;
-  const used: RouteCandidate[] = [];
-  for (const checker of whole.slice(0, 2)) {
-    used.push(checker);
-    if (!remaining()) break;
-    const answer = await askChecker(deps, checker, request, remaining());
-    steps.push({ checkerId: checker.agentId, status: answer?.verdict.status ?? null });
-    if (answer?.verdict.status === 'inconclusive') await record('inconclusive', { kind: 'check', checkerId: checker.agentId, verdict: answer.signed });
-    if (answer && answer.verdict.status !== 'inconclusive') {
-      first = answer;
-      break;
-    }
-  }
-  if (!first) return { checked: true, rate, status: 'inconclusive', steps };
-
-  const firstEntry = { kind: 'check', checkerId: first.checkerId, verdict: first.signed };
-  if (first.verdict.status === 'pass') {
-    for (const id of new Set(route)) {
+  /** A passed check raises each of these agents' reputation. */
+  const credit = async (ids: readonly string[], checkerId: string) => {
+    for (const id of new Set(ids)) {
       const current = (await deps.store.getAgent(id))?.reputation;
       if (current === undefined) continue;
       const delta = reputationDelta(current, { kind: 'check_passed' }, policy);
-      if (delta !== 0) await deps.store.adjustReputation(id, delta, 'check_passed', { jobId: job.jobId, checkerId: first.checkerId }, deps.clock.now());
+      if (delta !== 0) await deps.store.adjustReputation(id, delta, 'check_passed', { jobId: job.jobId, checkerId }, deps.clock.now());
     }
-    // Last: a job reads 'pass' once every effect of the check is applied.
-    await record('pass', firstEntry, { checked: route, passed: route });
-    return { checked: true, rate, status: 'pass', steps };
+  };
+
+  let first: CheckAnswer | null = null;
+  /** The hop a hop check re-ran, when span checkers found the route wrong (undefined: a whole-route check). */
+  let scope: number | undefined;
+  const used: RouteCandidate[] = [];
+  if (spanCheckers) {
+    const hops = await runHopChecks({ deps, policy, jobId: job.jobId, attempt, route, byId, checkers: spanCheckers, request, remaining, steps });
+    if (!hops) return { checked: true, rate, status: 'inconclusive', steps };
+    const status = hops.failed ? 'fail' : hops.unchecked.length ? 'inconclusive' : 'pass';
+    const passedIds = hops.passed.map((p) => route[p.hop]!);
+    const summary = { kind: 'hop_checks', passedHops: hops.passed.map((p) => p.hop), uncheckedHops: hops.unchecked, ...(hops.failed ? { failedHop: hops.failed.hop } : {}) };
+    if (!hops.failed) {
+      // Each hop's own checker vouches for it; a hop nobody checked gets nothing (and stays on probation).
+      for (const p of hops.passed) await credit([route[p.hop]!], p.checkerId);
+      for (const e of hops.entries) await record(status, e);
+      // Last: a job reads 'pass' once every effect of the check is applied.
+      await record(status, summary, { checked: passedIds, passed: passedIds });
+      return { checked: true, rate, status, steps, ...(hops.unchecked.length ? { uncheckedHops: hops.unchecked } : {}) };
+    }
+    for (const e of hops.entries) await record('fail', e);
+    await record('fail', summary, { checked: route });
+    first = hops.failed.answer;
+    scope = hops.failed.hop;
+  } else {
+    // First check: one more checker after an inconclusive (or missing) answer.
+    for (const checker of whole.slice(0, 2)) {
+      used.push(checker);
+      if (!remaining()) break;
+      const answer = await askChecker(deps, checker, request, remaining());
+      steps.push({ checkerId: checker.agentId, status: answer?.verdict.status ?? null });
+      if (answer?.verdict.status === 'inconclusive') await record('inconclusive', { kind: 'check', checkerId: checker.agentId, verdict: answer.signed });
+      if (answer && answer.verdict.status !== 'inconclusive') {
+        first = answer;
+        break;
+      }
+    }
+    if (!first) return { checked: true, rate, status: 'inconclusive', steps };
+
+    const firstEntry = { kind: 'check', checkerId: first.checkerId, verdict: first.signed };
+    if (first.verdict.status === 'pass') {
+      await credit(route, first.checkerId);
+      // Last: a job reads 'pass' once every effect of the check is applied.
+      await record('pass', firstEntry, { checked: route, passed: route });
+      return { checked: true, rate, status: 'pass', steps };
+    }
+    // A failure: only an accusation against a hop of this route opens a dispute.
+    await record('fail', firstEntry, { checked: route });
   }
 
-  // A failure: only an accusation against a hop of this route opens a dispute.
-  await record('fail', firstEntry, { checked: route });
   // Before any blame: this route is not chosen again and its hops are on probation (route-blocks.ts).
   await blockFailedRoute(deps, policy, { jobId: job.jobId, modelId: job.modelId, route, reason: first.verdict.reason ?? 'check_failed' });
-  if (!first.verdict.agentId && route.length > 1) {
+  if (!first.verdict.agentId && route.length > 1 && scope === undefined) {
     // A route-wide failure names no hop: the hops' disclosures, and the same checker again (disclosures.ts).
     const checker = whole.find((c) => c.agentId === first!.checkerId);
     const named = await askWithDisclosures({ deps, policy, jobId: job.jobId, attempt, route, byId, checker, request, remaining, steps });
@@ -275,13 +309,19 @@ async function checkAttempt(deps: CheckDeps, settings: CheckSettings, job: Finis
     return { checked: true, rate, status: 'fail', steps };
   }
   // Opening, third checks, effects and settlement: disputes.ts (the scheduled tick retries what is left open).
-  const started = await startDispute(deps, policy, { jobId: job.jobId, modelId: job.modelId, numLayers: job.numLayers, route, request, first });
+  const started = await startDispute(deps, policy, { jobId: job.jobId, modelId: job.modelId, numLayers: job.numLayers, route, request, first, ...(scope !== undefined ? { hop: scope } : {}) });
   if (!started) return { checked: true, rate, status: 'fail', steps };
   // Found bad against a hop of the route: the client is not charged (once per job; upheld disputes come through here).
   await refundJob(deps, { jobId: job.jobId, reason: first.verdict.reason ?? 'check_failed', disputeId: started.dispute.id, agentId: accused });
 
   // Third checkers: outside the route, the accused, the first checker, and of other owners than all of them.
-  const settled = await pursueDispute(deps, policy, started, whole.filter((c) => !used.includes(c)), { ask: (checker, req, timeoutMs) => askChecker(deps, checker, req, timeoutMs), remaining, steps });
+  // After a hop check, hop checks of the same hop (span-checks.ts); checkers asked already are not asked again.
+  const third =
+    scope === undefined
+      ? { checkers: whole.filter((c) => !used.includes(c)), ask: ((checker, req, timeoutMs) => askChecker(deps, checker, req, timeoutMs)) as AskChecker }
+      : await thirdChecks(deps, { candidates, route: ticket.route, numLayers: job.numLayers, hop: scope });
+  const asked = new Set(steps.map((s) => s.checkerId));
+  const settled = await pursueDispute(deps, policy, started, third.checkers.filter((c) => !asked.has(c.agentId)), { ask: third.ask, remaining, steps });
   const { dispute, slashed } = settled;
   return { checked: true, rate, status: settled.status ?? 'fail', steps, dispute: { id: dispute.id, state: dispute.state, accusedAgentId: dispute.accusedAgentId }, slashed };
 }

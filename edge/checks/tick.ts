@@ -8,7 +8,8 @@
  *    keeps them on it);
  * 3. open disputes due for a retry (`disputeRetryMs` after the last try) get their third check
  *    again, from the request kept on the dispute, with checkers chosen as after a job
- *    (`independentCheckers`): as agents join, a dispute nobody could check gets settled.
+ *    (span-checks.ts `thirdChecks`: whole-model agents, or for a dispute a hop check opened,
+ *    holders of that hop's span): as agents join, a dispute nobody could check gets settled.
  *
  * Several ticks may run at once (a slow one, the next minute's): each dispute is claimed by one.
  *
@@ -18,8 +19,9 @@
 import { DEFAULT_TRUST_POLICY, type TrustPolicy } from '../trust/policy.js';
 import type { Dispute } from '../trust/dispute.js';
 import type { DisputeRetry } from '../store/interface.js';
-import { askChecker, voidStaleDisputes, type CheckDeps, type CheckStep } from './run-checks.js';
-import { candidatesById, independentCheckers, pursueDispute } from './disputes.js';
+import { voidStaleDisputes, type CheckDeps, type CheckStep } from './run-checks.js';
+import { pursueDispute } from './disputes.js';
+import { thirdChecks } from './span-checks.js';
 import { expireRouteBlocks } from './route-blocks.js';
 
 export interface TickOptions {
@@ -74,11 +76,11 @@ async function retryDispute(deps: CheckDeps, policy: TrustPolicy, d: DisputeRetr
     await deps.store.noteDisputeRetry(d.id, { at: deps.clock.now(), outcome: 'no_request', asked: 0 });
     return { disputeId: d.id, state: 'not_retried', asked: 0, steps };
   }
-  const { request, modelId, numLayers } = d.check;
+  const { request, modelId, numLayers, hop } = d.check;
   const route = request.signedTicket.ticket.route.map((h) => h.agentId);
   const now = deps.clock.now();
   const candidates = await deps.store.listRouteCandidates(modelId, { heartbeatAfter: now - deps.config.heartbeatStaleMs, limit: deps.config.candidateLimit, at: now });
-  const checkers = await independentCheckers(deps, candidatesById(candidates), route, numLayers);
+  const { checkers, ask } = await thirdChecks(deps, { candidates, route: request.signedTicket.ticket.route, numLayers, ...(hop !== undefined ? { hop } : {}) });
   const verdicts = d.verdicts.map((s) => (s as { verdict?: unknown }).verdict) as Dispute['evidence'];
   const dispute: Dispute = {
     id: d.id,
@@ -93,11 +95,7 @@ async function retryDispute(deps: CheckDeps, policy: TrustPolicy, d: DisputeRetr
     settledAt: null,
     evidence: verdicts,
   };
-  deps.log({ level: 'info', msg: 'retrying a dispute\'s third check', disputeId: d.id, jobId: d.jobId, accused: d.agentId, attempts: dispute.attempts, checkers: checkers.length });
-  const out = await pursueDispute(deps, policy, { dispute, jobId: d.jobId, route, request, evidence: [...d.verdicts] }, checkers, {
-    ask: (checker, req, timeoutMs) => askChecker(deps, checker, req, timeoutMs),
-    remaining,
-    steps,
-  });
+  deps.log({ level: 'info', msg: 'retrying a dispute\'s third check', disputeId: d.id, jobId: d.jobId, accused: d.agentId, attempts: dispute.attempts, checkers: checkers.length, ...(hop !== undefined ? { hop } : {}) });
+  const out = await pursueDispute(deps, policy, { dispute, jobId: d.jobId, route, request, evidence: [...d.verdicts] }, checkers, { ask, remaining, steps });
   return { disputeId: d.id, state: out.dispute.state, asked: out.asked, steps };
 }

@@ -427,6 +427,11 @@ export interface DisputeCheck {
   numLayers: number;
   /** Exactly what third checkers are sent (ticket, prompt and prefix ids, attestations, disclosures). */
   request: CheckRequest;
+  /**
+   * Set when a hop check opened the dispute (span checkers, docs/trust.md §2): the hop it re-ran.
+   * Third checks are hop checks of the same hop, sent `request` scoped to it. Absent: whole-route checks.
+   */
+  hop?: number;
 }
 
 /** How the last retry of a dispute's third check went. */

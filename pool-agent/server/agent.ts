@@ -18,7 +18,7 @@ import { sampleToken } from '../runtime/sampler.js';
 import type { LoadedSpan, SpanInput } from '../runtime/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { AgentMetrics } from '../metrics.js';
-import { attestChunk, checkPrevAttestation, chunkHiddenCommitment, headInputCommitment, lastHiddenRow, openChunk, tokenCommitmentSync, type AgentCrypto, type ForwardClaim, type HopContext, type OpenChunk } from './attest.js';
+import { attestChunk, checkPrevAttestation, chunkHiddenCommitment, chunkOutputTopLoc, headInputCommitment, lastHiddenRow, openChunk, tokenCommitmentSync, type AgentCrypto, type ForwardClaim, type HopContext, type OpenChunk } from './attest.js';
 import { nodeAgentCrypto } from './node-crypto.js';
 import { AgentError, toAgentError } from './errors.js';
 import { DEFAULT_INPUT_STORE_LIMITS, InputStore, type InputStoreLimits } from './input-store.js';
@@ -288,7 +288,10 @@ export class AgentCore {
         prevHash,
       });
     }
-    return attestChunk(ctx, { steps: [chunk.from, to], inputCommitment, outputCommitment: this.crypto.sha256Hex(concatByteList(chunk.outputs)), prevHash });
+    const output = concatByteList(chunk.outputs);
+    const outputCommitment = this.crypto.sha256Hex(output);
+    const outputTopLoc = output.length > 0 ? chunkOutputTopLoc(output, ctx.ticket.dtype, this.span.manifest.architecture.hiddenSize, outputCommitment) : undefined;
+    return attestChunk(ctx, { steps: [chunk.from, to], inputCommitment, outputCommitment, outputTopLoc, prevHash });
   }
 
   /** The chunk is attested by the whole route: keep what this hop committed to (for checks) and start afresh. */
@@ -693,7 +696,7 @@ export class AgentCore {
    * for a tampered link.
    */
   private checkPrev(claim: ForwardClaim, ticket: JobTicket, hash: string, payload: Uint8Array): void {
-    const why = checkPrevAttestation(this.crypto, claim, ticket, hash, payload);
+    const why = checkPrevAttestation(this.crypto, claim, ticket, hash, payload, this.span.manifest.architecture.hiddenSize);
     if (why) {
       this.log.warn('forward refused: input not attested by the previous hop', { jobId: ticket.jobId, hop: claim.hop, detail: why });
       throw new AgentError('bad_input', `hop ${claim.hop} refuses steps [${claim.steps[0]}, ${claim.steps[1]}): ${why}`);

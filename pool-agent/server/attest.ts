@@ -8,7 +8,9 @@
 import { attestationBytes, type Attestation, type SignedAttestation } from '../../protocol/attestation.js';
 import { encodeTokenIds } from '../../protocol/bytes.js';
 import { commitHidden, DEFAULT_TOPK } from '../../protocol/commitment.js';
+import { commitPickedRows, comparePickedRows, outputTopLocRows, receivedTolerances } from '../../protocol/output-commitment.js';
 import type { JobTicket } from '../../protocol/ticket.js';
+import { fromFloat16Array } from '../model/weights.js';
 
 /** Hashing and signing for the per-step hot path (node:crypto in the agent: node-crypto.ts). */
 export interface AgentCrypto {
@@ -35,6 +37,8 @@ export interface ChunkCommitments {
   outputCommitment: string;
   outputTokenIds?: number[];
   hiddenCommitment?: string;
+  /** Hops before the last: TOPLOC commitment of the activations sent (chunkOutputTopLoc). */
+  outputTopLoc?: string;
   prevHash: string | null;
 }
 
@@ -69,6 +73,39 @@ export function chunkHiddenCommitment(chunk: OpenChunk): string {
   return commitHidden(all, rows, hidden, { k: Math.min(DEFAULT_TOPK, hidden) });
 }
 
+/** Activation bytes (little-endian, the ticket's dtype) as float32 values. */
+export function activationValues(bytes: Uint8Array, dtype: 'float32' | 'float16'): Float32Array {
+  const size = dtype === 'float32' ? 4 : 2;
+  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
+  if (dtype === 'float32') return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength >>> 2);
+  return fromFloat16Array(new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength >>> 1));
+}
+
+/**
+ * The rows of activation bytes [rows, hiddenSize] that a chunk's `outputTopLoc` covers (seeded by
+ * the bytes' SHA-256), as float32: only those rows are decoded (a long float16 prefill is not
+ * widened whole). Null when the bytes are not whole rows.
+ */
+function committedRows(bytes: Uint8Array, dtype: 'float32' | 'float16', hiddenSize: number, outputCommitment: string): { values: Float32Array; picked: number[] } | null {
+  const rowBytes = hiddenSize * (dtype === 'float32' ? 4 : 2);
+  const numRows = bytes.length / rowBytes;
+  if (!Number.isInteger(numRows) || numRows < 1) return null;
+  const picked = outputTopLocRows(numRows, outputCommitment);
+  const values = new Float32Array(picked.length * hiddenSize);
+  picked.forEach((r, i) => values.set(activationValues(bytes.subarray(r * rowBytes, (r + 1) * rowBytes), dtype), i * hiddenSize));
+  return { values, picked };
+}
+
+/**
+ * A middle or head hop's `outputTopLoc` of a chunk: `output` is every step's activations sent, in
+ * step order (the bytes whose SHA-256 is `outputCommitment`), [rows, hiddenSize].
+ */
+export function chunkOutputTopLoc(output: Uint8Array, dtype: 'float32' | 'float16', hiddenSize: number, outputCommitment: string): string {
+  const rows = committedRows(output, dtype, hiddenSize, outputCommitment);
+  if (!rows) throw new RangeError(`${output.length} bytes of ${dtype} activations are not whole rows of ${hiddenSize}`);
+  return commitPickedRows(rows.values, hiddenSize);
+}
+
 export function attestChunk(ctx: HopContext, c: ChunkCommitments): { signed: SignedAttestation; hash: string } {
   const att: Attestation = {
     v: 1,
@@ -86,6 +123,7 @@ export function attestChunk(ctx: HopContext, c: ChunkCommitments): { signed: Sig
   };
   if (c.outputTokenIds) att.outputTokenIds = c.outputTokenIds;
   if (c.hiddenCommitment) att.hiddenCommitment = c.hiddenCommitment;
+  if (c.outputTopLoc) att.outputTopLoc = c.outputTopLoc;
   const bytes = attestationBytes(att);
   return { signed: { att, sig: ctx.crypto.sign(bytes) }, hash: ctx.crypto.sha256Hex(bytes) };
 }
@@ -122,15 +160,16 @@ export interface ForwardClaim {
  * Checks, before hop k runs or signs anything, that the activations it received are what hop k-1
  * attested for these steps: `prev` is hop k-1's attestation of this ticket and these steps, it
  * hashes to `prevHash`, and its output commitment is the hash of the received payload (every
- * payload of the chunk, concatenated in step order). Returns why not, or null. `prev`'s signature
- * is checked against the key the signed ticket gives for hop k-1, when it gives one; the edge
- * checks the whole chain again.
+ * payload of the chunk, concatenated in step order), and its `outputTopLoc`, when it carries one,
+ * commits to those bytes (exact values; hiddenSize is this hop's). Returns why not, or null.
+ * `prev`'s signature is checked against the key the signed ticket gives for hop k-1, when it gives
+ * one; the edge checks the whole chain again.
  *
  * @example
- * const why = checkPrevAttestation(crypto, meta, ticket, ticketHash, frame.payload);
+ * const why = checkPrevAttestation(crypto, meta, ticket, ticketHash, frame.payload, hiddenSize);
  * if (why) throw new AgentError('bad_input', why);
  */
-export function checkPrevAttestation(crypto: AgentCrypto, claim: ForwardClaim, ticket: JobTicket, ticketHash: string, payload: Uint8Array): string | null {
+export function checkPrevAttestation(crypto: AgentCrypto, claim: ForwardClaim, ticket: JobTicket, ticketHash: string, payload: Uint8Array, hiddenSize: number): string | null {
   const { hop, steps, prev } = claim;
   if (hop < 1) return `hop ${hop} has no previous hop`;
   if (!prev) return `hop ${hop} needs hop ${hop - 1}'s signed attestation (meta.prev) for steps [${steps[0]}, ${steps[1]})`;
@@ -150,5 +189,13 @@ export function checkPrevAttestation(crypto: AgentCrypto, claim: ForwardClaim, t
   // so a malicious previous hop cannot make this hop sign on top of a lie.
   if (expected.publicKey !== undefined && !crypto.verify(expected.publicKey, prev.sig, bytes)) return `prev's signature does not verify against hop ${hop - 1}'s registered key`;
   if (att.outputCommitment !== crypto.sha256Hex(payload)) return `the activations received differ from what hop ${hop - 1} attested (output commitment mismatch)`;
+  if (att.outputTopLoc !== undefined) {
+    // A checker judges hop k-1 by this commitment when its bytes are not disclosed: it must
+    // describe what hop k runs on, or hop k-1 could commit to one output and send another.
+    const rows = committedRows(payload, ticket.dtype, hiddenSize, att.outputCommitment);
+    if (!rows) return `the activations received are not whole rows of ${hiddenSize}`;
+    const r = comparePickedRows(att.outputTopLoc, rows.values, rows.picked, hiddenSize, receivedTolerances(ticket.dtype));
+    if (!r.ok) return `prev's outputTopLoc does not commit to the activations received (${r.detail})`;
+  }
   return null;
 }

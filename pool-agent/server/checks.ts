@@ -1,6 +1,8 @@
 /**
  * `POST /v1/checks`: re-executes a finished job for the edge (docs/trust.md §2) and answers a
- * verdict signed with this agent's key. Only an agent holding the whole model can check.
+ * verdict signed with this agent's key. A check of the whole route needs an agent holding the
+ * whole model; a hop check (`hop` in the request) is run by an agent whose loaded span is exactly
+ * that hop's layers (no extra load), or by a whole-model agent, which loads the hop's span.
  *
  * Who may ask: the edge, and only the edge. The body is a `checkRequestSchema` job record; the
  * request carries an edge signature over (this agent's id, issuedAt, SHA-256 of the body) so a
@@ -32,6 +34,7 @@ import { verifyBytes, type SigningKey } from '../../protocol/keys.js';
 import { ticketBytes } from '../../protocol/ticket.js';
 import type { LoadedSpan } from '../runtime/types.js';
 import { runCheck, type RunCheckInput, type SpanLoader } from '../verify/checker.js';
+import { runHopCheck, type RunHopCheckInput } from '../verify/hop-check.js';
 import { silentLogger, type Logger } from '../log.js';
 import { AgentError } from './errors.js';
 import { readBody, sendJson } from './http.js';
@@ -56,6 +59,8 @@ export interface CheckServiceOptions {
   log?: Logger;
   /** The checker (a double in unit tests). */
   run?: (input: RunCheckInput) => Promise<CheckVerdict>;
+  /** The hop checker (a double in unit tests). */
+  runHop?: (input: RunHopCheckInput) => Promise<CheckVerdict>;
 }
 
 export interface CheckService {
@@ -71,6 +76,7 @@ export function createCheckService(opts: CheckServiceOptions): CheckService {
   const maxBody = opts.maxBodyBytes ?? MAX_CHECK_BODY_BYTES;
   const log = opts.log ?? silentLogger;
   const run = opts.run ?? runCheck;
+  const runHop = opts.runHop ?? runHopCheck;
   const span = opts.span;
   const hopSpans = opts.hopSpans;
   const loadSpan: SpanLoader = (_dir, layers) =>
@@ -95,7 +101,6 @@ export function createCheckService(opts: CheckServiceOptions): CheckService {
       return running !== null;
     },
     async handle(req, res) {
-      if (!whole) throw new AgentError('not_found', 'this agent does not hold the whole model: it runs no checks');
       const signature = req.headers[CHECK_SIGNATURE_HEADER];
       const issuedAt = Number(req.headers[CHECK_ISSUED_AT_HEADER]);
       if (typeof signature !== 'string' || signature.length > 128 || !Number.isSafeInteger(issuedAt)) {
@@ -124,6 +129,12 @@ export function createCheckService(opts: CheckServiceOptions): CheckService {
         throw new AgentError('invalid_ticket', 'the job ticket is not signed by a trusted edge key');
       }
       if (r.signedTicket.ticket.modelId !== span.modelId) throw new AgentError('wrong_model', `this agent checks model ${span.modelId}`);
+      const hopLayers = r.hop === undefined ? null : r.signedTicket.ticket.route[r.hop]?.layers;
+      if (hopLayers === undefined) throw new AgentError('invalid_request', `the route has no hop ${r.hop}`);
+      const exact = hopLayers !== null && span.layers[0] === hopLayers[0] && span.layers[1] === hopLayers[1];
+      if (!whole && !exact) {
+        throw new AgentError('not_found', hopLayers ? `this agent holds layers [${span.layers.join(', ')}), not hop ${r.hop}'s [${hopLayers.join(', ')})` : 'this agent does not hold the whole model: it checks only hops of its own span');
+      }
       const disclosures: HopDisclosure[] = [];
       for (const w of r.disclosures ?? []) {
         const d = decodeDisclosure(w);
@@ -132,29 +143,32 @@ export function createCheckService(opts: CheckServiceOptions): CheckService {
       }
       if (running) throw new AgentError('capacity', 'a check is already running', { retryAfter: 1 });
       const started = clock();
-      const work = run({
-        modelDir: '',
+      const record = {
         ticket: r.signedTicket.ticket,
         promptIds: r.promptIds,
         prefixIds: r.prefixIds,
         attestations: r.attestations,
         ...(disclosures.length ? { disclosures } : {}),
         ...(r.withheld?.length ? { withheld: r.withheld } : {}),
-        // The loaded span: runCheck opens a session of its own on it and disposes it.
-        span,
-        loadSpan,
-      });
+      };
+      // The loaded span: the checker opens a session of its own on it and disposes it. A
+      // whole-model agent asked for a hop check loads that hop's span (and closes it after).
+      const work =
+        r.hop === undefined
+          ? run({ ...record, modelDir: '', span, loadSpan })
+          : runHop({ ...record, hop: r.hop, ...(exact ? { span } : { loadSpan: (layers) => loadSpan('', layers, {}) }) });
       running = work.catch(() => undefined).finally(() => (running = null));
       let timer: NodeJS.Timeout | undefined;
       const jobId = r.signedTicket.ticket.jobId;
+      const scope = r.hop !== undefined ? { checkedHop: r.hop } : {};
       const verdict = await Promise.race([
-        work.catch((err: Error): CheckVerdict => ({ jobId, status: 'inconclusive', reason: 'checker_error', detail: `the check failed: ${err.message}`.slice(0, 1000), evidence: {} })),
+        work.catch((err: Error): CheckVerdict => ({ jobId, status: 'inconclusive', reason: 'checker_error', ...scope, detail: `the check failed: ${err.message}`.slice(0, 1000), evidence: {} })),
         new Promise<CheckVerdict>((resolve) => {
-          timer = setTimeout(() => resolve({ jobId, status: 'inconclusive', reason: 'checker_error', detail: `the check ran past ${timeoutMs} ms`, evidence: {} }), timeoutMs);
+          timer = setTimeout(() => resolve({ jobId, status: 'inconclusive', reason: 'checker_error', ...scope, detail: `the check ran past ${timeoutMs} ms`, evidence: {} }), timeoutMs);
         }),
       ]);
       clearTimeout(timer);
-      log.info('check done', { jobId, status: verdict.status, reason: verdict.reason, ms: clock() - started });
+      log.info('check done', { jobId, ...(r.hop !== undefined ? { hop: r.hop } : {}), status: verdict.status, reason: verdict.reason, ms: clock() - started });
       sendJson(res, 200, await signVerdict(opts.signingKey.privateKey, opts.agentId, verdict, Math.max(1, clock())));
     },
   };

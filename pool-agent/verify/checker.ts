@@ -4,8 +4,9 @@
  * over input ++ generated tokens gives every step's final hidden row and logits at once, which is
  * why a check costs a fraction of the generation it verifies (bench/toploc.ts).
  *
- * On a failure over a multi-hop route, hops that disclosed the activations they attested to are
- * re-run one span at a time to find the hop whose output does not follow from its input.
+ * On a failure over a multi-hop route, hops are re-run one span at a time on their inputs (the
+ * tokens, disclosed activations) to find the hop whose output does not follow: from the bytes it
+ * sent when disclosed, else from its own TOPLOC commitment of them (`outputTopLoc`).
  *
  * @example
  * const verdict = await runCheck({ modelDir: '.models/small', ticket, promptIds, prefixIds, attestations: chunks });
@@ -24,11 +25,12 @@ import {
   type CheckVerdict,
   type HopDisclosure,
 } from '../../protocol/check.js';
-import { blameWithholder, boundarySources, judgeableHops } from '../../protocol/hop-blame.js';
+import { blameWithholder, boundarySources, hopRerun, mismatchConvicts, reconstructs } from '../../protocol/hop-blame.js';
+import { judgeHopCommitment } from '../../protocol/output-commitment.js';
 import { manifestHash, type Manifest } from '../../protocol/manifest.js';
 import type { JobTicket } from '../../protocol/ticket.js';
 import { loadManifest } from '../model/build.js';
-import { fromFloat16Array } from '../model/weights.js';
+import { fromFloat16Array, toFloat16Array } from '../model/weights.js';
 import { loadSpan as loadOrtSpan } from '../runtime/span.js';
 import { sampleToken } from '../runtime/sampler.js';
 import type { LoadedSpan, RuntimeOptions, SpanOutput } from '../runtime/types.js';
@@ -62,11 +64,13 @@ function checkerError(jobId: string, detail: string): CheckVerdict {
   return { jobId, status: 'inconclusive', reason: 'checker_error', detail, evidence: {} };
 }
 
-function asFloat32(data: Float32Array | Uint16Array): Float32Array {
+/** Activations as float32 (float16 disclosures are widened). */
+export function asFloat32(data: Float32Array | Uint16Array): Float32Array {
   return data instanceof Float32Array ? data : fromFloat16Array(data);
 }
 
-function concatRows(parts: readonly (Float32Array | Uint16Array)[]): Float32Array {
+/** One chunk's tensors after the other, as float32 rows of the whole job. */
+export function concatRows(parts: readonly (Float32Array | Uint16Array)[]): Float32Array {
   const f = parts.map(asFloat32);
   const out = new Float32Array(f.reduce((s, p) => s + p.length, 0));
   let o = 0;
@@ -77,10 +81,17 @@ function concatRows(parts: readonly (Float32Array | Uint16Array)[]): Float32Arra
   return out;
 }
 
-async function prefill(span: LoadedSpan, input: { kind: 'tokens'; ids: number[] } | { kind: 'hidden'; data: Float32Array; seqLen: number }, logitsToKeep?: number): Promise<SpanOutput> {
+/** One prefill in a session of its own on `span` (disposed after); logits for the last `logitsToKeep` positions on the last span. */
+export async function prefill(span: LoadedSpan, input: { kind: 'tokens'; ids: number[] } | { kind: 'hidden'; data: Float32Array; seqLen: number }, logitsToKeep?: number): Promise<SpanOutput> {
   const session = span.openSession();
   try {
-    const spanInput = input.kind === 'tokens' ? { kind: 'tokens' as const, ids: Int32Array.from(input.ids) } : input;
+    // Activations are held as float32 here; a float16 span takes them as float16 bits (exact: they were float16).
+    const spanInput =
+      input.kind === 'tokens'
+        ? { kind: 'tokens' as const, ids: Int32Array.from(input.ids) }
+        : span.manifest.dtype === 'float16'
+          ? { ...input, data: toFloat16Array(input.data) }
+          : input;
     return await session.forward(spanInput, span.last && logitsToKeep ? { logitsToKeep } : {});
   } finally {
     session.dispose();
@@ -154,13 +165,16 @@ export async function runCheck(input: RunCheckInput): Promise<CheckVerdict> {
 type HopBlame = { kind: 'hop'; verdict: CheckVerdict } | { kind: 'none'; detail: string };
 
 /**
- * Re-runs each hop's span on its input (the ticket's tokens for the head, the disclosed
- * activations otherwise; all positions of the job in one prefill) and returns the first hop whose
- * output does not follow. The activations between hop b-1 and hop b may come from either side's
- * disclosure: the chain binds both to the same commitment (protocol/hop-blame.ts picks one).
- * Blame, in order: a disclosure that does not hash to its attestations (its discloser); a
- * boundary whose tensor does not hold one row per position (its sender, which attested it); the
- * first judged hop whose output does not follow from its input; then a hop that withheld its
+ * Re-runs hops' spans in route order (all positions of the job in one prefill each) and returns
+ * the first hop whose output does not follow from its input. A hop's input: the ticket's tokens
+ * for the head, the disclosed boundary (either side's disclosure: the chain binds both to one
+ * commitment), else the checker's own output of the hop before when that hop agreed with its own
+ * commitments to all it sent. Its output is judged against the disclosed bytes it sent and its
+ * own `outputTopLoc` (the last hop: its commitments and tokens). The rules are
+ * protocol/hop-blame.ts's. Blame, in order: a disclosure that does not hash to its attestations
+ * (its discloser); a boundary whose tensor does not hold one row per position (its sender, which
+ * attested it); the first re-run hop whose output disagrees on its exact input, or on the
+ * checker's reconstruction when it withheld its own disclosure; then a hop that withheld its
  * disclosure (one that keeps a hop from being re-run first). Otherwise none.
  */
 async function blameHop(
@@ -202,35 +216,62 @@ async function blameHop(
     }
     boundary[b] = rows;
   }
-  const judgeable = judgeableHops(route.length, sources);
-  for (const h of judgeable) {
+  const committed = route.map((_, h) => plan.chunks.some((c) => c.attestations[h]?.outputTopLoc !== undefined));
+  const rerun: number[] = [];
+  /** Hops whose output disagreed on the checker's reconstruction of their input, while they disclosed theirs or were not asked. */
+  const unproven: number[] = [];
+  /** The checker's output of the hop just re-run, when it stands for what that hop sent. */
+  let reconstruction: Float32Array | undefined;
+  for (let h = 0; h < route.length; h++) {
+    const run = hopRerun(h, route.length, sources, committed, reconstruction !== undefined);
+    const reconstructed = reconstruction;
+    reconstruction = undefined;
+    if (!run) continue;
+    rerun.push(h);
     const hop = route[h]!;
     const span = await load(modelDir, hop.layers, opts);
     try {
       if (span.modelId !== plan.ticket.modelId || span.layers[0] !== hop.layers[0] || span.layers[1] !== hop.layers[1]) {
         throw new Error(`the span loaded for hop ${h} is not layers [${hop.layers.join(', ')}) of the ticket's model`);
       }
-      const input = h === 0 ? ({ kind: 'tokens', ids: plan.sequence } as const) : ({ kind: 'hidden', data: boundary[h]!, seqLen: positions } as const);
+      const data = run.input === 'disclosed' ? boundary[h]! : reconstructed;
+      const input = run.input === 'tokens' ? ({ kind: 'tokens', ids: plan.sequence } as const) : ({ kind: 'hidden', data: data!, seqLen: positions } as const);
       const out = await prefill(span, input, plan.logitsToKeep);
-      if (h === route.length - 1) {
+      let fault: CheckVerdict | null = null;
+      let ownBytes = false;
+      let complete = false;
+      if (run.last) {
         if (out.kind !== 'logits') throw new Error('the last hop span returned no logits');
         const v = judgeCheck({ plan, hidden: lastRows(out.finalHidden, out.seqLen, hiddenSize, plan.logitsToKeep), logits: out.logits, hiddenSize, vocabSize, sample: sampleToken, tolerances, blame: { hop: h, agentId: hop.agentId } });
-        if (v.status === 'fail') return { kind: 'hop', verdict: v };
-        continue;
+        if (v.status === 'fail') fault = v;
+        ownBytes = v.reason === 'missing_commitment';
+      } else {
+        if (out.kind !== 'hidden') throw new Error(`hop ${h} span returned logits`);
+        const recomputed = asFloat32(out.data);
+        if (run.sentDisclosed) fault = judgeHopOutput(plan, h, boundary[h + 1]!, recomputed, positions, hiddenSize, tolerances.hidden);
+        if (!fault && run.ownCommitment) {
+          const j = judgeHopCommitment(plan, h, recomputed, hiddenSize, tolerances.hidden);
+          if (j.kind === 'malformed' || j.kind === 'disagrees') fault = j.verdict;
+          ownBytes = j.kind === 'malformed';
+          complete = j.kind === 'agrees' && j.complete;
+        }
+        if (!fault && reconstructs(run, true, complete)) reconstruction = recomputed;
       }
-      if (out.kind !== 'hidden') throw new Error(`hop ${h} span returned logits`);
-      const v = judgeHopOutput(plan, h, boundary[h + 1]!, asFloat32(out.data), positions, hiddenSize, tolerances.hidden);
-      if (v) return { kind: 'hop', verdict: v };
+      // A commitment the hop signed that does not even decode is its fault whatever its input.
+      if (fault && (ownBytes || mismatchConvicts(run, withheld))) return { kind: 'hop', verdict: fault };
+      if (fault) unproven.push(h);
     } finally {
       await span.close();
     }
   }
   // Nobody proven wrong: the blame goes to a hop that withheld its disclosure, if any.
-  const unjudged = route.map((_, h) => h).filter((h) => !judgeable.includes(h));
+  const unjudged = route.map((_, h) => h).filter((h) => !rerun.includes(h));
   const hopList = (hs: number[]) => `hop${hs.length > 1 ? 's' : ''} ${hs.join(', ')}`;
+  const also = unproven.length ? `; ${hopList(unproven)} disagreed on the checker's reconstruction of the input, which only its own disclosure could confirm` : '';
   const w = blameWithholder(route.length, sources, withheld);
-  if (w?.boundary) return blame(w.hop, 'disclosure_mismatch', `hop ${w.hop} withheld the activations between hops ${w.boundary - 1} and ${w.boundary}, so ${hopList(unjudged)} cannot be re-run`);
-  if (w) return blame(w.hop, 'disclosure_mismatch', `hop ${w.hop} withheld its disclosure, and the route's failure is placed on no other hop`);
-  if (unjudged.length) return { kind: 'none', detail: `${hopList(unjudged)} cannot be re-run: the activations between hops were not disclosed` };
-  return { kind: 'none', detail: 'every hop re-runs consistently on its disclosed input' };
+  if (w?.boundary) return blame(w.hop, 'disclosure_mismatch', `hop ${w.hop} withheld the activations between hops ${w.boundary - 1} and ${w.boundary}, so ${unjudged.length ? `${hopList(unjudged)} cannot be re-run` : 'they are not known'}${also}`);
+  if (w) return blame(w.hop, 'disclosure_mismatch', `hop ${w.hop} withheld its disclosure, and the route's failure is placed on no other hop${also}`);
+  if (unjudged.length) return { kind: 'none', detail: `${hopList(unjudged)} cannot be re-run: the activations between hops were not disclosed${also}` };
+  if (unproven.length) return { kind: 'none', detail: also.slice(2) };
+  return { kind: 'none', detail: 'every hop re-runs consistently on its input' };
 }

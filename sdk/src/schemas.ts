@@ -17,7 +17,7 @@
 import * as z from 'zod/mini';
 import en from 'zod/v4/locales/en.js';
 import { MAX_CHUNK_HOPS } from '../../protocol/attestation-chain.js';
-import { MAX_HIDDEN_COMMITMENT_CHARS, MAX_MESSAGES, MAX_PROMPT_CHARS, MAX_PROMPT_TOKENS, MAX_TOOL_JSON_BYTES, MAX_TOOLS } from '../../protocol/limits.js';
+import { MAX_HIDDEN_COMMITMENT_CHARS, MAX_MESSAGES, MAX_OUTPUT_TOPLOC_CHARS, MAX_PROMPT_CHARS, MAX_PROMPT_TOKENS, MAX_TOOL_JSON_BYTES, MAX_TOOLS } from '../../protocol/limits.js';
 import type * as api from '../../protocol/api.js';
 import type * as attestation from '../../protocol/attestation.js';
 import type * as ownerApi from '../../protocol/owner-api.js';
@@ -107,6 +107,7 @@ const attestationSchema = z.object({
   outputCommitment: hex64,
   outputTokenIds: z.optional(z.array(nonnegativeInt()).check(z.maxLength(4096))),
   hiddenCommitment: z.optional(z.string().check(z.maxLength(MAX_HIDDEN_COMMITMENT_CHARS))),
+  outputTopLoc: z.optional(z.string().check(z.maxLength(MAX_OUTPUT_TOPLOC_CHARS))),
   prevHash: z.nullable(hex64),
   issuedAt: positiveInt(),
 });

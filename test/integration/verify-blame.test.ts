@@ -18,8 +18,8 @@ const promptIds = [1, 15043, 29892, 920, 526, 366, 29973, 13, 450];
 const sampling = { temperature: 0.7, topP: 0.9, topK: 50, seed: 5 };
 const cpu = { provider: 'cpu' as const, intraOpThreads: 2 };
 
-async function twoHop(head: string, tail: string) {
-  return serveJob({ ticketModelDir: ref.dir, hops: [{ dir: head, layers: [0, 2] }, { dir: tail, layers: [2, 4] }], promptIds, sampling, maxTokens: 12 });
+async function twoHop(head: string, tail: string, outputTopLoc = true) {
+  return serveJob({ ticketModelDir: ref.dir, hops: [{ dir: head, layers: [0, 2] }, { dir: tail, layers: [2, 4] }], promptIds, sampling, maxTokens: 12, outputTopLoc });
 }
 
 describe('per-hop blame', () => {
@@ -47,8 +47,10 @@ describe('per-hop blame', () => {
     expect(v).toMatchObject({ status: 'fail', reason: 'hidden_mismatch', hop: 1, agentId: job.ticket.route[1]!.agentId });
   });
 
-  it('a hop that withheld, so that no hop can be re-run, is blamed for withholding (the sender first)', async () => {
-    const job = await twoHop(swapped.dir, ref.dir);
+  it('a hop that withheld, so that no hop can be re-run, is blamed for withholding (the sender first; hops without outputTopLoc)', async () => {
+    // With outputTopLoc the head is re-run on its tokens and named by its own commitment
+    // (verify-blame-commitments.test.ts); older agents' attestations carry none.
+    const job = await twoHop(swapped.dir, ref.dir, false);
     const both = await runCheck({ modelDir: ref.dir, ticket: job.ticket, promptIds, attestations: job.chunks, withheld: [0, 1], runtimeOptions: cpu });
     expect(both).toMatchObject({ status: 'fail', reason: 'disclosure_mismatch', hop: 0, agentId: job.ticket.route[0]!.agentId });
     expect(both.detail).toMatch(/withheld/);

@@ -1,7 +1,8 @@
 /**
  * A simulated route of agents for the re-execution check tests: real onnxruntime spans, real
- * sampler, real signed attestations with TOPLOC commitments (one chunk per generated token, as
- * the agent server emits them). Each hop may run another model directory than the ticket names,
+ * sampler, real signed attestations with TOPLOC commitments (the last hop's of its final hidden
+ * rows, every other hop's of the activations it sends; one chunk per generated token, as the agent
+ * server emits them). Each hop may run another model directory than the ticket names,
  * and the route may lie in the ways a cheating node would; the chain still verifies with
  * ChainVerifier, so only the re-execution check can catch it.
  */
@@ -11,10 +12,12 @@ import { attestationHash, ChainVerifier, signAttestation, tokenCommitment, type 
 import { encodeTokenIds, sha256Hex } from '../../protocol/bytes.js';
 import { activationCommitment, type HopDisclosure } from '../../protocol/check.js';
 import { commitHidden } from '../../protocol/commitment.js';
+import { commitOutputRows } from '../../protocol/output-commitment.js';
 import { generateSigningKey, type SigningKey } from '../../protocol/keys.js';
 import { manifestHash } from '../../protocol/manifest.js';
 import { ticketHash, type JobTicket, type SamplingParams } from '../../protocol/ticket.js';
 import { buildModel, loadManifest, type BuildModelOptions } from '../../pool-agent/model/index.js';
+import { fromFloat16Array } from '../../pool-agent/model/weights.js';
 import { loadSpan } from '../../pool-agent/runtime/span.js';
 import { sampleToken } from '../../pool-agent/runtime/sampler.js';
 import type { LoadedSpan, SpanInput } from '../../pool-agent/runtime/types.js';
@@ -73,6 +76,8 @@ export interface ServeJobOptions {
   dtype?: 'float32' | 'float16';
   cheat?: Cheat;
   jobId?: string;
+  /** Whether hops before the last write `outputTopLoc`, as agents do (default); false: older agents. */
+  outputTopLoc?: boolean;
 }
 
 export interface ServedJob {
@@ -190,6 +195,9 @@ export async function serveJob(o: ServeJobOptions): Promise<ServedJob> {
         const isLast = h === route.length - 1;
         const first = step === prefix.length;
         const inputCommitment = h === 0 ? (first ? ticket.inputHash : await tokenCommitment([tokens[tokens.length - 2]!])) : await activationCommitment(boundaries[h - 1]!);
+        const outputCommitment = isLast ? await tokenCommitment([token]) : await activationCommitment(boundaries[h]!);
+        const sent = isLast ? null : boundaries[h]!;
+        const sentRows = sent === null ? null : sent instanceof Float32Array ? sent : fromFloat16Array(sent);
         const att: Attestation = {
           v: 1,
           ticketHash: tHash,
@@ -200,8 +208,9 @@ export async function serveJob(o: ServeJobOptions): Promise<ServedJob> {
           layers: route[h]!.layers,
           steps: [step, step + 1],
           inputCommitment,
-          outputCommitment: isLast ? await tokenCommitment([token]) : await activationCommitment(boundaries[h]!),
+          outputCommitment,
           ...(isLast ? { outputTokenIds: [token], hiddenCommitment: commitHidden(finalRow!, 1, H) } : {}),
+          ...(sentRows && o.outputTopLoc !== false ? { outputTopLoc: commitOutputRows(sentRows, sentRows.length / H, H, outputCommitment) } : {}),
           prevHash,
           issuedAt: now,
         };

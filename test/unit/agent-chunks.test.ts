@@ -2,7 +2,8 @@
  * Attestation chunks of several steps (`ticket.chunking`) over chains of 1, 2 and 3 in-process
  * agents: one signature per hop per chunk, the same tokens as the unsplit model, every chunk
  * verified by the edge's ChainVerifier, a stop token inside a chunk sealed at once (seal frame),
- * what each hop keeps for checks matching its attestations, and activations changed on a link
+ * what each hop keeps for checks matching its attestations (exact hash, and TOPLOC commitment of
+ * what it sent), and activations changed on a link
  * inside a chunk refused at the seal, with nothing of that chunk signed by the refusing hop.
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
@@ -10,6 +11,7 @@ import { createHash } from 'node:crypto';
 import { ChainVerifier } from '../../protocol/attestation.js';
 import type { ForwardMeta, JobEvent } from '../../protocol/agent-api.js';
 import { decodeCommitment } from '../../protocol/commitment.js';
+import { compareOutputRows, receivedTolerances } from '../../protocol/output-commitment.js';
 import { decodeFrame, encodeFrame, framePayloadAs } from '../../protocol/frame.js';
 import type { ChunkingPolicy, SamplingParams } from '../../protocol/ticket.js';
 import { generate } from '../../pool-agent/runtime/pipeline.js';
@@ -125,7 +127,14 @@ describe.each(LAYOUTS.map((l, i) => [l.length, i] as const))('a chain of %i agen
         const att = r.chunks[i]!.attestations[hop]!.att;
         if (hop > 0) expect(sha(c.input!)).toBe(att.inputCommitment);
         else expect(c.inputTokenIds).toHaveLength(i === 0 ? PROMPT.length : att.steps[1] - att.steps[0]);
-        if (hop < hops - 1) expect(sha(c.output!)).toBe(att.outputCommitment);
+        if (hop < hops - 1) {
+          expect(sha(c.output!)).toBe(att.outputCommitment);
+          // Its TOPLOC commitment describes the same bytes exactly: one row per position sent.
+          const rows = new Float32Array(c.output!.slice().buffer);
+          const H = model.manifest.architecture.hiddenSize;
+          expect(rows.length / H).toBe(i === 0 ? PROMPT.length : att.steps[1] - att.steps[0]);
+          expect(compareOutputRows(att.outputTopLoc, rows, rows.length / H, H, att.outputCommitment, receivedTolerances('float32')).ok).toBe(true);
+        } else expect(att.outputTopLoc).toBeUndefined();
       });
     });
   });

@@ -12,6 +12,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it, vi } from 'vites
 import { forwardMetaSchema, type ForwardMeta, type JobEvent } from '../../protocol/agent-api.js';
 import { attestationBytes, ChainVerifier, type SignedAttestation } from '../../protocol/attestation.js';
 import { decodeFrame, encodeFrame, framePayloadAs } from '../../protocol/frame.js';
+import { commitOutputRows } from '../../protocol/output-commitment.js';
+import { decodeCommitment } from '../../protocol/commitment.js';
 import { generate } from '../../pool-agent/runtime/pipeline.js';
 import * as attest from '../../pool-agent/server/attest.js';
 import type { FetchLike } from '../../pool-agent/server/remote-stage.js';
@@ -148,6 +150,17 @@ describe('honest chains', () => {
     }
   });
 
+  it("a prompt longer than an outputTopLoc's 64 rows: each receiving hop accepts the sampled rows its sender committed to", async () => {
+    const prompt = Array.from({ length: 100 }, (_, i) => 3 + ((i * 7) % 60));
+    const { signed, hash } = await edge.ticket({ route: three.route, modelId: model.modelId, promptIds: prompt, maxTokens: 3 });
+    const res = await runJob(three.url, { signedTicket: signed, promptIds: prompt, prefixIds: [] });
+    expect(res.events.at(-1)).toEqual({ type: 'done', finishReason: 'length' });
+    const chunks = res.events.filter((e): e is Extract<JobEvent, { type: 'chunk' }> => e.type === 'chunk');
+    const verifier = new ChainVerifier({ ticket: signed.ticket, ticketHash: hash, numLayers: 4, keys: three.publicKeys });
+    for (const c of chunks) expect((await verifier.verifyChunk(c.attestations)).ok).toBe(true);
+    for (const hop of [0, 1]) expect(decodeCommitment(chunks[0]!.attestations[hop]!.att.outputTopLoc)).toMatchObject({ ok: true, commitment: { numRows: 64 } });
+  });
+
   it('the schema still accepts a forward meta without prev (older senders), and checks prev when present', async () => {
     const { signed } = await edge.ticket({ route: two.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: MAX_TOKENS });
     const meta = { signedTicket: signed, hop: 1, steps: [0, 1], prevHash: 'a'.repeat(64), open: true };
@@ -196,10 +209,12 @@ describe('a missing or wrong prev is refused', () => {
 });
 
 describe('a tamperer that rewrites prev and prevHash consistently', () => {
-  const forge = (meta: Parameters<NonNullable<typeof link01.tamper>>[0], data: Parameters<NonNullable<typeof link01.tamper>>[1]) => {
+  /** Shifted bytes, and prev rewritten to commit to them: exact hash and, unless told not to, outputTopLoc. */
+  const forge = (meta: Parameters<NonNullable<typeof link01.tamper>>[0], data: Parameters<NonNullable<typeof link01.tamper>>[1], topLoc = true) => {
     const bytes = shift(data);
     const forged: SignedAttestation = structuredClone(meta.prev!);
     forged.att.outputCommitment = sha(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength));
+    if (topLoc) forged.att.outputTopLoc = commitOutputRows(bytes, bytes.length / model.manifest.architecture.hiddenSize, model.manifest.architecture.hiddenSize, forged.att.outputCommitment);
     return { meta: { ...meta, prev: forged, prevHash: sha(attestationBytes(forged.att)) }, data: bytes };
   };
 
@@ -226,5 +241,15 @@ describe('a tamperer that rewrites prev and prevHash consistently', () => {
     // ...but the chunk that would carry that attestation never reaches the edge.
     expect(r.chunks.map((c) => c.steps[0])).toEqual([0, 1]);
     expect(r.verdicts.every((v) => v.ok)).toBe(true);
+  });
+
+  it("without keys, a prev whose outputTopLoc still commits to hop 0's real output is refused by hop 1: nothing signed", async () => {
+    link01.tamper = (meta, data) => (meta.steps[0] !== 2 ? undefined : forge(meta, data, false));
+    const keyless = { ...two, route: two.route.map(({ publicKey: _omit, ...hop }) => hop) };
+    const r = await run(keyless);
+    const hop1 = two.route[1]!.agentId;
+    expect(r.last).toMatchObject({ type: 'error', code: 'bad_input', agentId: hop1 });
+    expect((r.last as { message: string }).message).toMatch(/outputTopLoc does not commit to the activations received/);
+    expect(signedSteps(hop1)).not.toContain(2);
   });
 });

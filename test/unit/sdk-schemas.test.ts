@@ -64,6 +64,14 @@ const signedAttestation = {
   sig: 's'.repeat(86),
 };
 
+/** A hop before the last: commits to the activations it sent (outputTopLoc), not to tokens. */
+const headAttestation = {
+  att: { ...signedAttestation.att, agentId: 'agent-a', hop: 0, layers: [0, 2], outputTokenIds: undefined, hiddenCommitment: undefined, outputTopLoc: 'o'.repeat(40), prevHash: null },
+  sig: 's'.repeat(86),
+};
+delete headAttestation.att.outputTokenIds;
+delete headAttestation.att.hiddenCommitment;
+
 const routeSummary = { hops: [{ agent_id: 'agent-a', pool_id: 'pool-1', region: 'eu-west', layers: [0, 4] }], price: 1.5, attempts: 1, region_met: true };
 const attestationSummary = { job_id: 'job-1', verified: true, ticket_hash: HEX, model_id: HEX, chunks: 2, chain_head: HEX, url: '/v1/jobs/job-1/attestation' };
 const usage = { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 };
@@ -78,8 +86,8 @@ const check = {
 /** [name, the protocol's schema, the SDK's mirror, valid bodies]. */
 const PAIRS: [string, z.core.$ZodType, mini.ResponseSchema<unknown>, Json[]][] = [
   ['signed ticket', ticket.signedTicketSchema, mini.signedTicketSchema, [signedTicket]],
-  ['signed attestation', attestation.signedAttestationSchema, mini.signedAttestationSchema, [signedAttestation]],
-  ['chain verifier chunk', z.array(attestation.signedAttestationSchema).max(attestation.MAX_CHUNK_HOPS), mini.signedChunkSchema, [[signedAttestation, signedAttestation]]],
+  ['signed attestation', attestation.signedAttestationSchema, mini.signedAttestationSchema, [signedAttestation, headAttestation]],
+  ['chain verifier chunk', z.array(attestation.signedAttestationSchema).max(attestation.MAX_CHUNK_HOPS), mini.signedChunkSchema, [[headAttestation, signedAttestation]]],
   ['route preferences', api.routePreferencesSchema, mini.routePreferencesSchema, [{}, { sort: 'price', max_price: 2, max_latency_ms: 500, region: 'eu-west', allow_fallbacks: false }]],
   [
     'chat completion request',
@@ -205,7 +213,7 @@ const PAIRS: [string, z.core.$ZodType, mini.ResponseSchema<unknown>, Json[]][] =
 /** Bounds the protocol's schemas use (lengths and values), each tried at, below and above. */
 const BOUNDS = [1, 8, 15, 16, 43, 64, 128, 256, 512, 1000, 4096, 32_768, 60_000, 65_536, 200_000, 1_000_000, 2 ** 32 - 1];
 const NUMBERS = [...new Set([0, -1, 0.5, 1.5, 2, 2.5, -0.1, 1e308, ...BOUNDS.flatMap((b) => [b - 1, b, b + 1])])];
-const STRING_LENGTHS = [0, 1, 15, 16, 17, 42, 43, 44, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512, 513, 65_536, 65_537, 200_000, 200_001];
+const STRING_LENGTHS = [0, 1, 15, 16, 17, 42, 43, 44, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512, 513, 8_192, 8_193, 65_536, 65_537, 200_000, 200_001];
 const ARRAY_LENGTHS = [0, 1, 2, 8, 9, 15, 16, 17, 64, 65, 128, 129, 256, 257];
 const BIG_ARRAY_LENGTHS = [4096, 4097, 32_768, 32_769];
 const STRINGS = ['', 'x', 'not a url', 'http://h.test', 'ftp://h', HEX.toUpperCase(), 'eu-west', 'stop', 'length', 'assistant', 'user', 'tool', 'function', 'text', 'list', 'fail', 'float16', 'bad name!'];

@@ -36,7 +36,10 @@ interface AttemptSpec {
 }
 
 /** Signs the tickets and chains of a job the way the edge and honest agents do. */
-async function buildJob(attemptSpecs: AttemptSpec[], maxTokens = 16) {
+/** Which hops write `outputTopLoc` (agents write it on every hop but the last; older ones on none). */
+type TopLocOn = 'none' | 'head' | 'last';
+
+async function buildJob(attemptSpecs: AttemptSpec[], maxTokens = 16, topLoc: TopLocOn = 'head') {
   const edgeKey = await generateSigningKey();
   const modelId = await sha256Hex('model');
   const agents: Agent[] = [
@@ -91,6 +94,7 @@ async function buildJob(attemptSpecs: AttemptSpec[], maxTokens = 16) {
           inputCommitment: input,
           outputCommitment: output,
           ...(isLast ? { outputTokenIds: [token] } : {}),
+          ...((topLoc === 'head' && !isLast) || (topLoc === 'last' && isLast) ? { outputTopLoc: 'VAEQAEAAAAABAA' + 'A'.repeat(106) } : {}),
           prevHash,
           issuedAt: 1_700_000_000_000 + step,
         };
@@ -201,6 +205,20 @@ describe('SDK verify', () => {
     });
     // Keys were looked up by the route's regions first.
     expect(seen.poolQueries[0]).toContain('region=eu-west');
+  });
+
+  it('passes a job of older agents (no outputTopLoc): the field is optional', async () => {
+    const job = await buildJob([{ tokens: [100, 101, EOS], outcome: 'completed' }], 16, 'none');
+    serve(job);
+    expect((await client().chat.completions.create(body)).verification?.verified).toBe(true);
+  });
+
+  it('refuses an outputTopLoc changed after signing, and one on the last hop', async () => {
+    const job = await buildJob([{ tokens: [100, 101, EOS], outcome: 'completed' }]);
+    job.record.attempts[0]!.chunks[1]![0]!.att.outputTopLoc = 'A'.repeat(120);
+    expect((await refusal(job)).message).toMatch(/signature/);
+    const last = await buildJob([{ tokens: [100, 101, EOS], outcome: 'completed' }], 16, 'last');
+    expect((await refusal(last)).message).toMatch(/last hop commits to tokens and hidden states/);
   });
 
   it('passes a failover job: the second attempt resumes after the tokens already handed on', async () => {

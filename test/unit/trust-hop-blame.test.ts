@@ -1,9 +1,10 @@
 /**
- * protocol/hop-blame.ts: which boundaries a set of disclosures covers, which hops can be re-run,
- * and which withholder the blame goes to when nobody is proven wrong.
+ * protocol/hop-blame.ts: which boundaries a set of disclosures covers, which hops can be re-run
+ * (on what, against what), whether a mismatch convicts the re-run hop, and which withholder the
+ * blame goes to when nobody is proven wrong.
  */
 import { describe, expect, it } from 'vitest';
-import { blameWithholder, boundarySources, judgeableHops } from '../../protocol/hop-blame.js';
+import { blameWithholder, boundarySources, hopRerun, judgeableHops, mismatchConvicts, reconstructs } from '../../protocol/hop-blame.js';
 
 describe('boundary sources', () => {
   it('takes the sender\'s side first, the receiver\'s otherwise', () => {
@@ -52,5 +53,59 @@ describe('blame for withholding', () => {
 
   it('ignores hop indexes outside the route', () => {
     expect(blameWithholder(2, [null, 0], [5, -1, 1.5])).toBeNull();
+  });
+});
+
+describe('hop re-runs with output commitments (outputTopLoc)', () => {
+  const all = [true, true, false];
+  const none = [false, false, false];
+
+  it('the head runs on the tokens and is judged by its own commitment when nothing is disclosed', () => {
+    expect(hopRerun(0, 3, [null, null, null], all, false)).toEqual({ hop: 0, input: 'tokens', sentDisclosed: false, ownCommitment: true, last: false });
+    // Without a commitment (an older agent) and without the bytes it sent: not judgeable, as before.
+    expect(hopRerun(0, 3, [null, null, null], none, false)).toBeNull();
+  });
+
+  it('a middle hop whose output nobody disclosed is judged by its commitment on its disclosed input', () => {
+    // 3 hops, hop 1 cheats and withholds, hop 2 lost its disclosure: boundary 1 from hop 0 only.
+    expect(hopRerun(1, 3, [null, 0, null], all, false)).toEqual({ hop: 1, input: 'disclosed', sentDisclosed: false, ownCommitment: true, last: false });
+    expect(hopRerun(1, 3, [null, 0, null], none, false)).toBeNull();
+  });
+
+  it('both the disclosed bytes and the commitment when both are there', () => {
+    expect(hopRerun(1, 3, [null, 0, 1], all, false)).toMatchObject({ input: 'disclosed', sentDisclosed: true, ownCommitment: true });
+  });
+
+  it('a missing input boundary is replaced by the checker reconstruction only when the hop before stands for it', () => {
+    expect(hopRerun(1, 3, [null, null, null], all, true)).toMatchObject({ hop: 1, input: 'recomputed' });
+    expect(hopRerun(1, 3, [null, null, null], all, false)).toBeNull();
+    expect(hopRerun(2, 3, [null, null, null], all, true)).toEqual({ hop: 2, input: 'recomputed', sentDisclosed: false, ownCommitment: false, last: true });
+    // A disclosed boundary always wins over the reconstruction.
+    expect(hopRerun(2, 3, [null, null, 1], all, true)).toMatchObject({ input: 'disclosed' });
+  });
+
+  it('the last hop is judged by its hidden commitments and tokens, never by an outputTopLoc', () => {
+    expect(hopRerun(1, 2, [null, 0], [true, true], false)).toEqual({ hop: 1, input: 'disclosed', sentDisclosed: false, ownCommitment: false, last: true });
+    expect(hopRerun(0, 1, [null], [true], false)).toEqual({ hop: 0, input: 'tokens', sentDisclosed: false, ownCommitment: false, last: true });
+  });
+
+  it('a mismatch on the exact input convicts; on a reconstruction only a hop that withheld its own disclosure', () => {
+    const exact = hopRerun(1, 3, [null, 0, null], all, false)!;
+    const rebuilt = hopRerun(1, 3, [null, null, null], all, true)!;
+    expect(mismatchConvicts(exact, [])).toBe(true);
+    expect(mismatchConvicts(hopRerun(0, 3, [null, null, null], all, false)!, [])).toBe(true);
+    expect(mismatchConvicts(rebuilt, [1])).toBe(true);
+    // Hop 0 may have sent other bytes than its commitment describes; hop 1 could show what it got.
+    expect(mismatchConvicts(rebuilt, [])).toBe(false);
+    expect(mismatchConvicts(rebuilt, [0, 2])).toBe(false);
+  });
+
+  it('a re-run stands for what the hop sent only when it agreed with commitments covering every chunk and nothing else gives the boundary', () => {
+    const run = hopRerun(0, 3, [null, null, null], all, false)!;
+    expect(reconstructs(run, true, true)).toBe(true);
+    expect(reconstructs(run, false, true)).toBe(false);
+    expect(reconstructs(run, true, false)).toBe(false);
+    expect(reconstructs(hopRerun(0, 3, [null, 0, null], all, false)!, true, true)).toBe(false);
+    expect(reconstructs(hopRerun(2, 3, [null, null, null], all, true)!, true, true)).toBe(false);
   });
 });
