@@ -6,25 +6,28 @@
  * one job after another, never waiting for checks (they run after each answer, as in production).
  *
  * Per check policy (`override`: CHECK_RATE_OVERRIDE=1, every job checked; `normal`: the trust
- * policy's rates, edge/trust/sampling.ts), one network:
+ * policy's rates, edge/trust/sampling.ts), one network with pools of honest agents (region
+ * `pool2`: two agents for each of layers [0,2), [2,4); `pool3`: two for each of [0,1), [1,3),
+ * [3,4); hops on 1, 2, 1 onnxruntime threads):
  *
- * 1. honest jobs (override only, `--honest-jobs`) over pools of honest agents (region `pool2`: two
- *    agents for each of layers [0,2), [2,4); `pool3`: two for each of [0,1), [1,3), [3,4)), every
- *    one checked: false positives;
- * 2. per seed and position, a fresh cheater (cheats on every job) joins its pool, cheaper than
+ * 1. per seed and position, a fresh cheater (cheats on every job) joins its pool, cheaper than
  *    its honest twins, so routing prefers it, and other routes through it stay open when one is
  *    blocked: jobs until it is excluded, jobs through it after its first failed check and after
  *    its dispute opened, time to the slash, disclosure bytes and time per hop (a metering proxy
  *    in front of each hop), check time (the checkers' logs);
- * 3. (normal only) per seed and `--sleeper-positions`, a sleeper on a fresh route of its own: it
+ * 2. (override) `--honest-jobs` honest jobs over the pools, every one checked: false positives;
+ * 3. (normal) per seed and `--sleeper-positions`, a sleeper on a fresh route of its own: it
  *    serves `--sleeper-after` jobs honestly (through probation, every job checked), then cheats on
- *    every job, checked at the post-probation rate: jobs until it is excluded.
+ *    every job, checked at the post-probation rate: jobs until it is excluded;
+ * 4. disputes left open (their third check refused by a checker busy with another check) are
+ *    settled by the scheduled tick's retry (`/__scheduled`, once due: `disputeRetryMs`, 60 s).
  *
  *   npm run bench:trust -- [--seeds 5] [--honest-jobs 200] [--positions 2h,2t,3h,3m,3t]
  *     [--sleeper-positions 2h,3m] [--sleeper-after 20] [--max-jobs 120] [--policies override,normal]
  *     [--json FILE]
  */
 import { writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -61,6 +64,8 @@ type Position = '2h' | '2t' | '3h' | '3m' | '3t';
 const POSITIONS = list(values.positions) as Position[];
 const SLEEPER_POSITIONS = list(values['sleeper-positions']) as Position[];
 const POLICIES = list(values.policies) as ('override' | 'normal')[];
+for (const p of [...POSITIONS, ...SLEEPER_POSITIONS]) if (!['2h', '2t', '3h', '3m', '3t'].includes(p)) throw new Error(`unknown position ${p}: 2h, 2t, 3h, 3m or 3t`);
+for (const p of POLICIES) if (p !== 'override' && p !== 'normal') throw new Error(`unknown policy ${p}: override or normal`);
 
 const PRELOAD = pathToFileURL(resolve(import.meta.dirname, '../test/support/partial-cheating-serve/preload.mjs')).href;
 const PERTURB = { kind: 'perturb', scale: 0.03 } as const;
@@ -70,6 +75,7 @@ const SHAPES: Record<2 | 3, [number, number][]> = { 2: [[0, 2], [2, 4]], 3: [[0,
 const where = (p: Position) => ({ hops: Number(p[0]) as 2 | 3, hop: { h: 0, m: 1, t: Number(p[0]) - 1 }[p[1] as 'h' | 'm' | 't'] });
 const PROMPTS = ['Say something about layered networks', 'Write a line about rivers', 'Name three colours', 'Describe a quiet morning', 'What is a span of layers?'];
 const started = Date.now();
+const LOAD_AT_START = loadavg().map((x) => x.toFixed(1)).join(' ');
 const log = (msg: string) => console.error(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)} s] ${msg}`);
 
 interface Hop {
@@ -189,7 +195,7 @@ function cheaterSpec(name: string, region: string, layers: [number, number], pri
 const agentRow = async (net: TestNetwork, id: string) => (await net.registry.db.select().from(agents).where(eq(agents.id, id)))[0]!;
 
 /**
- * Waits until the jobs' checks are quiet (no status or entry changed for 2.5 s; 26 s, the edge's
+ * Waits until the jobs' checks are quiet (no status or entry changed for 2 s; 26 s, the edge's
  * check budget, while one is `inconclusive`, which another checker may still turn) and reads
  * their rows. A job without a status then was not drawn for a check (a check takes well under
  * a second here, a blame with its dispute about one).
@@ -207,7 +213,7 @@ async function settleAll(net: TestNetwork, jobs: JobRecord[]): Promise<void> {
       last = sig;
       stableSince = Date.now();
     }
-    const quiet = rows.some((r) => r.checkStatus === 'inconclusive') ? 26_000 : 2_500;
+    const quiet = rows.some((r) => r.checkStatus === 'inconclusive') ? 26_000 : 2_000;
     if (Date.now() - stableSince >= quiet || Date.now() > deadline) {
       const byId = new Map(rows.map((r) => [r.id, r]));
       for (const j of jobs) j.row = byId.get(j.jobId);
@@ -267,7 +273,6 @@ async function runCheater(
     jobs.push({ jobId: job.jobId, route: job.route, sentAt: job.sentAt, ms: job.ms, cheated, viaCheater });
     if ((await excluded(net, cheater.agent.id)) && ++after > 2) break;
   }
-  await new Promise((r) => setTimeout(r, 1_000));
   await settleAll(net, jobs);
   drainEdgeLogs(net, opts.policy);
   // A job whose earlier attempt went through the cheater (a failover) was served by it too.
@@ -492,7 +497,9 @@ const stat = (xs: (number | null)[], d = 0) => {
   const missing = xs.length - got.length;
   return `${fmt(median(got), d)} / ${fmt(Math.max(...got), d)}${missing ? ` (${missing} without)` : ''}`;
 };
-console.log(`\ntrust on sharded routes: ${SEEDS} seeds, tiny model, 12-token answers, ${results.jobMs.length} client jobs (median ${fmt(median(results.jobMs))} ms each), ${Math.round((Date.now() - started) / 1000)} s`);
+console.log(
+  `\ntrust on sharded routes: ${SEEDS} seeds, tiny model, 12-token answers, ${results.jobMs.length} client jobs (median ${fmt(median(results.jobMs))} ms each), ${Math.round((Date.now() - started) / 1000)} s, load average ${LOAD_AT_START} at the start, ${loadavg().map((x) => x.toFixed(1)).join(' ')} at the end`,
+);
 console.log('\nCheaters (3% perturbation), median / max over seeds:');
 console.log('| policy | cheater | position | rate at 1st cheat | cheated jobs until excluded | nth cheated job 1st failed | through it after 1st failed check (sum) | ms from 1st failed check to dispute | after dispute opened (sum) | blame right | slashed (+ after the tick) | ms to slash |');
 console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
