@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { signedTicketSchema } from './ticket.js';
 import { signedAttestationSchema } from './attestation.js';
 import { MAX_PROMPT_TOKENS } from './limits.js';
+import { forwardEvidenceSchema } from './forward-evidence.js';
 
 export { MAX_PROMPT_TOKENS };
 
@@ -36,8 +37,14 @@ export const jobEventSchema = z.discriminatedUnion('type', [
     type: z.literal('error'),
     code: z.string().max(64),
     message: z.string().max(2048),
-    /** Hop (agent) that failed, when known. */
+    /** Hop (agent) that failed, when known: for a refused forward, the hop that refused. */
     agentId: z.string().max(64).optional(),
+    /**
+     * A refused forward's proof that the hop before the refusing one sent bytes other than it
+     * attested (protocol/forward-evidence.ts), checked by the edge before it blames that hop.
+     * Evidence of another shape is dropped, not the event: it then proves nothing, as if absent.
+     */
+    evidence: forwardEvidenceSchema.optional().catch(undefined),
   }),
 ]);
 export type JobEvent = z.infer<typeof jobEventSchema>;
@@ -94,6 +101,14 @@ export const forwardMetaSchema = z
      * attestation that binds other input or another prevHash than it sent.
      */
     prev: signedAttestationSchema.optional(),
+    /**
+     * Sealing frames: hop k-1's signature over `forwardMessage` (protocol/forward-evidence.ts) with
+     * the SHA-256 of every payload of the chunk as it sent them. Hop k checks it only when it
+     * refuses the bytes: verified over what it received, it makes the refusal evidence against
+     * hop k-1 (`ForwardEvidence`); missing or not verifying, nobody is provably at fault.
+     * Optional: older senders do not write it.
+     */
+    senderSig: z.string().max(128).optional(),
   })
   .refine((m) => m.signedTicket !== undefined || (m.job !== undefined && !m.open), { message: 'the opening frame carries the signed ticket, later ones the ticket or a job reference', path: ['signedTicket'] })
   .refine((m) => m.seal === false || m.prevHash !== undefined, { message: 'a sealing frame carries prevHash', path: ['prevHash'] })
@@ -111,6 +126,8 @@ export const sealMetaSchema = z.object({
   chunk: z.tuple([z.number().int().nonnegative(), z.number().int().nonnegative()]).refine(([a, b]) => a < b, 'a chunk is [from, to) with from < to'),
   prevHash: z.string().regex(/^[0-9a-f]{64}$/),
   prev: signedAttestationSchema,
+  /** As in ForwardMeta: the sender's signature over the chunk's payloads it sent. */
+  senderSig: z.string().max(128).optional(),
 });
 export type SealMeta = z.infer<typeof sealMetaSchema>;
 
@@ -124,7 +141,13 @@ export const forwardResultMetaSchema = z.object({
 });
 export type ForwardResultMeta = z.infer<typeof forwardResultMetaSchema>;
 
-export const errorFrameMetaSchema = z.object({ code: z.string().max(64), message: z.string().max(2048), agentId: z.string().max(64).optional() });
+export const errorFrameMetaSchema = z.object({
+  code: z.string().max(64),
+  message: z.string().max(2048),
+  agentId: z.string().max(64).optional(),
+  /** As on a job's error event: relayed up the chain to the head, which hands it to the edge. */
+  evidence: forwardEvidenceSchema.optional().catch(undefined),
+});
 
 /** Meta of a `close` frame: the job is over, free its session here and on every later hop. */
 export const closeMetaSchema = z.object({

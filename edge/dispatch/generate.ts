@@ -31,6 +31,7 @@ import type { ClientLocation, ScoredRoute } from '../routing/score.js';
 import { coolDownLocally, loadCandidates } from '../routing/candidates.js';
 import { issueTicket } from './ticket.js';
 import { readJobEvents, StreamFailure } from './ndjson.js';
+import { verifyForwardEvidence } from './forward-blame.js';
 import { checkFinishedJob } from '../checks/run-checks.js';
 import { DEFAULT_TRUST_POLICY } from '../trust/policy.js';
 import { routeIsStaked, unstakedRouteAllowed } from '../trust/reputation.js';
@@ -411,8 +412,26 @@ export class Generation {
     try {
       for await (const ev of readJobEvents(res.body, timeout)) {
         if (ev.type === 'error') {
-          const blamed = ev.agentId && keys.has(ev.agentId) ? ev.agentId : head.agentId;
-          throw new AttemptFailure('agent_error', `agent error ${ev.code}`, blamed);
+          const reporter = ev.agentId && keys.has(ev.agentId) ? ev.agentId : head.agentId;
+          if (ev.evidence !== undefined) {
+            // A hop refused bytes and says its predecessor signed them: blame that hop only once
+            // its own signatures prove it (forward-blame.ts), as for a signed wrong attestation.
+            const proof = await verifyForwardEvidence(ev.evidence, { ticket: signed.ticket, ticketHash: hash, hops: route.hops, hiddenSize: req.model.manifest.architecture.hiddenSize });
+            if (proof.ok) {
+              throw new AttemptFailure('bad_attestation', `bad_forward: ${proof.detail}`, proof.agentId, {
+                reason: 'bad_forward',
+                detail: proof.detail,
+                hop: proof.hop,
+                fault: proof.fault,
+                provable: true,
+                reportedBy: reporter,
+                forward: ev.evidence,
+              });
+            }
+            // Unproven, the refusal is what it was before evidence existed: the reporter's word.
+            deps.log({ level: 'warn', msg: 'forward evidence refused', jobId: req.jobId, agentId: reporter, detail: proof.why });
+          }
+          throw new AttemptFailure('agent_error', `agent error ${ev.code}`, reporter);
         }
         if (ev.type === 'done') {
           if (ev.finishReason === 'cancelled') throw new AttemptFailure('agent_error', 'agent cancelled the job', head.agentId);

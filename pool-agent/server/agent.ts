@@ -18,9 +18,10 @@ import { sampleToken } from '../runtime/sampler.js';
 import type { LoadedSpan, SpanInput } from '../runtime/types.js';
 import { silentLogger, type Logger } from '../log.js';
 import { AgentMetrics } from '../metrics.js';
-import { attestChunk, checkPrevAttestation, chunkHiddenCommitment, chunkOutputTopLoc, headInputCommitment, lastHiddenRow, openChunk, tokenCommitmentSync, type AgentCrypto, type ForwardClaim, type HopContext, type OpenChunk } from './attest.js';
+import { attestChunk, chunkHiddenCommitment, chunkOutputTopLoc, headInputCommitment, lastHiddenRow, openChunk, tokenCommitmentSync, type AgentCrypto, type ForwardClaim, type HopContext, type OpenChunk } from './attest.js';
 import { nodeAgentCrypto } from './node-crypto.js';
 import { AgentError, toAgentError } from './errors.js';
+import { forwardRefusal } from './forward-refusal.js';
 import { DEFAULT_INPUT_STORE_LIMITS, InputStore, type InputStoreLimits } from './input-store.js';
 import { NonceCache } from './nonce-cache.js';
 import { RemoteStage, type FetchLike, type HopTransport } from './remote-stage.js';
@@ -559,7 +560,7 @@ export class AgentCore {
       else this.log.warn('job failed', { jobId: ticket.jobId, code: e.code, detail: e.message });
       this.metrics.errors.inc({ code: e.code });
       outcome = 'error';
-      yield { type: 'error', code: e.code, message: e.message.slice(0, 2000), agentId: e.agentId ?? this.agentId };
+      yield { type: 'error', code: e.code, message: e.message.slice(0, 2000), agentId: e.agentId ?? this.agentId, ...(e.evidence ? { evidence: e.evidence } : {}) };
     } finally {
       signal?.removeEventListener('abort', onOuterAbort);
       entry.onClose = undefined;
@@ -672,7 +673,7 @@ export class AgentCore {
   }
 
   private errorFrameBytes(e: AgentError): Uint8Array {
-    const meta = errorFrameMetaSchema.parse({ code: e.code, message: e.message.slice(0, 2000), agentId: e.agentId ?? this.agentId });
+    const meta = errorFrameMetaSchema.parse({ code: e.code, message: e.message.slice(0, 2000), agentId: e.agentId ?? this.agentId, ...(e.evidence ? { evidence: e.evidence } : {}) });
     return encodeFrame({ kind: 'error', meta });
   }
 
@@ -693,13 +694,14 @@ export class AgentCore {
    * Refuses (`bad_input`, nothing run, nothing signed) a sealing frame whose activations (every
    * payload of the chunk) or prevHash are not what the previous hop attested: signing them would
    * make this hop's own attestation the evidence against it (broken commitment/chain at this hop)
-   * for a tampered link.
+   * for a tampered link. When hop k-1 signed that it sent exactly these bytes, the refusal carries
+   * the proof against it (forward-refusal.ts).
    */
   private checkPrev(claim: ForwardClaim, ticket: JobTicket, hash: string, payload: Uint8Array): void {
-    const why = checkPrevAttestation(this.crypto, claim, ticket, hash, payload, this.span.manifest.architecture.hiddenSize);
-    if (why) {
-      this.log.warn('forward refused: input not attested by the previous hop', { jobId: ticket.jobId, hop: claim.hop, detail: why });
-      throw new AgentError('bad_input', `hop ${claim.hop} refuses steps [${claim.steps[0]}, ${claim.steps[1]}): ${why}`);
+    const refusal = forwardRefusal(this.crypto, claim, ticket, hash, payload, this.span.manifest.architecture.hiddenSize);
+    if (refusal) {
+      this.log.warn('forward refused: input not attested by the previous hop', { jobId: ticket.jobId, hop: claim.hop, detail: refusal.message, provable: refusal.evidence !== undefined });
+      throw refusal;
     }
   }
 
@@ -738,6 +740,8 @@ export class AgentCore {
       ticketHash: hash,
       hop: hop + 1,
       timeoutMs: this.limits.hopTimeoutMs,
+      // Signs what this hop forwards (senderSig), so the next hop's refusal can be held against it.
+      sign: (bytes) => this.crypto.sign(bytes),
       ...(via ? { transport: 'link' as const, awaitTokens: false, onFailure, onLink: this.countLink } : { transport: 'post' as const, ...(this.fetch ? { fetch: this.fetch } : {}) }),
     });
     stage.connect();
@@ -784,7 +788,7 @@ export class AgentCore {
         throw new AgentError('bad_frame', `the opening frame must carry ${ticket.promptTokens + ticket.prefixTokens} positions at step ${ticket.prefixTokens}`);
       }
       if (!seal || chunkFrom !== from) throw new AgentError('bad_frame', 'the opening (prefill) frame is a chunk of its own');
-      this.checkPrev({ hop: meta.hop, steps: [from, to], prevHash: meta.prevHash!, prev: meta.prev }, ticket, hash, frame.payload);
+      this.checkPrev({ hop: meta.hop, steps: [from, to], prevHash: meta.prevHash!, prev: meta.prev, senderSig: meta.senderSig }, ticket, hash, frame.payload);
       entry = this.openSession(ticket, hash, meta.hop);
       entry.ticket = ticket;
       if (via) {
@@ -813,7 +817,7 @@ export class AgentCore {
         if (seal && !meta.open) {
           // Before running anything: every payload of the chunk is what hop k-1 signed.
           const received = e.chunk && e.chunk.from === chunkFrom ? [...e.chunk.inputs, frame.payload] : [frame.payload];
-          this.checkPrev({ hop: meta.hop, steps: [chunkFrom, to], prevHash: meta.prevHash!, prev: meta.prev }, ticket, hash, concatByteList(received));
+          this.checkPrev({ hop: meta.hop, steps: [chunkFrom, to], prevHash: meta.prevHash!, prev: meta.prev, senderSig: meta.senderSig }, ticket, hash, concatByteList(received));
         }
         const r = await this.runStep(e, ctx, { kind: 'hidden', data, seqLen }, bytesOf(data), [from, to], { chunkFrom, seal, prevHash: meta.prevHash ?? null }, next, meta.open);
         e.nextStep = to;
@@ -852,7 +856,7 @@ export class AgentCore {
         if (!e.chunk || e.chunk.from !== from || e.nextStep !== to) {
           throw new AgentError('bad_frame', `job ${ticket.jobId}: no open chunk [${from}, ${to}) on this hop`);
         }
-        this.checkPrev({ hop: meta.hop, steps: [from, to], prevHash: meta.prevHash, prev: meta.prev }, ticket, hash, concatByteList(e.chunk.inputs));
+        this.checkPrev({ hop: meta.hop, steps: [from, to], prevHash: meta.prevHash, prev: meta.prev, senderSig: meta.senderSig }, ticket, hash, concatByteList(e.chunk.inputs));
         return this.sealOnly(e, ctx, to, meta.prevHash, next);
       });
     } catch (err) {

@@ -8,9 +8,13 @@
 import { attestationBytes, type Attestation, type SignedAttestation } from '../../protocol/attestation.js';
 import { encodeTokenIds } from '../../protocol/bytes.js';
 import { commitHidden, DEFAULT_TOPK } from '../../protocol/commitment.js';
-import { commitPickedRows, comparePickedRows, outputTopLocRows, receivedTolerances } from '../../protocol/output-commitment.js';
+import { activationValues, committedActivationRows, forwardBytesFault, type ForwardFault } from '../../protocol/forward-evidence.js';
+import { commitPickedRows } from '../../protocol/output-commitment.js';
 import type { JobTicket } from '../../protocol/ticket.js';
-import { fromFloat16Array } from '../model/weights.js';
+
+// The agent and the edge decode activations with one implementation (protocol/forward-evidence.ts):
+// what a receiving hop refuses, the edge must find wrong too.
+export { activationValues };
 
 /** Hashing and signing for the per-step hot path (node:crypto in the agent: node-crypto.ts). */
 export interface AgentCrypto {
@@ -73,35 +77,12 @@ export function chunkHiddenCommitment(chunk: OpenChunk): string {
   return commitHidden(all, rows, hidden, { k: Math.min(DEFAULT_TOPK, hidden) });
 }
 
-/** Activation bytes (little-endian, the ticket's dtype) as float32 values. */
-export function activationValues(bytes: Uint8Array, dtype: 'float32' | 'float16'): Float32Array {
-  const size = dtype === 'float32' ? 4 : 2;
-  const aligned = bytes.byteOffset % size === 0 ? bytes : bytes.slice();
-  if (dtype === 'float32') return new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength >>> 2);
-  return fromFloat16Array(new Uint16Array(aligned.buffer, aligned.byteOffset, aligned.byteLength >>> 1));
-}
-
-/**
- * The rows of activation bytes [rows, hiddenSize] that a chunk's `outputTopLoc` covers (seeded by
- * the bytes' SHA-256), as float32: only those rows are decoded (a long float16 prefill is not
- * widened whole). Null when the bytes are not whole rows.
- */
-function committedRows(bytes: Uint8Array, dtype: 'float32' | 'float16', hiddenSize: number, outputCommitment: string): { values: Float32Array; picked: number[] } | null {
-  const rowBytes = hiddenSize * (dtype === 'float32' ? 4 : 2);
-  const numRows = bytes.length / rowBytes;
-  if (!Number.isInteger(numRows) || numRows < 1) return null;
-  const picked = outputTopLocRows(numRows, outputCommitment);
-  const values = new Float32Array(picked.length * hiddenSize);
-  picked.forEach((r, i) => values.set(activationValues(bytes.subarray(r * rowBytes, (r + 1) * rowBytes), dtype), i * hiddenSize));
-  return { values, picked };
-}
-
 /**
  * A middle or head hop's `outputTopLoc` of a chunk: `output` is every step's activations sent, in
  * step order (the bytes whose SHA-256 is `outputCommitment`), [rows, hiddenSize].
  */
 export function chunkOutputTopLoc(output: Uint8Array, dtype: 'float32' | 'float16', hiddenSize: number, outputCommitment: string): string {
-  const rows = committedRows(output, dtype, hiddenSize, outputCommitment);
+  const rows = committedActivationRows(output, dtype, hiddenSize, outputCommitment);
   if (!rows) throw new RangeError(`${output.length} bytes of ${dtype} activations are not whole rows of ${hiddenSize}`);
   return commitPickedRows(rows.values, hiddenSize);
 }
@@ -154,6 +135,21 @@ export interface ForwardClaim {
   steps: readonly [number, number];
   prevHash: string;
   prev?: SignedAttestation | undefined;
+  /** Hop k-1's signature over the bytes it sent for the chunk (protocol/forward-evidence.ts); absent from older senders. */
+  senderSig?: string | undefined;
+}
+
+/**
+ * Why hop k refuses a sealing frame, and whether the refusal is about the bytes: `bytes` is set
+ * only once `prev` has passed every other check (this ticket, hop, agent, layers, model, steps,
+ * prevHash, and hop k-1's key when the ticket gives it), so only then may the received bytes be
+ * held against hop k-1 (pool-agent/server/forward-refusal.ts).
+ */
+export interface PrevFault {
+  why: string;
+  bytes?: ForwardFault;
+  /** SHA-256 of the received payload, when it was computed (a `bytes` fault). */
+  receivedSha256?: string;
 }
 
 /**
@@ -166,36 +162,35 @@ export interface ForwardClaim {
  * one; the edge checks the whole chain again.
  *
  * @example
- * const why = checkPrevAttestation(crypto, meta, ticket, ticketHash, frame.payload, hiddenSize);
- * if (why) throw new AgentError('bad_input', why);
+ * const fault = prevAttestationFault(crypto, meta, ticket, ticketHash, frame.payload, hiddenSize);
+ * if (fault) throw new AgentError('bad_input', fault.why);
  */
-export function checkPrevAttestation(crypto: AgentCrypto, claim: ForwardClaim, ticket: JobTicket, ticketHash: string, payload: Uint8Array, hiddenSize: number): string | null {
+export function prevAttestationFault(crypto: AgentCrypto, claim: ForwardClaim, ticket: JobTicket, ticketHash: string, payload: Uint8Array, hiddenSize: number): PrevFault | null {
   const { hop, steps, prev } = claim;
-  if (hop < 1) return `hop ${hop} has no previous hop`;
-  if (!prev) return `hop ${hop} needs hop ${hop - 1}'s signed attestation (meta.prev) for steps [${steps[0]}, ${steps[1]})`;
+  const refuse = (why: string): PrevFault => ({ why });
+  if (hop < 1) return refuse(`hop ${hop} has no previous hop`);
+  if (!prev) return refuse(`hop ${hop} needs hop ${hop - 1}'s signed attestation (meta.prev) for steps [${steps[0]}, ${steps[1]})`);
   const att = prev.att;
   const expected = ticket.route[hop - 1];
-  if (!expected) return `the route has no hop ${hop - 1}`;
-  if (att.ticketHash !== ticketHash || att.jobId !== ticket.jobId) return 'prev is bound to another ticket';
-  if (att.hop !== hop - 1) return `prev is the attestation of hop ${att.hop}, not hop ${hop - 1}`;
-  if (att.agentId !== expected.agentId) return `prev is signed as ${att.agentId}, the ticket names ${expected.agentId} as hop ${hop - 1}`;
-  if (att.layers[0] !== expected.layers[0] || att.layers[1] !== expected.layers[1]) return `prev covers layers [${att.layers[0]}, ${att.layers[1]}), the ticket gives hop ${hop - 1} [${expected.layers[0]}, ${expected.layers[1]})`;
-  if (att.modelId !== ticket.modelId) return 'prev names another model';
-  if (att.steps[0] !== steps[0] || att.steps[1] !== steps[1]) return `prev covers steps [${att.steps[0]}, ${att.steps[1]}), the frame [${steps[0]}, ${steps[1]})`;
-  if (att.outputTokenIds !== undefined || att.hiddenCommitment !== undefined) return 'prev commits to tokens: only the last hop does';
+  if (!expected) return refuse(`the route has no hop ${hop - 1}`);
+  if (att.ticketHash !== ticketHash || att.jobId !== ticket.jobId) return refuse('prev is bound to another ticket');
+  if (att.hop !== hop - 1) return refuse(`prev is the attestation of hop ${att.hop}, not hop ${hop - 1}`);
+  if (att.agentId !== expected.agentId) return refuse(`prev is signed as ${att.agentId}, the ticket names ${expected.agentId} as hop ${hop - 1}`);
+  if (att.layers[0] !== expected.layers[0] || att.layers[1] !== expected.layers[1]) return refuse(`prev covers layers [${att.layers[0]}, ${att.layers[1]}), the ticket gives hop ${hop - 1} [${expected.layers[0]}, ${expected.layers[1]})`);
+  if (att.modelId !== ticket.modelId) return refuse('prev names another model');
+  if (att.steps[0] !== steps[0] || att.steps[1] !== steps[1]) return refuse(`prev covers steps [${att.steps[0]}, ${att.steps[1]}), the frame [${steps[0]}, ${steps[1]})`);
+  if (att.outputTokenIds !== undefined || att.hiddenCommitment !== undefined) return refuse('prev commits to tokens: only the last hop does');
   const bytes = attestationBytes(att);
-  if (crypto.sha256Hex(bytes) !== claim.prevHash) return "prevHash is not the hash of prev (hop k-1's attestation)";
+  if (crypto.sha256Hex(bytes) !== claim.prevHash) return refuse("prevHash is not the hash of prev (hop k-1's attestation)");
   // The edge vouches for hop k-1's key in the signed ticket: a forged prev is refused here,
   // so a malicious previous hop cannot make this hop sign on top of a lie.
-  if (expected.publicKey !== undefined && !crypto.verify(expected.publicKey, prev.sig, bytes)) return `prev's signature does not verify against hop ${hop - 1}'s registered key`;
-  if (att.outputCommitment !== crypto.sha256Hex(payload)) return `the activations received differ from what hop ${hop - 1} attested (output commitment mismatch)`;
-  if (att.outputTopLoc !== undefined) {
-    // A checker judges hop k-1 by this commitment when its bytes are not disclosed: it must
-    // describe what hop k runs on, or hop k-1 could commit to one output and send another.
-    const rows = committedRows(payload, ticket.dtype, hiddenSize, att.outputCommitment);
-    if (!rows) return `the activations received are not whole rows of ${hiddenSize}`;
-    const r = comparePickedRows(att.outputTopLoc, rows.values, rows.picked, hiddenSize, receivedTolerances(ticket.dtype));
-    if (!r.ok) return `prev's outputTopLoc does not commit to the activations received (${r.detail})`;
+  if (expected.publicKey !== undefined && !crypto.verify(expected.publicKey, prev.sig, bytes)) return refuse(`prev's signature does not verify against hop ${hop - 1}'s registered key`);
+  const received = crypto.sha256Hex(payload);
+  if (att.outputCommitment !== received) {
+    return { why: `the activations received differ from what hop ${hop - 1} attested (output commitment mismatch)`, bytes: 'hash_mismatch', receivedSha256: received };
   }
-  return null;
+  // A checker judges hop k-1 by its outputTopLoc when its bytes are not disclosed: it must
+  // describe what hop k runs on, or hop k-1 could commit to one output and send another.
+  const fault = forwardBytesFault(payload, att, ticket.dtype, hiddenSize);
+  return fault ? { why: fault.detail, bytes: fault.fault, receivedSha256: received } : null;
 }

@@ -6,6 +6,8 @@
  * @example
  * throw new AgentError('capacity', 'all 16 sessions are busy', { retryAfter: 2 });
  */
+import type { ForwardEvidence } from '../../protocol/forward-evidence.js';
+
 export const AGENT_ERRORS = {
   invalid_request: { status: 400, type: 'invalid_request_error' },
   invalid_json: { status: 400, type: 'invalid_request_error' },
@@ -41,15 +43,18 @@ export class AgentError extends Error {
   readonly retryAfter: number | undefined;
   /** Agent that failed, when the error comes from a later hop. */
   readonly agentId: string | undefined;
+  /** A refused forward's proof against the sending hop, relayed as is up to the edge. */
+  readonly evidence: ForwardEvidence | undefined;
   constructor(
     readonly code: AgentErrorCode,
     message: string,
-    opts: { retryAfter?: number; agentId?: string } = {},
+    opts: { retryAfter?: number; agentId?: string; evidence?: ForwardEvidence } = {},
   ) {
     super(message);
     this.status = AGENT_ERRORS[code].status;
     this.retryAfter = opts.retryAfter;
     this.agentId = opts.agentId;
+    this.evidence = opts.evidence;
   }
 
   toEnvelope() {

@@ -9,11 +9,13 @@
  * const { attestations, tokenIds } = await next.forward({ data, seqLen }, [0, 1], { chunkFrom: 0, seal: true, prev: signedAtt0, prevHash: att0Hash }, true);
  * await next.close();
  */
+import { createHash, type Hash } from 'node:crypto';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { closeMetaSchema, errorFrameMetaSchema, forwardResultMetaSchema, type ForwardMeta, type ForwardResultMeta, type SealMeta } from '../../protocol/agent-api.js';
 import { decodeFrame, encodeFrame, FrameError } from '../../protocol/frame.js';
-import { readResponseBytes, toBase64Url, utf8 } from '../../protocol/bytes.js';
+import { bytesOf, readResponseBytes, toBase64Url, utf8 } from '../../protocol/bytes.js';
+import { forwardBytes } from '../../protocol/forward-evidence.js';
 import type { SignedAttestation } from '../../protocol/attestation.js';
 import type { SignedTicket } from '../../protocol/ticket.js';
 import { AgentError, isAgentErrorCode } from './errors.js';
@@ -194,7 +196,10 @@ export interface RemoteStageOptions {
    * about an open step, or the link closing). Called once; the stage is unusable after it.
    */
   onFailure?: (err: AgentError) => void;
-  /** The head's signature (base64url) of its tap request (see tapMessage); required for a tap. */
+  /**
+   * This hop's signature (base64url): of the head's tap request (see tapMessage; required for a
+   * tap), and of the bytes it forwards (`senderSig` on sealing frames; none without it).
+   */
   sign?: (bytes: Uint8Array) => string;
   /** Link only: where idle links are taken from and given back to (default the process's linkPool; null: a link per job). */
   pool?: LinkPool | null;
@@ -250,6 +255,8 @@ export class RemoteStage {
   private pooled = false;
   /** Requests waiting for an answer: a failure then rejects them, and onFailure is not called. */
   private pending = 0;
+  /** The open chunk's payloads as they went out: its first step and their running SHA-256. */
+  private sent: { from: number; hash: Hash } | null = null;
 
   constructor(private readonly opts: RemoteStageOptions) {
     const hop = opts.signedTicket.ticket.route[opts.hop];
@@ -402,6 +409,9 @@ export class RemoteStage {
 
   private forwardFrame(hidden: HiddenActivation, steps: [number, number], link: StepLink, open: boolean): Uint8Array {
     const ticket = this.opts.signedTicket.ticket;
+    // The frame's payload is these bytes (encodeFrame copies a typed array's bytes as they are).
+    this.recordSent(link.chunkFrom, bytesOf(hidden.data));
+    const senderSig = link.seal ? this.signSent([link.chunkFrom, steps[1]]) : undefined;
     const meta: ForwardMeta = {
       ...(open ? { signedTicket: this.opts.signedTicket } : { job: { jobId: ticket.jobId, ticketHash: this.opts.ticketHash } }),
       hop: this.opts.hop,
@@ -409,9 +419,33 @@ export class RemoteStage {
       open,
       ...(link.chunkFrom !== steps[0] ? { chunkFrom: link.chunkFrom } : {}),
       ...(link.seal ? { prevHash: link.prevHash, prev: link.prev } : { seal: false }),
+      ...(senderSig !== undefined ? { senderSig } : {}),
     };
     const hiddenSize = hidden.data.length / hidden.seqLen;
     return encodeFrame({ kind: 'forward', dtype: ticket.dtype, dims: [1, hidden.seqLen, hiddenSize], meta, payload: hidden.data });
+  }
+
+  /**
+   * Adds a frame's payload to what this stage sent for the chunk starting at `chunkFrom`. Hashed
+   * here, as it goes out, rather than taken from the attestation: the signature says what this
+   * hop sent, so a hop whose wire bytes differ from what it attested is caught by its own word.
+   */
+  private recordSent(chunkFrom: number, payload: Uint8Array): void {
+    if (!this.sent || this.sent.from !== chunkFrom) this.sent = { from: chunkFrom, hash: createHash('sha256') };
+    this.sent.hash.update(payload);
+  }
+
+  /**
+   * Signs what this stage sent for the chunk `steps` (forwardMessage) and starts the next chunk
+   * afresh. None without a signer, or when what was sent is not exactly that chunk's (nothing is
+   * signed that this hop cannot stand behind).
+   */
+  private signSent(steps: [number, number]): string | undefined {
+    const sent = this.sent;
+    this.sent = null;
+    if (!this.opts.sign || !sent || sent.from !== steps[0]) return undefined;
+    const ticket = this.opts.signedTicket.ticket;
+    return this.opts.sign(forwardBytes({ jobId: ticket.jobId, ticketHash: this.opts.ticketHash, hop: this.opts.hop, steps, payloadSha256: sent.hash.digest('hex') }));
   }
 
   /**
@@ -570,7 +604,8 @@ export class RemoteStage {
 
   private sealFrame(chunk: [number, number], prev: SignedAttestation, prevHash: string): Uint8Array {
     const ticket = this.opts.signedTicket.ticket;
-    const meta: SealMeta = { job: { jobId: ticket.jobId, ticketHash: this.opts.ticketHash }, hop: this.opts.hop, chunk, prevHash, prev };
+    const senderSig = this.signSent(chunk);
+    const meta: SealMeta = { job: { jobId: ticket.jobId, ticketHash: this.opts.ticketHash }, hop: this.opts.hop, chunk, prevHash, prev, ...(senderSig !== undefined ? { senderSig } : {}) };
     return encodeFrame({ kind: 'seal', meta });
   }
 
@@ -610,7 +645,8 @@ export class RemoteStage {
       const e = errorFrameMetaSchema.safeParse(frame.meta);
       const code = e.success && isAgentErrorCode(e.data.code) ? e.data.code : 'upstream_error';
       const message = e.success ? e.data.message : 'unreadable error frame';
-      throw new AgentError(code, `hop ${this.opts.hop}: ${message}`, { agentId: (e.success && e.data.agentId) || this.agentId });
+      const evidence = e.success ? e.data.evidence : undefined;
+      throw new AgentError(code, `hop ${this.opts.hop}: ${message}`, { agentId: (e.success && e.data.agentId) || this.agentId, ...(evidence ? { evidence } : {}) });
     }
     const parsed = forwardResultMetaSchema.safeParse(frame.meta);
     if (frame.kind !== 'tokens' || !parsed.success) {

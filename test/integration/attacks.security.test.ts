@@ -357,7 +357,9 @@ describe('3. activations altered between hops', () => {
     expect(chain.attempts[0]!.ticket.ticket.route.map((h) => h.agentId)).toEqual([headId, tail.id]);
     // Hop 2 refused the first (prefill) frame: no attestation of it, or of anyone, for the failed attempt.
     expect(chain.attempts[0]!.chunks).toEqual([]);
-    // Not provable: no reputation penalty, no dispute; hop 2 only sits out a cooldown (it reported the error).
+    // Not provable: hop 1's senderSig covers the bytes it sent, not these, so the refusal carries no
+    // evidence against hop 1 (a tampered link, a broken sender and a lying receiver look alike).
+    // No reputation penalty, no dispute; hop 2 only sits out a cooldown (it reported the error).
     await expectCaught(res, 6, tail.id, null, false);
     expect(await ledgerRows(tail.id, res.attestation.job_id)).toEqual([]);
     // The failure is recorded: a failed observation of hop 2 and the edge's log of the agent error.

@@ -89,6 +89,8 @@ interface Options {
   random?: () => number;
   keyLimits?: { requestsPerMinute?: number | null; tokensPerMinute?: number | null; budgetMicroUsd?: number | null };
   maxPositionEmbeddings?: number;
+  /** Wraps the fake agents' transport (tests that answer some requests themselves). */
+  wrapTransport?: (inner: AgentTransport) => AgentTransport;
 }
 
 export function testManifest(numLayers: number, name = 'tiny-test', maxPositionEmbeddings = 2048): Manifest {
@@ -300,7 +302,8 @@ export async function createTestEdge(opts: Options) {
     agents.set(rec.id, agent);
   }
 
-  const transport = fakeAgentTransport(agents, edgeKey.publicKey, opts.eosAtStep, opts.eosToken);
+  const fakes = fakeAgentTransport(agents, edgeKey.publicKey, opts.eosAtStep, opts.eosToken);
+  const transport = opts.wrapTransport ? opts.wrapTransport(fakes) : fakes;
 
   const pending: Promise<unknown>[] = [];
   const logs: string[] = [];
