@@ -10,11 +10,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
-import { agents, disputes, jobs, ledgerEntries } from '../../db/schema/index.js';
-import { createAccount, createApiKey } from '../../db/seed.js';
+import { disputes, ledgerEntries } from '../../db/schema/index.js';
 import { randomBytes, toBase64Url } from '../../protocol/bytes.js';
 import { addProxiedAgent, resigningTamper, type ProxiedAgent } from '../support/evil-proxy.js';
-import { startNetwork, type NetworkAgent, type TestNetwork } from '../support/network.js';
+import { agentRow, checkStatus, servedJob, until } from '../support/network-jobs.js';
+import { otherOwnerToken, startNetwork, type NetworkAgent, type TestNetwork } from '../support/network.js';
 
 let net: TestNetwork;
 let lazy: ProxiedAgent;
@@ -28,12 +28,8 @@ beforeAll(async () => {
     edgeVars: { CHECK_SECRET: toBase64Url(randomBytes(32)), CHECK_RATE_OVERRIDE: '1' },
   });
   honest = net.agents[0]!;
-  const ownerKey = async (name: string) => {
-    const account = await createAccount(net.registry.db, { name, kind: 'user' });
-    return (await createApiKey(net.registry.db, { accountId: account.id, scopes: ['pool-owner'], name: `${name} owner` })).key;
-  };
-  checkerB = await net.addAgent({ name: 'checker-b', region: 'us-east', price: 0.5, ownerToken: await ownerKey('owner-b') });
-  checkerC = await net.addAgent({ name: 'checker-c', region: 'ap-south', price: 0.6, ownerToken: await ownerKey('owner-c') });
+  checkerB = await net.addAgent({ name: 'checker-b', region: 'us-east', price: 0.5, ownerToken: await otherOwnerToken(net, 'owner-b') });
+  checkerC = await net.addAgent({ name: 'checker-c', region: 'ap-south', price: 0.6, ownerToken: await otherOwnerToken(net, 'owner-c') });
   lazy = await addProxiedAgent(net, { name: 'lazy-a', region: 'eu-west', price: 0.05 });
   // Plausible tokens (ordinary vocabulary, never EOS), none computed by the model.
   lazy.proxy.tamper = resigningTamper(lazy.key, { fakeToken: (step) => 300 + ((step * 7919 + 104_729) % 20_000) });
@@ -44,42 +40,11 @@ afterAll(async () => {
   await net?.close();
 });
 
-const params = {
-  messages: [{ role: 'user', content: 'Say something about layered networks' }],
-  max_tokens: 12,
-  seed: 7,
-  temperature: 0.8,
-  route: { sort: 'price' },
-};
+/** A served job of the suite's one request (the cheapest agent, unless it explores). */
+const complete = () => servedJob(net);
 
-async function complete(): Promise<{ jobId: string; route: string[] }> {
-  const res = await fetch(`${net.edgeUrl}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${net.apiKey}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: net.modelName, ...params }),
-  });
-  const text = await res.text();
-  expect(res.status, text).toBe(200);
-  const body = JSON.parse(text) as { route: { hops: { agent_id: string }[] }; attestation: { job_id: string } };
-  return { jobId: body.attestation.job_id, route: body.route.hops.map((h) => h.agent_id) };
-}
-
-async function until<T>(what: string, read: () => Promise<T | null | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (v !== null && v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\nedge: ${net.edgeLogs.slice(-30).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-const agentRow = async (id: string) => (await net.registry.db.select().from(agents).where(eq(agents.id, id)))[0]!;
-const jobCheck = async (jobId: string, wanted: (s: string | null) => boolean) =>
-  until(`job ${jobId} check status`, async () => {
-    const [row] = await net.registry.db.select({ status: jobs.checkStatus }).from(jobs).where(eq(jobs.id, jobId));
-    return row && wanted(row.status) ? row.status : null;
-  });
+/** The job's first check status that `wanted` accepts. */
+const jobCheck = async (jobId: string, wanted: (s: string) => boolean) => (await checkStatus(net, jobId, wanted)).checkStatus;
 
 describe('re-execution checks', () => {
   it('catches the lazy agent: failed check, dispute upheld by a third checker, slash in the registry', async () => {
@@ -92,7 +57,7 @@ describe('re-execution checks', () => {
 
     const status = await jobCheck(first.jobId, (s) => s === 'upheld' || s === 'dismissed' || s === 'voided');
     expect(status).toBe('upheld');
-    const slashed = await agentRow(lazy.id);
+    const slashed = await agentRow(net, lazy.id);
     expect(slashed.status).toBe('slashed');
     expect(slashed.reputation).toBe(0);
 
@@ -111,7 +76,7 @@ describe('re-execution checks', () => {
   }, 120_000);
 
   it('never routes to the slashed agent again; the honest agent\'s jobs pass their checks and keep its reputation', async () => {
-    const before = await agentRow(honest.id);
+    const before = await agentRow(net, honest.id);
     const served: { jobId: string; route: string[] }[] = [];
     for (let i = 0; i < 4; i++) {
       const job = await complete();
@@ -119,18 +84,18 @@ describe('re-execution checks', () => {
       served.push(job);
     }
     // Whoever served them (the honest agent, or another on an exploring request), every check passes.
-    for (const { jobId } of served) expect(await jobCheck(jobId, (s) => s !== null && s !== 'fail')).toBe('pass');
+    for (const { jobId } of served) expect(await jobCheck(jobId, (s) => s !== 'fail')).toBe('pass');
     const byHonest = served.filter((j) => j.route[0] === honest.id).length;
     expect(byHonest).toBeGreaterThan(0);
     const after = await until('reputation updates', async () => {
-      const row = await agentRow(honest.id);
+      const row = await agentRow(net, honest.id);
       return row.checksPassed >= before.checksPassed + byHonest && row.reputation > before.reputation ? row : null;
-    });
+    }, { net });
     expect(after.status).toBe('active');
     expect(after.checksPassed).toBe(before.checksPassed + byHonest);
     // No dispute and no slash against anyone but the lazy agent.
     const all = await net.registry.db.select().from(disputes);
     expect(all.every((d) => d.agentId === lazy.id)).toBe(true);
-    for (const a of [honest, checkerB, checkerC]) expect((await agentRow(a.id)).status).toBe('active');
+    for (const a of [honest, checkerB, checkerC]) expect((await agentRow(net, a.id)).status).toBe('active');
   }, 120_000);
 });

@@ -4,17 +4,15 @@
  * for an unfinished job, never below zero; and a job's disputes read with their settlement
  * (dismissed or voided) told apart.
  */
-import postgres from 'postgres';
+import type postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toBase64Url } from '../../protocol/bytes.js';
-import { drizzleOver, type RegistryDb } from '../../db/client.js';
-import { createRegistryStore } from '../../db/registry-store.js';
-import { createAccount, createApiKey, upsertModel } from '../../db/seed.js';
+import type { RegistryDb } from '../../db/client.js';
+import { createApiKey } from '../../db/seed.js';
 import type { RegistryStore } from '../../edge/store/interface.js';
-import { createTestDatabase, type TestDatabase } from '../support/db.js';
-import { testManifest } from '../unit/edge-fixtures.js';
+import { openRegistryStore, type RegistryStoreFixture } from '../support/registry-store.js';
 
-let testDb: TestDatabase;
+let reg: RegistryStoreFixture;
 let client: postgres.Sql;
 let db: RegistryDb;
 let store: RegistryStore;
@@ -24,18 +22,10 @@ let modelId: string;
 const NOW = Date.UTC(2026, 0, 1, 12);
 
 beforeAll(async () => {
-  testDb = await createTestDatabase();
-  client = postgres(testDb.url, { max: 4, fetch_types: false, onnotice: () => undefined });
-  db = drizzleOver(client);
-  store = createRegistryStore(client);
-  userId = (await createAccount(db, { name: 'user', email: 'refunds@example.com' })).id;
-  ownerId = (await createAccount(db, { name: 'owner', kind: 'pool-owner' })).id;
-  modelId = (await upsertModel(db, testManifest(4, 'refunds'))).id;
+  reg = await openRegistryStore();
+  ({ client, db, store, userId, ownerId, modelId } = reg);
 });
-afterAll(async () => {
-  await client?.end({ timeout: 5 });
-  await testDb?.close();
-});
+afterAll(() => reg?.close());
 
 /** A finished job of `cost` on a fresh key, charged as the edge charges it. */
 async function chargedJob(cost: number, opts: { finished?: boolean; alsoSpent?: number } = {}) {

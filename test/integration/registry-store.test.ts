@@ -3,18 +3,18 @@
  * PGlite): auth lookups, models and their files, owner flows, heartbeats, routing candidates, EWMA folding,
  * jobs, ledger and disputes; and the candidates query at 10,000 agents staying on its indexes.
  */
-import postgres from 'postgres';
+import type postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { hashApiKey } from '../../protocol/api-key.js';
 import { manifestHash, type Manifest } from '../../protocol/manifest.js';
 import { toBase64Url } from '../../protocol/bytes.js';
-import { drizzleOver, type RegistryDb } from '../../db/client.js';
+import type { RegistryDb } from '../../db/client.js';
 import { createRegistryStore, routeCandidatesQuery } from '../../db/registry-store.js';
-import { createAccount, createApiKey, revokeApiKey, upsertModel } from '../../db/seed.js';
+import { createApiKey, revokeApiKey, upsertModel } from '../../db/seed.js';
 import { seedAgents } from '../../db/seed-agents.js';
 import { pruneObservations } from '../../db/maintenance.js';
 import { EWMA_ALPHA, StoreConflictError, type JobAttemptRecord, type RegisterAgentInput, type RegistryStore } from '../../edge/store/interface.js';
-import { createTestDatabase, type TestDatabase } from '../support/db.js';
+import { openRegistryStore, type RegistryStoreFixture } from '../support/registry-store.js';
 import { testManifest } from '../unit/edge-fixtures.js';
 import { checkModelFileStore } from '../support/model-files-contract.js';
 import { checkTrustStore } from '../support/trust-store-contract.js';
@@ -24,7 +24,7 @@ const manifest = (name: string, numLayers = 4): Manifest => testManifest(numLaye
 const publicKey = () => toBase64Url(crypto.getRandomValues(new Uint8Array(32)));
 const hardware = { devices: [{ kind: 'cpu' as const, name: 'test', memoryBytes: 1 << 30 }], memoryBytes: 1 << 30, platform: 'linux' };
 
-let testDb: TestDatabase;
+let reg: RegistryStoreFixture;
 let client: postgres.Sql;
 let db: RegistryDb;
 let store: RegistryStore;
@@ -34,19 +34,10 @@ let modelId: string;
 const NOW = Date.UTC(2026, 0, 1, 12);
 
 beforeAll(async () => {
-  testDb = await createTestDatabase();
-  // The edge's options: fetch_types off, so arrays and timestamps go through drizzle's parsers.
-  client = postgres(testDb.url, { max: 4, fetch_types: false, onnotice: () => undefined });
-  db = drizzleOver(client);
-  store = createRegistryStore(client);
-  ownerId = (await createAccount(db, { name: 'owner', kind: 'pool-owner' })).id;
-  userId = (await createAccount(db, { name: 'user', email: 'user@example.com' })).id;
-  modelId = (await upsertModel(db, manifest('tiny'))).id;
+  reg = await openRegistryStore();
+  ({ client, db, store, ownerId, userId, modelId } = reg);
 });
-afterAll(async () => {
-  await client?.end({ timeout: 5 });
-  await testDb?.close();
-});
+afterAll(() => reg?.close());
 
 async function agent(poolId: string, spans: Array<[number, number]>, extra: Partial<RegisterAgentInput> = {}) {
   return store.registerAgent(

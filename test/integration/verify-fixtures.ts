@@ -21,6 +21,7 @@ import { fromFloat16Array } from '../../pool-agent/model/weights.js';
 import { loadSpan } from '../../pool-agent/runtime/span.js';
 import { sampleToken } from '../../pool-agent/runtime/sampler.js';
 import type { LoadedSpan, SpanInput } from '../../pool-agent/runtime/types.js';
+import { mulberry32 } from '../support/mulberry32.js';
 
 export const MODELS_DIR = join(process.cwd(), '.models', 'verify-tests');
 
@@ -89,17 +90,6 @@ export interface ServedJob {
   keys: Record<string, string>;
 }
 
-function mulberry(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 const agentKeys = new Map<string, Promise<SigningKey>>();
 function keyFor(agentId: string): Promise<SigningKey> {
   let k = agentKeys.get(agentId);
@@ -154,7 +144,7 @@ export async function serveJob(o: ServeJobOptions): Promise<ServedJob> {
     }
     const sessions = spans.map((s) => s.openSession());
     const cheapSession = cheapSpan?.openSession();
-    const rnd = mulberry(o.sampling.seed ^ 0xabcdef);
+    const rnd = mulberry32(o.sampling.seed ^ 0xabcdef);
     const V = manifest.architecture.vocabSize;
     const chunks: SignedAttestation[][] = [];
     const tokens: number[] = [];

@@ -7,6 +7,7 @@
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { encodeTensor, writeSafetensors, type HfFloatDtype, type SafetensorsEntry } from './hf-safetensors.js';
+import { mulberry32 } from './mulberry32.js';
 
 export { readSafetensorsForTests, readCheckpointForTests, writeSafetensors } from './hf-safetensors.js';
 export { corruptCheckpoint, type CheckpointDefect } from './hf-checkpoint-defects.js';
@@ -223,14 +224,7 @@ function tensorPlan(family: HfFamily, c: Record<string, number | boolean>): [str
 function tensorRng(seed: number, family: HfFamily, name: string): () => number {
   let h = 0x811c9dc5;
   for (const ch of `${seed}:${family}:${name}`) h = Math.imul(h ^ ch.charCodeAt(0), 0x01000193);
-  let a = h >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(h);
 }
 
 function initValues(seed: number, family: HfFamily, name: string, count: number, init: Init): Float64Array {

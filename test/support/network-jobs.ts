@@ -1,14 +1,15 @@
 /**
- * Client jobs on a test network (network.ts) and what the edge recorded of their checks: a chat
- * completion pinned to one region's routes (region preference without fallbacks), the job's row,
- * and waiting until its check has settled (checks run after the response).
+ * Client jobs on a test network (network.ts) and what the registry recorded of their checks: a
+ * chat completion pinned to one region's routes (region preference without fallbacks), the job's
+ * row and its agents' rows, and polling until its check reaches a status (checks run after the
+ * response). The integration suites share these, so each polls and reports a timeout alike.
  *
  * @example
  * const job = await chatJob(net, { region: 'r-2h', seed: 3 });
  * if (job.ok) console.log(job.route, await settledCheck(net, job.jobId));
  */
 import { eq } from 'drizzle-orm';
-import { jobs } from '../../db/schema/index.js';
+import { agents, jobs } from '../../db/schema/index.js';
 import type { TestNetwork } from './network.js';
 
 export interface ChatOptions {
@@ -58,24 +59,65 @@ export async function chatJob(net: TestNetwork, opts: ChatOptions = {}): Promise
   return { ok: true, jobId: body.attestation.job_id, route: body.route.hops.map((h) => h.agent_id), sentAt, ms };
 }
 
+/** The edge's last log lines, for an error that needs to say what the edge was doing. */
+const edgeTail = (net: TestNetwork) => `edge: ${net.edgeLogs.slice(-40).join('\n')}`;
+
+export type ServedJob = Extract<ChatJob, { ok: true }>;
+
+/** `chatJob` that must be served: a refusal throws, naming it and the edge's last log lines. */
+export async function servedJob(net: TestNetwork, opts: ChatOptions = {}): Promise<ServedJob> {
+  const job = await chatJob(net, opts);
+  if (!job.ok) throw new Error(`the job was refused: ${job.status} ${job.code} ${job.message}\n${edgeTail(net)}`);
+  return job;
+}
+
 export type JobRow = typeof jobs.$inferSelect;
+export type AgentRow = typeof agents.$inferSelect;
 
 export async function jobRow(net: TestNetwork, jobId: string): Promise<JobRow | undefined> {
   return (await net.registry.db.select().from(jobs).where(eq(jobs.id, jobId)))[0];
 }
 
+/** A registered agent's row (status, reputation, check counters); throws when there is none. */
+export async function agentRow(net: TestNetwork, agentId: string): Promise<AgentRow> {
+  const row = (await net.registry.db.select().from(agents).where(eq(agents.id, agentId)))[0];
+  if (!row) throw new Error(`no agent ${agentId} in the registry`);
+  return row;
+}
+
 /** Check statuses after which nothing more happens to the job's check. */
 export const FINAL_CHECK = new Set(['pass', 'upheld', 'dismissed', 'voided']);
 
+export interface UntilOptions {
+  /** Default 60 s. */
+  timeoutMs?: number;
+  /** The network whose edge log tail the timeout error carries. */
+  net?: TestNetwork;
+}
+
 /** Polls `read` every 250 ms until it gives a value, or throws after `timeoutMs` naming `what`. */
-export async function until<T>(what: string, read: () => Promise<T | null | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
+export async function until<T>(what: string, read: () => Promise<T | null | undefined>, opts: UntilOptions = {}): Promise<T> {
+  const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
   for (;;) {
     const v = await read();
     if (v !== null && v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${opts.net ? `\n${edgeTail(opts.net)}` : ''}`);
     await new Promise((r) => setTimeout(r, 250));
   }
+}
+
+export type CheckedJobRow = JobRow & { checkStatus: NonNullable<JobRow['checkStatus']> };
+
+/** Waits until the job has a check status that `wanted` accepts and returns the job row. */
+export function checkStatus(net: TestNetwork, jobId: string, wanted: (status: CheckedJobRow['checkStatus']) => boolean, timeoutMs = 60_000): Promise<CheckedJobRow> {
+  return until(
+    `job ${jobId}'s check status`,
+    async () => {
+      const row = await jobRow(net, jobId);
+      return row?.checkStatus && wanted(row.checkStatus) ? (row as CheckedJobRow) : null;
+    },
+    { timeoutMs, net },
+  );
 }
 
 /**
@@ -98,6 +140,6 @@ export function settledCheck(net: TestNetwork, jobId: string, timeoutMs = 60_000
       lastEntries = (row.checks as unknown[]).length;
       return Date.now() - last.since >= quietMs ? row : null;
     },
-    timeoutMs,
+    { timeoutMs },
   );
 }

@@ -192,6 +192,15 @@ export async function startNetwork(opts: StartNetworkOptions): Promise<TestNetwo
   }
 }
 
+/**
+ * The pool-owner key of a new account: agents registered with it (`AgentSpec.ownerToken`) belong
+ * to another owner than the network's, so they may check its agents' jobs.
+ */
+export async function otherOwnerToken(net: TestNetwork, name: string): Promise<string> {
+  const account = await createAccount(net.registry.db, { name, kind: 'user' });
+  return (await createApiKey(net.registry.db, { accountId: account.id, scopes: ['pool-owner'], name: `${name} owner` })).key;
+}
+
 async function listeningAgent(child: ChildProcess, spec: AgentSpec, dir: string, id: string): Promise<NetworkAgent> {
   const logs: string[] = [];
   const exited = new Promise<void>((r) => child.once('exit', () => r()));

@@ -17,6 +17,7 @@ import { explicitPort, listenAddressFor, portWarning, spanRefusal, type Registra
 import { loadState } from '../../pool-agent/config.js';
 import { main } from '../../pool-agent/main.js';
 import { loadManifest } from '../../pool-agent/model/build.js';
+import { captureIo } from '../support/agent-cli.js';
 import { writeTinyCheckpoint } from '../support/hf-checkpoint.js';
 import { fakeModel } from '../support/fake-span.js';
 import { TEST_MODEL_DIR } from '../support/model.js';
@@ -30,11 +31,7 @@ afterAll(async () => {
 });
 
 /** A CLI io whose default state folder ($LAYERNET_AGENT_DIR) never exists: nothing lands in ~. */
-function io() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, io: { out: (l: string) => void out.push(l), err: (l: string) => void err.push(l), env: { LAYERNET_AGENT_DIR: join(root, 'never-made') } as NodeJS.ProcessEnv } };
-}
+const io = () => captureIo({ LAYERNET_AGENT_DIR: join(root, 'never-made') });
 
 const exists = (path: string) => stat(path).then(() => true, () => false);
 const configOf = async (dir: string) => JSON.parse(await readFile(join(dir, 'pool-agent.json'), 'utf8')) as Record<string, unknown>;

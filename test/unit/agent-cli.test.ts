@@ -3,8 +3,6 @@
  * bad fields named), hardware parsing, register against a fake edge that checks every body with
  * the protocol schemas and the proof signature, and signed heartbeats with a persisted seq.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { chmod, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +20,7 @@ import { createLogger } from '../../pool-agent/log.js';
 import { EventEmitter } from 'node:events';
 import { startHeartbeats } from '../../pool-agent/server/heartbeat.js';
 import { SessionManager } from '../../pool-agent/server/session-manager.js';
+import { captureIo as io, startFakeOwnerApi, type FakeOwnerApi } from '../support/agent-cli.js';
 import { fakeModel } from '../support/fake-span.js';
 
 let root: string;
@@ -31,12 +30,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
-
-function io() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, io: { out: (l: string) => void out.push(l), err: (l: string) => void err.push(l), env: {} as NodeJS.ProcessEnv } };
-}
 
 describe('init and configuration', () => {
   it('creates a 0600 identity and a valid config, keeps the identity on a second init', async () => {
@@ -143,26 +136,15 @@ describe('hardware', () => {
 });
 
 describe('register', () => {
-  let edge: Server;
+  let edge: FakeOwnerApi;
   let edgeUrl: string;
   const calls: { method: string; path: string; body: unknown; auth: string | undefined }[] = [];
   const pools: { id: string; name: string; region: string; stake_micro_usd: number; status: string }[] = [];
 
-  const read = (req: IncomingMessage) => new Promise<string>((r) => {
-    let s = '';
-    req.on('data', (c) => (s += c));
-    req.on('end', () => r(s));
-  });
-
   beforeAll(async () => {
-    edge = createServer(async (req, res) => {
-      const text = await read(req);
-      const body = text ? JSON.parse(text) : undefined;
-      calls.push({ method: req.method!, path: req.url!, body, auth: req.headers.authorization });
-      const send = (status: number, json: unknown) => {
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(json));
-      };
+    edge = await startFakeOwnerApi(async (req, send) => {
+      const body = req.body.length ? JSON.parse(req.body.toString()) : undefined;
+      calls.push({ method: req.method, path: req.url, body, auth: req.headers.authorization });
       if (req.headers.authorization !== 'Bearer owner-secret') return send(401, { error: { message: 'bad key', type: 'authentication_error', code: 'invalid_api_key', param: null } });
       if (req.method === 'GET' && req.url === '/v1/owner/pools') return send(200, { object: 'list', data: pools });
       if (req.method === 'POST' && req.url === '/v1/owner/pools') {
@@ -185,12 +167,10 @@ describe('register', () => {
       if (req.method === 'PATCH' && req.url === '/v1/owner/agents/agt_1') return send(200, { id: 'agt_1', ...(body as object) });
       if (req.method === 'PATCH') return send(404, { error: { message: 'no such agent', type: 'not_found_error', code: 'not_found', param: null } });
       if (req.method === 'GET' && req.url === '/v1/edge/keys') return send(200, { keys: [{ id: 'k1', public_key: 'A'.repeat(43) }, { id: 'k2', public_key: 'B'.repeat(43) }] });
-      send(404, { error: { message: 'no route', type: 'not_found_error', code: 'not_found', param: null } });
     });
-    await new Promise<void>((r) => edge.listen(0, '127.0.0.1', r));
-    edgeUrl = `http://127.0.0.1:${(edge.address() as AddressInfo).port}`;
+    edgeUrl = edge.url;
   });
-  afterAll(() => new Promise<void>((r) => edge.close(() => r())));
+  afterAll(() => edge?.close());
 
   it('creates the pool, publishes the model, registers with a valid proof, stores the agent id and edge keys; reuses the pool', async () => {
     const dir = join(root, 'reg');

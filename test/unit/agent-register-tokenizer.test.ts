@@ -3,8 +3,6 @@
  * checks each against the manifest in the model folder (a missing or damaged file is named, and
  * nothing is sent) and uploads them as raw bytes, against a fake owner API.
  */
-import { createServer, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -12,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { manifestHash, type Manifest } from '../../protocol/manifest.js';
 import { sha256Hex } from '../../protocol/bytes.js';
 import { main } from '../../pool-agent/main.js';
+import { captureIo as io, startFakeOwnerApi, type FakeOwnerApi } from '../support/agent-cli.js';
 import { fakeModel } from '../support/fake-span.js';
 
 let root: string;
@@ -22,25 +21,13 @@ afterAll(async () => {
   await rm(root, { recursive: true, force: true });
 });
 
-function io() {
-  const out: string[] = [];
-  const err: string[] = [];
-  return { out, err, io: { out: (l: string) => void out.push(l), err: (l: string) => void err.push(l), env: {} as NodeJS.ProcessEnv } };
-}
-
 describe('register: an imported model', () => {
   let edgeUrl: string;
-  let server: Server;
+  let edge: FakeOwnerApi;
   const puts: { path: string; type: string | undefined; bytes: Buffer }[] = [];
   let held = new Map<string, Buffer>();
   let manifest: Manifest;
   const files = { 'tokenizer.json': Buffer.from('{"model":{"type":"BPE","vocab":{},"merges":[]}}'), 'tokenizer_config.json': Buffer.from('{"eos_token":"</s>"}') };
-
-  const read = (req: IncomingMessage) => new Promise<Buffer>((r) => {
-    const parts: Buffer[] = [];
-    req.on('data', (c: Buffer) => parts.push(c));
-    req.on('end', () => r(Buffer.concat(parts)));
-  });
 
   beforeAll(async () => {
     const model = await fakeModel({ seed: 7 });
@@ -56,13 +43,8 @@ describe('register: an imported model', () => {
     };
     const modelId = await manifestHash(manifest);
     // A minimal owner API: what register calls, with the model's files endpoints.
-    server = createServer(async (req, res) => {
-      const raw = await read(req);
-      const send = (status: number, json: unknown) => {
-        res.writeHead(status, { 'content-type': 'application/json' });
-        res.end(JSON.stringify(json));
-      };
-      const url = req.url!;
+    edge = await startFakeOwnerApi(async (req, send) => {
+      const { url, body: raw } = req;
       if (req.method === 'GET' && url === '/v1/owner/pools') return send(200, { object: 'list', data: [{ id: 'pool-1', name: 'rack', region: 'eu-west', stake_micro_usd: 0, status: 'active' }] });
       if (req.method === 'POST' && url === '/v1/owner/models') return send(200, { id: modelId, created: false });
       if (req.method === 'GET' && url === `/v1/owner/models/${modelId}`) {
@@ -77,12 +59,10 @@ describe('register: an imported model', () => {
       if (req.method === 'POST' && url === '/v1/owner/agents') return send(201, { agent_id: 'agt_9', pool_id: 'pool-1', edge_key_id: 'k1', edge_public_key: 'A'.repeat(43), heartbeat_url: 'http://x/hb', heartbeat_interval_ms: 15000 });
       if (req.method === 'PATCH') return send(200, { id: 'agt_9' });
       if (req.method === 'GET' && url === '/v1/edge/keys') return send(200, { keys: [{ id: 'k1', public_key: 'A'.repeat(43) }] });
-      send(404, { error: { message: `no route ${req.method} ${url}`, type: 'not_found_error', code: 'not_found', param: null } });
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    edgeUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    edgeUrl = edge.url;
   });
-  afterAll(() => new Promise<void>((r) => server.close(() => r())));
+  afterAll(() => edge?.close());
 
   const setup = async (name: string) => {
     const dir = join(root, `hf-${name}`);

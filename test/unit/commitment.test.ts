@@ -10,18 +10,7 @@ import {
   tolerancesFor,
   topKIndices,
 } from '../../protocol/commitment.js';
-
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 } from '../support/mulberry32.js';
 
 function gaussian(r: () => number): number {
   return Math.sqrt(-2 * Math.log(r() + 1e-12)) * Math.cos(2 * Math.PI * r());
@@ -32,7 +21,7 @@ function gaussian(r: () => number): number {
  * 'forward', 'reverse' or 'pairwise' (as different kernels / thread splits would do).
  */
 function finalRows(seed: number, inputs: Float32Array, numRows: number, inDim: number, hidden: number, order: 'forward' | 'reverse' | 'pairwise'): Float32Array {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   const w = new Float32Array(hidden * inDim);
   for (let i = 0; i < w.length; i++) w[i] = gaussian(r) / Math.sqrt(inDim);
   const out = new Float32Array(numRows * hidden);
@@ -66,7 +55,7 @@ function pairwiseSum(a: Float32Array, from: number, to: number): number {
 }
 
 function inputs(seed: number, numRows: number, inDim: number): Float32Array {
-  const r = rng(seed);
+  const r = mulberry32(seed);
   return Float32Array.from({ length: numRows * inDim }, () => gaussian(r));
 }
 
@@ -145,7 +134,7 @@ describe('compareHidden', () => {
   });
 
   it('passes rows with 1e-6 relative noise', () => {
-    const r0 = rng(9);
+    const r0 = mulberry32(9);
     const noisy = honest.map((v) => v * (1 + (r0() * 2 - 1) * 1e-6));
     const r = compareHidden(commitment, noisy, N, H, fp32);
     expect(r.ok, r.detail).toBe(true);
@@ -166,7 +155,7 @@ describe('compareHidden', () => {
   });
 
   it('fails rows with precision-level error (1e-3 relative, as fp16 would give)', () => {
-    const r0 = rng(10);
+    const r0 = mulberry32(10);
     const coarse = honest.map((v) => v * (1 + (r0() * 2 - 1) * 2e-3));
     const r = compareHidden(commitment, coarse, N, H, fp32);
     expect(r.ok).toBe(false);
