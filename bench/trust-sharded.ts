@@ -32,16 +32,15 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { and, eq, inArray } from 'drizzle-orm';
-import { agents, disputes, jobs as jobsTable, ledgerEntries, routeBlocks } from '../db/schema/index.js';
-import { createAccount, createApiKey } from '../db/seed.js';
+import { disputes, jobs as jobsTable, ledgerEntries, routeBlocks } from '../db/schema/index.js';
 import { randomBytes, toBase64Url } from '../protocol/bytes.js';
 import { DEFAULT_TRUST_POLICY } from '../edge/trust/policy.js';
 import { checkRate } from '../edge/trust/sampling.js';
 import { CHEAT_ENV } from '../test/support/cheating-span.js';
 import { CHEAT_AFTER_ENV, cheatedJob, type CheatSchedule } from '../test/support/partial-cheat.js';
 import { startMeteringProxy, type MeteringProxy } from '../test/support/metering-proxy.js';
-import { chatJob, type JobRow } from '../test/support/network-jobs.js';
-import { startNetwork, type AgentSpec, type NetworkAgent, type TestNetwork } from '../test/support/network.js';
+import { agentRow, chatJob, type JobRow } from '../test/support/network-jobs.js';
+import { otherOwnerToken, startNetwork, type AgentSpec, type NetworkAgent, type TestNetwork } from '../test/support/network.js';
 
 const { values } = parseArgs({
   options: {
@@ -129,10 +128,11 @@ interface CheaterRun {
   slashedAfterTick: boolean | null;
 }
 
-const results: { runs: CheaterRun[]; honest: Record<string, unknown>[]; busyRefusals: Record<string, number>; honestAgents: { policy: string; agents: number; disputes: number; slashes: number }[]; jobMs: number[] } = {
+const results: { runs: CheaterRun[]; honest: Record<string, unknown>[]; busyRefusals: Record<string, number>; busyRetries: Record<string, number>; honestAgents: { policy: string; agents: number; disputes: number; slashes: number }[]; jobMs: number[] } = {
   runs: [],
   honest: [],
   busyRefusals: {},
+  busyRetries: {},
   honestAgents: [],
   jobMs: [],
 };
@@ -154,11 +154,6 @@ function drainCheckLogs(): void {
       }
     }
   }
-}
-
-async function ownerKey(net: TestNetwork, name: string): Promise<string> {
-  const account = await createAccount(net.registry.db, { name, kind: 'user' });
-  return (await createApiKey(net.registry.db, { accountId: account.id, scopes: ['pool-owner'], name: `${name} owner` })).key;
 }
 
 /** Every proxy started, closed with its network. */
@@ -191,8 +186,6 @@ function cheaterSpec(name: string, region: string, layers: [number, number], pri
     },
   };
 }
-
-const agentRow = async (net: TestNetwork, id: string) => (await net.registry.db.select().from(agents).where(eq(agents.id, id)))[0]!;
 
 /**
  * Waits until the jobs' checks are quiet (no status or entry changed for 2 s; 26 s, the edge's
@@ -385,10 +378,15 @@ async function settleOpenDisputes(net: TestNetwork, runs: CheaterRun[]): Promise
   for (const r of runs) if (!r.slashed) r.slashedAfterTick = (await agentRow(net, r.cheaterId)).status === 'slashed';
 }
 
-/** Checks the edge could not place: a checker answered 503 (busy with another check), by policy. */
+/** Checks the edge could not place: a checker still answered 503 (busy with another check) after the edge's retries, by policy. */
 const busyRefusals = results.busyRefusals;
+/** Times the edge asked a busy checker again after a short wait, by policy. */
+const busyRetries = results.busyRetries;
 function drainEdgeLogs(net: TestNetwork, policy: string): void {
-  for (const line of net.edgeLogs.splice(0)) if (line.includes('checker refused') && line.includes('"status":503')) busyRefusals[policy] = (busyRefusals[policy] ?? 0) + 1;
+  for (const line of net.edgeLogs.splice(0)) {
+    if (line.includes('checker refused') && line.includes('"status":503')) busyRefusals[policy] = (busyRefusals[policy] ?? 0) + 1;
+    if (line.includes('checker busy: asking again shortly')) busyRetries[policy] = (busyRetries[policy] ?? 0) + 1;
+  }
 }
 
 function countBy(xs: string[]): Record<string, number> {
@@ -410,8 +408,8 @@ async function withNetwork(policy: 'override' | 'normal'): Promise<void> {
   const net = await startNetwork({ agents: [], edgeVars: { CHECK_SECRET: toBase64Url(randomBytes(32)), ...(policy === 'override' ? { CHECK_RATE_OVERRIDE: '1' } : {}) } });
   try {
     checkers = [
-      await net.addAgent({ name: 'checker-b', region: 'us-east', price: 5, ownerToken: await ownerKey(net, 'owner-b') }),
-      await net.addAgent({ name: 'checker-c', region: 'ap-south', price: 6, ownerToken: await ownerKey(net, 'owner-c') }),
+      await net.addAgent({ name: 'checker-b', region: 'us-east', price: 5, ownerToken: await otherOwnerToken(net, 'owner-b') }),
+      await net.addAgent({ name: 'checker-c', region: 'ap-south', price: 6, ownerToken: await otherOwnerToken(net, 'owner-c') }),
     ];
     // Honest pools: two agents per span; hop i of a pool runs on 1 + (i % 2) threads.
     const pools: Record<string, Hop[]> = {};
@@ -539,6 +537,8 @@ for (const [policy, kind] of [['override', 'fresh'], ['normal', 'fresh'], ['norm
   const jobs = runs.reduce((a, r) => a + Object.values(r.honest).reduce((x, y) => x + y, 0), 0);
   console.log(`| ${policy}, ${kind} cheater runs | ${jobs} | | ${sum('pass')} | ${runs.reduce((a, r) => a + r.honestFailed, 0)} | ${sum('inconclusive')} | ${sum('none')} | |`);
 }
-for (const [policy, n] of Object.entries(busyRefusals)) console.log(`${policy}: ${n} check requests refused by a busy checker (503)`);
+for (const policy of new Set([...Object.keys(busyRefusals), ...Object.keys(busyRetries)])) {
+  console.log(`${policy}: ${busyRetries[policy] ?? 0} times a busy checker (503) was asked again, ${busyRefusals[policy] ?? 0} checks given up on a busy checker`);
+}
 for (const h of results.honestAgents) console.log(`${h.policy}: ${h.agents} honest agents on multi-hop routes: ${h.disputes} disputes against them, ${h.slashes} slashes`);
 if (values.json) await writeFile(values.json, JSON.stringify(results, null, 1));

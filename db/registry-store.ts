@@ -206,6 +206,8 @@ export function routeCandidatesQuery(db: RegistryDb, modelId: string, q: Candida
         blockedRoutes: sql<
           string[][] | null
         >`(select json_agg(b.route) from route_blocks b where b.head_agent_id = "agents"."id" and b.model_id = ${modelId} and b.until > ${new Date(q.at ?? Date.now()).toISOString()}::timestamptz)`.as('blocked_routes'),
+        // Of any model: a hop suspected of cheating is suspect everywhere (route_blocks_hold_idx).
+        held: sql<boolean>`exists (select 1 from route_blocks h where h.hold_until > ${new Date(q.at ?? Date.now()).toISOString()}::timestamptz and "agents"."id" = any(h.route))`.as('held'),
       })
       .from(agents)
       .where(and(eq(agents.id, agentSpans.agentId), eq(agents.status, 'active'), gte(agents.lastHeartbeatAt, date(q.heartbeatAfter))))
@@ -435,6 +437,7 @@ export function createRegistryStore(client: Sql, options: RegistryStoreOptions =
           checksPassed: r.checksPassed,
           inDispute: r.inDispute,
           blockedRoutes: r.blockedRoutes ?? [],
+          held: r.held,
         }),
       );
     },
@@ -939,13 +942,21 @@ export function createRegistryStore(client: Sql, options: RegistryStoreOptions =
         reason: input.reason,
         createdAt: date(input.at),
         until: date(input.until),
+        holdUntil: input.holdUntil !== undefined ? date(input.holdUntil) : null,
       });
     },
-    async liftRouteBlocks({ jobId, route, at }) {
+    async releaseRouteHold({ jobId, route, at }) {
       await db
         .update(routeBlocks)
-        .set({ until: date(at) })
-        .where(and(eq(routeBlocks.jobId, jobId), eq(routeBlocks.route, [...route]), gt(routeBlocks.until, date(at))));
+        .set({ holdUntil: date(at) })
+        .where(and(eq(routeBlocks.jobId, jobId), eq(routeBlocks.route, [...route]), gt(routeBlocks.holdUntil, date(at))));
+    },
+    async liftRouteBlocks({ jobId, route, at }) {
+      const now = date(at);
+      await db
+        .update(routeBlocks)
+        .set({ until: sql`least(${routeBlocks.until}, ${now.toISOString()}::timestamptz)`, holdUntil: sql`least(${routeBlocks.holdUntil}, ${now.toISOString()}::timestamptz)` })
+        .where(and(eq(routeBlocks.jobId, jobId), eq(routeBlocks.route, [...route]), or(gt(routeBlocks.until, now), gt(routeBlocks.holdUntil, now))));
     },
     async expireRouteBlocks({ at, limit }) {
       return db.transaction(async (tx) => {
@@ -965,7 +976,7 @@ export function createRegistryStore(client: Sql, options: RegistryStoreOptions =
             );
         }
         return deleted.map(
-          (b): RouteBlock => ({ id: b.id, modelId: b.modelId, route: b.route, jobId: b.jobId, reason: b.reason, at: b.createdAt.getTime(), until: b.until.getTime() }),
+          (b): RouteBlock => ({ id: b.id, modelId: b.modelId, route: b.route, jobId: b.jobId, reason: b.reason, at: b.createdAt.getTime(), until: b.until.getTime(), ...(b.holdUntil ? { holdUntil: b.holdUntil.getTime() } : {}) }),
         );
       });
     },

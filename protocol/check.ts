@@ -1,3 +1,4 @@
+import { segmentEvidenceSchema, segmentRequestSchema, type SegmentEvidence } from './segment.js';
 import { z } from 'zod';
 import { MAX_PROMPT_TOKENS } from './agent-api.js';
 import { signedAttestationSchema, type Attestation, type SignedAttestation } from './attestation.js';
@@ -57,6 +58,8 @@ export interface CheckEvidence {
   /** Steps whose sampled token only matched after a near-tie allowance (honest float noise). */
   nearTies?: number[];
   stepsChecked?: number;
+  /** A segment of a hop check (protocol/segment.ts): the layers re-run and the hashes of its input and output rows. */
+  segment?: SegmentEvidence;
 }
 
 export interface CheckVerdict {
@@ -371,7 +374,9 @@ export const checkRequestSchema = z.object({
    * whole route.
    */
   hop: z.number().int().nonnegative().max(15).optional(),
-});
+  /** Re-run only these layers of `hop` (protocol/segment.ts: a chain of checkers covering the hop). */
+  segment: segmentRequestSchema.optional(),
+}).refine((r) => r.segment === undefined || r.hop !== undefined, { message: 'a segment is part of a hop check', path: ['segment'] });
 export type CheckRequest = z.infer<typeof checkRequestSchema>;
 
 const finite = z.number().nullable().optional();
@@ -395,6 +400,7 @@ export const checkVerdictSchema = z.object({
         .optional(),
       nearTies: z.array(z.number().int().nonnegative()).max(MAX_CHECK_POSITIONS).optional(),
       stepsChecked: z.number().int().nonnegative().optional(),
+      segment: segmentEvidenceSchema.optional(),
     })
     .strip(),
 });

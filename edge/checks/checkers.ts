@@ -1,6 +1,6 @@
 /**
  * Who may check a job (docs/trust.md §7, "Checker"): agents that are active, accused in no open
- * dispute, with a fresh heartbeat (the candidates' query), not in the route, and of no owner of a
+ * dispute, held by no failed check (a suspect does not judge), with a fresh heartbeat (the candidates' query), not in the route, and of no owner of a
  * hop of the route. A check of the whole route needs the whole model (`independentCheckers`); a
  * hop check needs exactly that hop's layers, or the whole model (`hopCheckers`). Best reputation
  * first, ties in random order.
@@ -40,14 +40,28 @@ async function ownersOf(deps: Pick<CheckDeps, 'store'>, candidates: Iterable<Rou
   return owners;
 }
 
+/** Whether `c` may check a job of `route`: active, accused in no open dispute, held by no failed check, not in the route, of no owner of a hop of it. */
+function independent(c: RouteCandidate, route: readonly string[], owners: ReadonlySet<string>): boolean {
+  return c.status === 'active' && !c.inDispute && !c.held && !route.includes(c.agentId) && !owners.has(c.ownerAccountId);
+}
+
 /** Independent candidates holding `layers`, one per agent, best reputation first (ties shuffled). */
 function holding(deps: Pick<CheckDeps, 'random'>, candidates: Iterable<RouteCandidate>, route: readonly string[], owners: ReadonlySet<string>, layers: readonly [number, number]): RouteCandidate[] {
   const byId = new Map<string, RouteCandidate>();
   for (const c of candidates) {
     if (byId.has(c.agentId) || c.layers[0] !== layers[0] || c.layers[1] !== layers[1]) continue;
-    if (c.status === 'active' && !c.inDispute && !route.includes(c.agentId) && !owners.has(c.ownerAccountId)) byId.set(c.agentId, c);
+    if (independent(c, route, owners)) byId.set(c.agentId, c);
   }
   return shuffle([...byId.values()], deps.random).sort((a, b) => b.reputation - a.reputation);
+}
+
+/**
+ * Every span (one row per agent and span) of agents that may check a job of `route`, whatever
+ * layers it holds: what chains of checkers are built from (chain-checks.ts). Ties shuffled.
+ */
+export async function independentHolders(deps: Pick<CheckDeps, 'store' | 'random'>, candidates: readonly RouteCandidate[], route: readonly string[]): Promise<RouteCandidate[]> {
+  const owners = await ownersOf(deps, candidates, route);
+  return shuffle(candidates.filter((c) => independent(c, route, owners)), deps.random);
 }
 
 /**

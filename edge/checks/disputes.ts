@@ -51,6 +51,8 @@ export async function startDispute(
     first: CheckAnswer;
     /** The hop the first check re-ran, when it was a hop check (its third checks re-run the same hop). */
     hop?: number;
+    /** The agents of the segments before the first checker's, when a chain of checkers ran the hop. */
+    via?: string[];
   },
 ): Promise<DisputeInProgress | null> {
   const { first } = input;
@@ -63,7 +65,7 @@ export async function startDispute(
     reason: first.verdict.reason ?? 'check_failed',
     evidence: { ticket: input.request.signedTicket, verdicts: [first.signed] },
     firstCheckerId: first.checkerId,
-    check: { modelId: input.modelId, numLayers: input.numLayers, request: input.request, ...(input.hop !== undefined ? { hop: input.hop } : {}) },
+    check: { modelId: input.modelId, numLayers: input.numLayers, request: input.request, ...(input.hop !== undefined ? { hop: input.hop } : {}), ...(input.via?.length ? { via: input.via } : {}) },
     // After the check that opened it is surely over (it ends within its 25 s budget).
     retryAfter: at + policy.disputeRetryMs,
     at,

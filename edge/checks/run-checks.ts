@@ -34,6 +34,7 @@ import {
   type CheckVerdict,
 } from '../../protocol/check.js';
 import { readResponseBytes, sha256Hex, utf8 } from '../../protocol/bytes.js';
+import { MAX_SEGMENT_CHARS, segmentAnswerSchema } from '../../protocol/segment.js';
 import { signBytes } from '../../protocol/keys.js';
 import type { EdgeDeps } from '../deps.js';
 import type { JobAttemptRecord, RouteCandidate } from '../store/interface.js';
@@ -45,7 +46,8 @@ import type { Dispute } from '../trust/dispute.js';
 import { pursueDispute, startDispute, type AskChecker } from './disputes.js';
 import { candidatesById, hopCheckers, independentCheckers } from './checkers.js';
 import { runHopChecks, thirdChecks } from './span-checks.js';
-import { blockFailedRoute } from './route-blocks.js';
+import { coveringChains, type ChainAnswer } from './chain-checks.js';
+import { blockFailedRoute, releaseHeldHops } from './route-blocks.js';
 import { refundJob } from '../billing/refund.js';
 
 export interface CheckSettings {
@@ -112,21 +114,53 @@ export interface CheckAnswer {
   checkerId: string;
   verdict: CheckVerdict;
   signed: unknown;
+  /** A segment that does not end its hop (chain-checks.ts): the rows it hands on, base64url, unverified. */
+  segmentOutput?: string;
 }
 
-/** Posts a signed check request to one checker; null when it fails or answers anything unverifiable. */
-export async function askChecker(deps: CheckDeps, checker: Pick<RouteCandidate, 'agentId' | 'endpoint' | 'publicKey'>, request: CheckRequest, timeoutMs: number): Promise<CheckAnswer | null> {
+/**
+ * Waits before asking a busy checker again, ms: an agent runs one check at a time (503
+ * `capacity`), and the check it is busy with (often the first check of a job still in flight,
+ * or this dispute's own) takes well under a second on the models it can hold in memory.
+ */
+const BUSY_RETRY_MS = [100, 200, 400, 800, 1_600] as const;
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
+
+/**
+ * Posts a signed check request to one checker; null when it fails or answers anything
+ * unverifiable. A checker busy with another check (503) is asked again after a short wait, up to
+ * `BUSY_RETRY_MS.length` times within `timeoutMs`.
+ */
+export async function askChecker(
+  deps: CheckDeps,
+  checker: Pick<RouteCandidate, 'agentId' | 'endpoint' | 'publicKey'>,
+  request: CheckRequest,
+  timeoutMs: number,
+  opts: { segment?: boolean } = {},
+): Promise<CheckAnswer | null> {
   const body = JSON.stringify(request);
-  const issuedAt = deps.clock.now();
-  const signature = await signBytes(deps.signingKey.privateKey, utf8(checkRequestMessage(checker.agentId, issuedAt, await sha256Hex(utf8(body)))));
+  const bodyHash = await sha256Hex(utf8(body));
+  const deadline = Date.now() + timeoutMs;
   try {
-    const res = await deps.transport(new URL(CHECK_PATH, checker.endpoint).toString(), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', [CHECK_SIGNATURE_HEADER]: signature, [CHECK_ISSUED_AT_HEADER]: String(issuedAt) },
-      body,
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-    const text = await readBounded(res, MAX_VERDICT_BYTES);
+    let res: Response;
+    for (let attempt = 0; ; attempt++) {
+      const issuedAt = deps.clock.now();
+      const signature = await signBytes(deps.signingKey.privateKey, utf8(checkRequestMessage(checker.agentId, issuedAt, bodyHash)));
+      res = await deps.transport(new URL(CHECK_PATH, checker.endpoint).toString(), {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', [CHECK_SIGNATURE_HEADER]: signature, [CHECK_ISSUED_AT_HEADER]: String(issuedAt) },
+        body,
+        signal: AbortSignal.timeout(Math.max(1, deadline - Date.now())),
+      });
+      const wait = BUSY_RETRY_MS[attempt];
+      if (res.status !== 503 || wait === undefined || Date.now() + wait >= deadline - 1_000) break;
+      await res.body?.cancel().catch(() => undefined);
+      deps.log({ level: 'info', msg: 'checker busy: asking again shortly', checkerId: checker.agentId, waitMs: wait });
+      await sleep(wait);
+    }
+    // A segment's answer carries the rows it hands on beside the verdict.
+    const text = await readBounded(res, opts.segment ? MAX_VERDICT_BYTES + MAX_SEGMENT_CHARS : MAX_VERDICT_BYTES);
     if (!res.ok || text === null) {
       deps.log({ level: 'warn', msg: 'checker refused', checkerId: checker.agentId, status: res.status, body: text?.slice(0, 300) });
       return null;
@@ -137,17 +171,31 @@ export async function askChecker(deps: CheckDeps, checker: Pick<RouteCandidate, 
       deps.log({ level: 'warn', msg: 'checker answered an unverifiable verdict', checkerId: checker.agentId });
       return null;
     }
-    return { checkerId: checker.agentId, verdict: v.verdict as CheckVerdict, signed };
+    const handedOn = opts.segment ? segmentAnswerSchema.safeParse(signed) : null;
+    // The signed form alone is kept (evidence); the rows go to the next segment only.
+    const { segmentOutput, ...verdictOnly } = signed as { segmentOutput?: unknown };
+    return {
+      checkerId: checker.agentId,
+      verdict: v.verdict as CheckVerdict,
+      signed: verdictOnly,
+      ...(handedOn?.success && handedOn.data.segmentOutput !== undefined && typeof segmentOutput === 'string' ? { segmentOutput } : {}),
+    };
   } catch (err) {
     deps.log({ level: 'warn', msg: 'checker unreachable', checkerId: checker.agentId, error: err instanceof Error ? err.message : String(err) });
     return null;
   }
 }
 
+/**
+ * What the sampling policy knows of a hop when one of its jobs is checked. `jobsServed` counts the
+ * jobs before this one: the job's own observation is normally in already (written when its answer
+ * ended, before the check runs), so its 20th job is still a probation job; when that write is
+ * late, one more job is checked, never one fewer.
+ */
 function trustOf(c: RouteCandidate | undefined): AgentTrust {
   // A hop the edge cannot see now (offline) is treated as on probation: rate 1.
   if (!c) return { jobsServed: 0, checksPassed: 0, reputation: 0, stakeMicroUsd: 0, probation: true };
-  return { jobsServed: c.observations, checksPassed: c.checksPassed ?? 0, reputation: c.reputation, stakeMicroUsd: c.stakeMicroUsd, probation: c.probation };
+  return { jobsServed: Math.max(0, c.observations - 1), checksPassed: c.checksPassed ?? 0, reputation: c.reputation, stakeMicroUsd: c.stakeMicroUsd, probation: c.probation };
 }
 
 /**
@@ -223,7 +271,9 @@ async function checkAttempt(deps: CheckDeps, settings: CheckSettings, job: Finis
   // multi-hop route is checked hop by hop by agents holding each hop's span (span-checks.ts).
   const whole = await independentCheckers(deps, byId, route, job.numLayers);
   const spanCheckers = whole.length === 0 && route.length > 1 ? await Promise.all(ticket.route.map((_, h) => hopCheckers(deps, candidates, ticket.route, h, job.numLayers))) : null;
-  if (whole.length === 0 && !spanCheckers?.some((c) => c.length > 0)) {
+  // A hop nobody holds whole is re-run by a chain of agents covering its layers (chain-checks.ts).
+  const chains = spanCheckers ? await Promise.all(ticket.route.map((_, h) => (spanCheckers[h]!.length ? [] : coveringChains(deps, candidates, ticket.route, h)))) : null;
+  if (whole.length === 0 && !spanCheckers?.some((c) => c.length > 0) && !chains?.some((c) => c.length > 0)) {
     // A standing condition (the demo's whole-model agent has no checker of another owner): said once per model and window (edge/log.ts).
     deps.log({ level: 'warn', msg: 'job sampled for a check, but no independent checker is available', jobId: job.jobId, modelId: job.modelId, throttle: `no_checker:${job.modelId}` });
     return { checked: false, skipped: 'no_checker', rate, steps };
@@ -251,9 +301,18 @@ async function checkAttempt(deps: CheckDeps, settings: CheckSettings, job: Finis
   /** The hop a hop check re-ran, when span checkers found the route wrong (undefined: a whole-route check). */
   let scope: number | undefined;
   const used: RouteCandidate[] = [];
+  // Before any blame: this route is not chosen again and its hops are held out of routing and on
+  // probation (route-blocks.ts). Once: a hop check's accusation blocks as soon as it comes, before
+  // the other hops' checks end.
+  let blocking: Promise<void> | null = null;
+  const block = (reason: string) => (blocking ??= blockFailedRoute(deps, policy, { jobId: job.jobId, modelId: job.modelId, route, reason }));
   if (spanCheckers) {
-    const hops = await runHopChecks({ deps, policy, jobId: job.jobId, attempt, route, byId, checkers: spanCheckers, request, remaining, steps });
-    if (!hops) return { checked: true, rate, status: 'inconclusive', steps };
+    const hops = await runHopChecks({ deps, policy, jobId: job.jobId, attempt, route, byId, checkers: spanCheckers, chains: chains ?? [], request, remaining, steps, onAccusation: (answer) => block(answer.verdict.reason ?? 'check_failed') });
+    if (!hops) {
+      // Drawn and begun, but the budget ran out first: said on the job, not left as if never drawn.
+      await record('inconclusive', { kind: 'no_answer', checkers: steps.map((st) => st.checkerId), detail: 'the check budget was spent before any hop checker answered' });
+      return { checked: true, rate, status: 'inconclusive', steps };
+    }
     const status = hops.failed ? 'fail' : hops.unchecked.length ? 'inconclusive' : 'pass';
     const passedIds = hops.passed.map((p) => route[p.hop]!);
     const summary = { kind: 'hop_checks', passedHops: hops.passed.map((p) => p.hop), uncheckedHops: hops.unchecked, ...(hops.failed ? { failedHop: hops.failed.hop } : {}) };
@@ -282,7 +341,11 @@ async function checkAttempt(deps: CheckDeps, settings: CheckSettings, job: Finis
         break;
       }
     }
-    if (!first) return { checked: true, rate, status: 'inconclusive', steps };
+    if (!first) {
+      // Nobody answered a verdict (busy past its retries, down, or unverifiable): said on the job.
+      if (!steps.some((st) => st.status === 'inconclusive')) await record('inconclusive', { kind: 'no_answer', checkers: steps.map((st) => st.checkerId), detail: 'no checker answered a valid verdict' });
+      return { checked: true, rate, status: 'inconclusive', steps };
+    }
 
     const firstEntry = { kind: 'check', checkerId: first.checkerId, verdict: first.signed };
     if (first.verdict.status === 'pass') {
@@ -295,8 +358,7 @@ async function checkAttempt(deps: CheckDeps, settings: CheckSettings, job: Finis
     await record('fail', firstEntry, { checked: route });
   }
 
-  // Before any blame: this route is not chosen again and its hops are on probation (route-blocks.ts).
-  await blockFailedRoute(deps, policy, { jobId: job.jobId, modelId: job.modelId, route, reason: first.verdict.reason ?? 'check_failed' });
+  await block(first.verdict.reason ?? 'check_failed');
   if (!first.verdict.agentId && route.length > 1 && scope === undefined) {
     // A route-wide failure names no hop: the hops' disclosures, and the same checker again (disclosures.ts).
     const checker = whole.find((c) => c.agentId === first!.checkerId);
@@ -309,8 +371,12 @@ async function checkAttempt(deps: CheckDeps, settings: CheckSettings, job: Finis
     return { checked: true, rate, status: 'fail', steps };
   }
   // Opening, third checks, effects and settlement: disputes.ts (the scheduled tick retries what is left open).
-  const started = await startDispute(deps, policy, { jobId: job.jobId, modelId: job.modelId, numLayers: job.numLayers, route, request, first, ...(scope !== undefined ? { hop: scope } : {}) });
+  /** A chain's segments before the accusing checker (chain-checks.ts): independent third checks avoid them too. */
+  const via = 'via' in first ? (first as ChainAnswer).via.map((v) => v.checkerId) : [];
+  const started = await startDispute(deps, policy, { jobId: job.jobId, modelId: job.modelId, numLayers: job.numLayers, route, request, first, ...(scope !== undefined ? { hop: scope } : {}), ...(via.length ? { via } : {}) });
   if (!started) return { checked: true, rate, status: 'fail', steps };
+  // The accused is out while its dispute is open; the route's other hops may serve again.
+  await releaseHeldHops(deps, { jobId: job.jobId, route, accused });
   // Found bad against a hop of the route: the client is not charged (once per job; upheld disputes come through here).
   await refundJob(deps, { jobId: job.jobId, reason: first.verdict.reason ?? 'check_failed', disputeId: started.dispute.id, agentId: accused });
 
@@ -319,7 +385,7 @@ async function checkAttempt(deps: CheckDeps, settings: CheckSettings, job: Finis
   const third =
     scope === undefined
       ? { checkers: whole.filter((c) => !used.includes(c)), ask: ((checker, req, timeoutMs) => askChecker(deps, checker, req, timeoutMs)) as AskChecker }
-      : await thirdChecks(deps, { candidates, route: ticket.route, numLayers: job.numLayers, hop: scope });
+      : await thirdChecks(deps, { candidates, route: ticket.route, numLayers: job.numLayers, hop: scope, exclude: new Set([first.checkerId, ...via]) });
   const asked = new Set(steps.map((s) => s.checkerId));
   const settled = await pursueDispute(deps, policy, started, third.checkers.filter((c) => !asked.has(c.agentId)), { ask: third.ask, remaining, steps });
   const { dispute, slashed } = settled;

@@ -26,6 +26,7 @@ import { candidatesById, hopCheckers, independentCheckers } from './checkers.js'
 import { gatherForCheck, type HopBlameInput } from './disclosures.js';
 import type { AskChecker } from './disputes.js';
 import { askChecker, type CheckAnswer, type CheckDeps } from './run-checks.js';
+import { askChain, coveringChains, type Chain, type ChainAnswer } from './chain-checks.js';
 
 /** Checkers asked per hop at most (the second after no answer or an inconclusive one). */
 const CHECKERS_PER_HOP = 2;
@@ -47,8 +48,12 @@ function accuses(answer: CheckAnswer, route: readonly string[]): boolean {
 }
 
 export interface HopChecksInput extends Omit<HopBlameInput, 'checker'> {
-  /** Per hop, the checkers to ask in order (`hopCheckers`); empty: nobody may check it. */
+  /** Per hop, the checkers to ask in order (`hopCheckers`); empty: nobody may check it directly. */
   checkers: readonly (readonly RouteCandidate[])[];
+  /** Per hop, chains of checkers covering it (`coveringChains`), asked when no direct checker settled it. */
+  chains?: readonly (readonly Chain[])[];
+  /** Called when a hop's check accuses a hop of the route, while the other hops' checks may still run. */
+  onAccusation?: (answer: CheckAnswer) => Promise<void>;
 }
 
 export interface HopChecksOutcome {
@@ -74,7 +79,7 @@ export async function runHopChecks(input: HopChecksInput): Promise<HopChecksOutc
   if (gathered.disclosures.length) request.disclosures = gathered.disclosures;
   if (gathered.withheld.length) request.withheld = gathered.withheld;
   const entries: unknown[] = gathered.withheldEntry ? [gathered.withheldEntry] : [];
-  const noChecker = route.map((_, h) => h).filter((h) => !input.checkers[h]?.length);
+  const noChecker = route.map((_, h) => h).filter((h) => !input.checkers[h]?.length && !input.chains?.[h]?.length);
   if (noChecker.length) {
     const ticket = request.signedTicket.ticket;
     entries.push({ kind: 'no_span_checker', hops: noChecker, agentIds: noChecker.map((h) => route[h]) });
@@ -90,15 +95,27 @@ export async function runHopChecks(input: HopChecksInput): Promise<HopChecksOutc
 
   const checkHop = async (hop: number): Promise<CheckAnswer[]> => {
     const answers: CheckAnswer[] = [];
-    for (const checker of (input.checkers[hop] ?? []).slice(0, CHECKERS_PER_HOP)) {
+    /** Whether the answer settles the hop: a pass or an accusation; an inconclusive answer (or a fail naming no hop of the route) does not. */
+    const settles = async (answer: CheckAnswer): Promise<boolean> => {
+      answers.push(answer);
+      if (accuses(answer, route)) {
+        await input.onAccusation?.(answer);
+        return true;
+      }
+      return answer.verdict.status === 'pass';
+    };
+    const direct = (input.checkers[hop] ?? []).slice(0, CHECKERS_PER_HOP);
+    for (const checker of direct) {
       const left = remaining();
       if (!left) break;
       const answer = await askHopChecker(deps, checker, request, hop, left);
       steps.push({ checkerId: checker.agentId, status: answer?.verdict.status ?? null });
-      if (!answer) continue;
-      answers.push(answer);
-      // A pass or an accusation settles the hop; an inconclusive answer (or a fail naming no hop of the route) does not.
-      if (answer.verdict.status === 'pass' || accuses(answer, route)) break;
+      if (answer && (await settles(answer))) return answers;
+    }
+    // Nobody holding the hop's layers settled it: chains of agents covering them, fewest segments first.
+    for (const chain of (input.chains?.[hop] ?? []).slice(0, CHECKERS_PER_HOP)) {
+      const answer = await askChain(deps, [...chain], request, hop, remaining, steps);
+      if (answer && (await settles(answer))) return answers;
     }
     return answers;
   };
@@ -108,7 +125,7 @@ export async function runHopChecks(input: HopChecksInput): Promise<HopChecksOutc
   const unchecked: number[] = [];
   let failed: HopChecksOutcome['failed'] = null;
   for (const [hop, answers] of perHop.entries()) {
-    for (const a of answers) entries.push({ kind: 'check', checkerId: a.checkerId, checkedHop: hop, verdict: a.signed });
+    for (const a of answers) entries.push({ kind: 'check', checkerId: a.checkerId, checkedHop: hop, verdict: a.signed, ...('via' in a ? { via: (a as ChainAnswer).via } : {}) });
     const last = answers[answers.length - 1];
     if (last?.verdict.status === 'pass') passed.push({ hop, checkerId: last.checkerId });
     else if (last && accuses(last, route)) failed ??= { hop, answer: last };
@@ -124,13 +141,32 @@ export async function runHopChecks(input: HopChecksInput): Promise<HopChecksOutc
  */
 export async function thirdChecks(
   deps: CheckDeps,
-  input: { candidates: readonly RouteCandidate[]; route: readonly Pick<RouteHop, 'agentId' | 'layers'>[]; numLayers: number; hop?: number },
+  input: {
+    candidates: readonly RouteCandidate[];
+    route: readonly Pick<RouteHop, 'agentId' | 'layers'>[];
+    numLayers: number;
+    hop?: number;
+    /** Agents that took part in the checks so far (a chain's segments too): no chain of a third check goes through them. */
+    exclude?: ReadonlySet<string>;
+  },
 ): Promise<{ checkers: RouteCandidate[]; ask: AskChecker }> {
   const { hop } = input;
   if (hop === undefined) {
     const checkers = await independentCheckers(deps, candidatesById(input.candidates), input.route.map((h) => h.agentId), input.numLayers);
     return { checkers, ask: (checker, request, timeoutMs) => askChecker(deps, checker, request, timeoutMs) };
   }
-  const checkers = await hopCheckers(deps, input.candidates, input.route, hop, input.numLayers);
-  return { checkers, ask: (checker, request, timeoutMs) => askHopChecker(deps, checker, request, hop, timeoutMs) };
+  const direct = await hopCheckers(deps, input.candidates, input.route, hop, input.numLayers);
+  // After the direct holders, chains covering the hop, each listed by its last segment's agent (it signs the verdict that settles).
+  const chains = (await coveringChains(deps, input.candidates, input.route, hop, input.exclude ? { exclude: input.exclude } : {})).filter((ch) => !direct.some((d) => d.agentId === ch.at(-1)!.agentId));
+  const chainOf = new Map(chains.map((ch) => [ch.at(-1)!.agentId, ch]));
+  return {
+    checkers: [...direct, ...chains.map((ch) => ch.at(-1)!)],
+    ask: async (checker, request, timeoutMs) => {
+      const chain = direct.some((d) => d.agentId === checker.agentId) ? undefined : chainOf.get(checker.agentId);
+      if (!chain) return askHopChecker(deps, checker, request, hop, timeoutMs);
+      const end = Date.now() + timeoutMs;
+      // The chain's segments before the last are recorded on the job by the caller's steps only; the dispute keeps the last's verdict.
+      return askChain(deps, chain, request, hop, () => (end - Date.now() < 1_000 ? 0 : end - Date.now()), []);
+    },
+  };
 }

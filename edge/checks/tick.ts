@@ -76,11 +76,11 @@ async function retryDispute(deps: CheckDeps, policy: TrustPolicy, d: DisputeRetr
     await deps.store.noteDisputeRetry(d.id, { at: deps.clock.now(), outcome: 'no_request', asked: 0 });
     return { disputeId: d.id, state: 'not_retried', asked: 0, steps };
   }
-  const { request, modelId, numLayers, hop } = d.check;
+  const { request, modelId, numLayers, hop, via } = d.check;
   const route = request.signedTicket.ticket.route.map((h) => h.agentId);
   const now = deps.clock.now();
   const candidates = await deps.store.listRouteCandidates(modelId, { heartbeatAfter: now - deps.config.heartbeatStaleMs, limit: deps.config.candidateLimit, at: now });
-  const { checkers, ask } = await thirdChecks(deps, { candidates, route: request.signedTicket.ticket.route, numLayers, ...(hop !== undefined ? { hop } : {}) });
+  const { checkers, ask } = await thirdChecks(deps, { candidates, route: request.signedTicket.ticket.route, numLayers, ...(hop !== undefined ? { hop } : {}), exclude: new Set([...d.checkerAgentIds, ...(via ?? [])]) });
   const verdicts = d.verdicts.map((s) => (s as { verdict?: unknown }).verdict) as Dispute['evidence'];
   const dispute: Dispute = {
     id: d.id,

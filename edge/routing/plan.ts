@@ -56,13 +56,14 @@ export type Plan = { ok: true; routes: ScoredRoute[]; explored: boolean } | { ok
 export const DEFAULT_STALE_AFTER_MS = 30_000;
 
 /**
- * Agents routing may use now: active, accused in no open dispute, not in cooldown, fresh
- * heartbeat, not excluded. An accused agent stays out until its dispute settles: one failed
- * check is enough to stop serving clients through it (docs/trust.md §7).
+ * Agents routing may use now: active, accused in no open dispute, held by no failed check, not
+ * in cooldown, fresh heartbeat, not excluded. One failed check is enough to stop serving clients
+ * through every hop of the failed route until the blame names one (held), then through the
+ * accused until its dispute settles (docs/trust.md §7).
  */
 export function eligible(c: RouteCandidate, now: number, staleAfterMs: number, exclude?: ReadonlySet<string>): boolean {
   if (c.status !== 'active') return false;
-  if (c.inDispute) return false;
+  if (c.inDispute || c.held) return false;
   if (c.cooldownUntil !== null && c.cooldownUntil > now) return false;
   if (c.lastHeartbeatAt === null || c.lastHeartbeatAt < now - staleAfterMs) return false;
   if (exclude?.has(c.agentId)) return false;

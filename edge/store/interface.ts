@@ -207,6 +207,11 @@ export interface RouteCandidate {
    * of a job they served failed (`blockRoute`). Absent: none.
    */
   blockedRoutes?: string[][];
+  /**
+   * A route of this agent's (of any model) failed a check and the blame that names the guilty
+   * hop has not come yet: routing leaves it out of every route (`RouteBlockInput.holdUntil`). Absent: false.
+   */
+  held?: boolean;
 }
 
 export interface CandidateQuery {
@@ -432,6 +437,8 @@ export interface DisputeCheck {
    * Third checks are hop checks of the same hop, sent `request` scoped to it. Absent: whole-route checks.
    */
   hop?: number;
+  /** The agents of the chain whose last segment opened it (chain-checks.ts): no third check's chain goes through them. */
+  via?: string[];
 }
 
 /** How the last retry of a dispute's third check went. */
@@ -472,6 +479,8 @@ export interface RouteBlockInput {
   reason: string;
   at: number;
   until: number;
+  /** Every hop of the route sits out all routing until then (ended early by `releaseRouteHold`); absent: no hold. */
+  holdUntil?: number;
 }
 
 export interface RouteBlock extends RouteBlockInput {
@@ -589,7 +598,9 @@ export interface RegistryStore extends ModelFileStore {
   setProbation(agentId: string, on: boolean): Promise<void>;
   /** Routing leaves the route out until `until` (candidates of its first hop carry it in `blockedRoutes`). */
   blockRoute(input: RouteBlockInput): Promise<void>;
-  /** Ends now the blocks of this route put there for this job (its dispute was dismissed or voided). */
+  /** Ends now the hold of the blocks of this route put there for this job (the blame named a hop); the blocks stay. */
+  releaseRouteHold(input: { jobId: string; route: readonly string[]; at: number }): Promise<void>;
+  /** Ends now the blocks (and holds) of this route put there for this job (its dispute was dismissed or voided). */
   liftRouteBlocks(input: { jobId: string; route: readonly string[]; at: number }): Promise<void>;
   /**
    * Deletes up to `limit` blocks that ended at or before `at`, and ends the probation of their

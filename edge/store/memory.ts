@@ -289,6 +289,7 @@ export function createMemoryStore(): MemoryStore {
             checksPassed: counters.get(id)?.checksPassed ?? 0,
             inDispute: openDisputeAgainst(id),
             blockedRoutes: routeBlocks.filter((b) => b.modelId === modelId && b.route[0] === id && b.until > (q.at ?? Date.now())).map((b) => [...b.route]),
+            held: routeBlocks.some((b) => b.holdUntil !== undefined && b.holdUntil > (q.at ?? Date.now()) && b.route.includes(id)),
           };
           (preferred ? inRegion : others).push(c);
         }
@@ -576,9 +577,17 @@ export function createMemoryStore(): MemoryStore {
     async blockRoute(input: RouteBlockInput) {
       routeBlocks.push({ ...clone(input), id: newId('block') });
     },
+    async releaseRouteHold({ jobId, route, at }) {
+      const key = route.join('>');
+      for (const b of routeBlocks) if (b.jobId === jobId && b.route.join('>') === key && b.holdUntil !== undefined && b.holdUntil > at) b.holdUntil = at;
+    },
     async liftRouteBlocks({ jobId, route, at }) {
       const key = route.join('>');
-      for (const b of routeBlocks) if (b.jobId === jobId && b.route.join('>') === key && b.until > at) b.until = at;
+      for (const b of routeBlocks) {
+        if (b.jobId !== jobId || b.route.join('>') !== key) continue;
+        if (b.until > at) b.until = at;
+        if (b.holdUntil !== undefined && b.holdUntil > at) b.holdUntil = at;
+      }
     },
     async expireRouteBlocks({ at, limit }) {
       const ended = routeBlocks.filter((b) => b.until <= at).slice(0, limit);

@@ -2,7 +2,10 @@
  * `POST /v1/checks`: re-executes a finished job for the edge (docs/trust.md §2) and answers a
  * verdict signed with this agent's key. A check of the whole route needs an agent holding the
  * whole model; a hop check (`hop` in the request) is run by an agent whose loaded span is exactly
- * that hop's layers (no extra load), or by a whole-model agent, which loads the hop's span.
+ * that hop's layers (no extra load), or by a whole-model agent, which loads the hop's span. A
+ * segment of a hop (`segment` in the request: a chain of agents covers the hop, protocol/segment.ts)
+ * is run by the agent holding exactly those layers; a segment that does not end the hop answers
+ * the rows it computed (`segmentOutput`) beside the verdict that commits to their hash.
  *
  * Who may ask: the edge, and only the edge. The body is a `checkRequestSchema` job record; the
  * request carries an edge signature over (this agent's id, issuedAt, SHA-256 of the body) so a
@@ -29,7 +32,8 @@ import {
   type CheckVerdict,
   type HopDisclosure,
 } from '../../protocol/check.js';
-import { fromUtf8, sha256Hex, utf8 } from '../../protocol/bytes.js';
+import { fromUtf8, sha256Hex, toBase64Url, utf8 } from '../../protocol/bytes.js';
+import { decodeSegmentRows } from '../../protocol/segment.js';
 import { verifyBytes, type SigningKey } from '../../protocol/keys.js';
 import { ticketBytes } from '../../protocol/ticket.js';
 import type { LoadedSpan } from '../runtime/types.js';
@@ -131,9 +135,17 @@ export function createCheckService(opts: CheckServiceOptions): CheckService {
       if (r.signedTicket.ticket.modelId !== span.modelId) throw new AgentError('wrong_model', `this agent checks model ${span.modelId}`);
       const hopLayers = r.hop === undefined ? null : r.signedTicket.ticket.route[r.hop]?.layers;
       if (hopLayers === undefined) throw new AgentError('invalid_request', `the route has no hop ${r.hop}`);
-      const exact = hopLayers !== null && span.layers[0] === hopLayers[0] && span.layers[1] === hopLayers[1];
+      // A segment of the hop (a chain of checkers covers it) is run by the agent holding exactly those layers.
+      const asked = r.segment?.layers ?? hopLayers;
+      const exact = asked !== null && span.layers[0] === asked[0] && span.layers[1] === asked[1];
       if (!whole && !exact) {
-        throw new AgentError('not_found', hopLayers ? `this agent holds layers [${span.layers.join(', ')}), not hop ${r.hop}'s [${hopLayers.join(', ')})` : 'this agent does not hold the whole model: it checks only hops of its own span');
+        throw new AgentError('not_found', asked ? `this agent holds layers [${span.layers.join(', ')}), not [${asked.join(', ')}) of hop ${r.hop}` : 'this agent does not hold the whole model: it checks only hops of its own span');
+      }
+      let segmentInput: Float32Array | undefined;
+      if (r.segment?.input !== undefined) {
+        const rows = decodeSegmentRows(r.segment.input);
+        if (!rows) throw new AgentError('invalid_request', 'the segment input is not base64url float32 rows');
+        segmentInput = rows;
       }
       const disclosures: HopDisclosure[] = [];
       for (const w of r.disclosures ?? []) {
@@ -143,6 +155,8 @@ export function createCheckService(opts: CheckServiceOptions): CheckService {
       }
       if (running) throw new AgentError('capacity', 'a check is already running', { retryAfter: 1 });
       const started = clock();
+      /** What a segment that does not end the hop computed: sent back beside the verdict that commits to it. */
+      let segmentOutput: Float32Array | undefined;
       const record = {
         ticket: r.signedTicket.ticket,
         promptIds: r.promptIds,
@@ -156,7 +170,12 @@ export function createCheckService(opts: CheckServiceOptions): CheckService {
       const work =
         r.hop === undefined
           ? run({ ...record, modelDir: '', span, loadSpan })
-          : runHop({ ...record, hop: r.hop, ...(exact ? { span } : { loadSpan: (layers) => loadSpan('', layers, {}) }) });
+          : runHop({
+              ...record,
+              hop: r.hop,
+              ...(exact ? { span } : { loadSpan: (layers) => loadSpan('', layers, {}) }),
+              ...(r.segment ? { segment: { layers: r.segment.layers, ...(segmentInput ? { input: segmentInput } : {}) }, onSegmentOutput: (rows) => (segmentOutput = rows) } : {}),
+            });
       running = work.catch(() => undefined).finally(() => (running = null));
       let timer: NodeJS.Timeout | undefined;
       const jobId = r.signedTicket.ticket.jobId;
@@ -169,7 +188,10 @@ export function createCheckService(opts: CheckServiceOptions): CheckService {
       ]);
       clearTimeout(timer);
       log.info('check done', { jobId, ...(r.hop !== undefined ? { hop: r.hop } : {}), status: verdict.status, reason: verdict.reason, ms: clock() - started });
-      sendJson(res, 200, await signVerdict(opts.signingKey.privateKey, opts.agentId, verdict, Math.max(1, clock())));
+      const signed = await signVerdict(opts.signingKey.privateKey, opts.agentId, verdict, Math.max(1, clock()));
+      // Only rows the signed verdict commits to (a verdict from a timeout or an error has none).
+      const handedOn = segmentOutput && verdict.evidence.segment?.outputHash ? { segmentOutput: toBase64Url(new Uint8Array(segmentOutput.buffer, segmentOutput.byteOffset, segmentOutput.byteLength)) } : {};
+      sendJson(res, 200, { ...signed, ...handedOn });
     },
   };
   return service;

@@ -12,21 +12,18 @@
  * agent is slashed (status, reputation 0, ledger entry) and never routed to again; the honest
  * hops of its route are not blamed.
  */
-import { pathToFileURL } from 'node:url';
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
-import { agents, disputes, jobs, ledgerEntries } from '../../db/schema/index.js';
-import { createAccount, createApiKey } from '../../db/seed.js';
+import { disputes, ledgerEntries } from '../../db/schema/index.js';
 import { randomBytes, toBase64Url } from '../../protocol/bytes.js';
 import { buildModel } from '../../pool-agent/model/build.js';
-import { CHEAT_ENV, type Cheat } from '../support/cheating-span.js';
-import { startNetwork, type AgentSpec, type NetworkAgent, type TestNetwork } from '../support/network.js';
+import { cheatingAgent } from '../support/cheating-agent.js';
+import { agentRow, checkStatus, FINAL_CHECK, jobRow, servedJob } from '../support/network-jobs.js';
+import { otherOwnerToken, startNetwork, type NetworkAgent, type TestNetwork } from '../support/network.js';
 
 const SEED7_DIR = resolve(import.meta.dirname, '../../.models/tiny-seed7');
-const PRELOAD = pathToFileURL(resolve(import.meta.dirname, '../support/cheating-serve/preload.mjs')).href;
-
 let net: TestNetwork;
 let checkerB: NetworkAgent;
 let checkerC: NetworkAgent;
@@ -36,13 +33,9 @@ beforeAll(async () => {
   await mkdir(SEED7_DIR, { recursive: true });
   await buildModel({ preset: 'tiny', seed: 7, outDir: SEED7_DIR });
   net = await startNetwork({ agents: [], edgeVars: { CHECK_SECRET: toBase64Url(randomBytes(32)), CHECK_RATE_OVERRIDE: '1' } });
-  const ownerKey = async (name: string) => {
-    const account = await createAccount(net.registry.db, { name, kind: 'user' });
-    return (await createApiKey(net.registry.db, { accountId: account.id, scopes: ['pool-owner'], name: `${name} owner` })).key;
-  };
   // Expensive: they check, they do not serve (unless a request explores).
-  checkerB = await net.addAgent({ name: 'checker-b', region: 'us-east', price: 5, ownerToken: await ownerKey('owner-b') });
-  checkerC = await net.addAgent({ name: 'checker-c', region: 'ap-south', price: 6, ownerToken: await ownerKey('owner-c') });
+  checkerB = await net.addAgent({ name: 'checker-b', region: 'us-east', price: 5, ownerToken: await otherOwnerToken(net, 'owner-b') });
+  checkerC = await net.addAgent({ name: 'checker-c', region: 'ap-south', price: 6, ownerToken: await otherOwnerToken(net, 'owner-c') });
 }, 300_000);
 
 afterAll(async () => {
@@ -51,53 +44,17 @@ afterAll(async () => {
   console.log(`verify-sharded: ${Math.round((Date.now() - started) / 1000)} s`);
 });
 
-/** A `pool-agent serve` process of owner A that cheats as `cheat` says. */
-function cheater(spec: AgentSpec, cheat: Cheat): AgentSpec {
-  return { ...spec, env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${PRELOAD}`.trim(), [CHEAT_ENV]: JSON.stringify(cheat) } };
-}
-
-const params = {
-  messages: [{ role: 'user', content: 'Say something about layered networks' }],
-  max_tokens: 12,
-  seed: 7,
-  temperature: 0.8,
-  route: { sort: 'price' },
-};
-
-async function until<T>(what: string, read: () => Promise<T | null | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (v !== null && v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\nedge: ${net.edgeLogs.slice(-40).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-const SETTLED = new Set(['pass', 'upheld', 'dismissed', 'voided']);
-const agentRow = async (id: string) => (await net.registry.db.select().from(agents).where(eq(agents.id, id)))[0]!;
-const jobRow = async (jobId: string) => (await net.registry.db.select().from(jobs).where(eq(jobs.id, jobId)))[0];
 /** Waits until the job's check has settled (a pass or a settled dispute): checks run after the response. */
 const settledCheck = (jobId: string) =>
-  until(`job ${jobId} check settled`, async () => {
-    const row = await jobRow(jobId);
-    return row?.checkStatus && SETTLED.has(row.checkStatus) ? row.checkStatus : null;
-  }).catch(async (err: Error) => {
-    const checkers = [checkerB, checkerC].map((a) => `[${a.name}] ${a.logs.slice(-8).join('\n')}`).join('\n');
-    throw new Error(`${err.message}\njob checks: ${JSON.stringify((await jobRow(jobId))?.checks).slice(0, 6000)}\n${checkers}`);
-  });
+  checkStatus(net, jobId, (s) => FINAL_CHECK.has(s))
+    .then((row) => row.checkStatus)
+    .catch(async (err: Error) => {
+      const checkers = [checkerB, checkerC].map((a) => `[${a.name}] ${a.logs.slice(-8).join('\n')}`).join('\n');
+      throw new Error(`${err.message}\njob checks: ${JSON.stringify((await jobRow(net, jobId))?.checks).slice(0, 6000)}\n${checkers}`);
+    });
 
-async function complete(): Promise<{ jobId: string; route: string[] }> {
-  const res = await fetch(`${net.edgeUrl}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${net.apiKey}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: net.modelName, ...params }),
-  });
-  const text = await res.text();
-  expect(res.status, `${text}\n${net.edgeLogs.slice(-15).join("\n")}`).toBe(200);
-  const body = JSON.parse(text) as { route: { hops: { agent_id: string }[] }; attestation: { job_id: string } };
-  return { jobId: body.attestation.job_id, route: body.route.hops.map((h) => h.agent_id) };
-}
+/** A served job of the suite's one request (the cheapest route, unless it explores). */
+const complete = () => servedJob(net);
 
 /** A job served by `route` (the cheapest; a request that explores another is let settle, then retried). */
 async function completeOn(route: string[]): Promise<string> {
@@ -124,7 +81,7 @@ async function catchCheater(route: NetworkAgent[], guilty: number, reasons: stri
   const jobId = await completeOn(ids);
   opts.afterJob?.();
   const status = await settledCheck(jobId);
-  const job = await jobRow(jobId);
+  const job = await jobRow(net, jobId);
   expect(status, JSON.stringify(job?.checks, null, 1).slice(0, 4000)).toBe('upheld');
 
   // The first check failed the route; asked again with the hops' disclosures, it named the hop.
@@ -145,7 +102,7 @@ async function catchCheater(route: NetworkAgent[], guilty: number, reasons: stri
   expect([...dispute!.checkerAgentIds].sort()).toEqual([checkerB.id, checkerC.id].sort());
 
   // Slashed: status, reputation, a ledger entry whose evidence is both checkers' verdicts naming the hop.
-  const row = await agentRow(cheat.id);
+  const row = await agentRow(net, cheat.id);
   expect(row.status).toBe('slashed');
   expect(row.reputation).toBe(0);
   const slash = (await net.registry.db.select().from(ledgerEntries).where(eq(ledgerEntries.agentId, cheat.id))).find((l) => l.kind === 'slash');
@@ -156,7 +113,7 @@ async function catchCheater(route: NetworkAgent[], guilty: number, reasons: stri
 
   // The honest hops of the route: no dispute, no slash, still active.
   for (const honest of route.filter((_, i) => i !== guilty)) {
-    expect((await agentRow(honest.id)).status).toBe('active');
+    expect((await agentRow(net, honest.id)).status).toBe('active');
     expect(await net.registry.db.select().from(disputes).where(eq(disputes.agentId, honest.id))).toEqual([]);
     const ledger = await net.registry.db.select().from(ledgerEntries).where(eq(ledgerEntries.agentId, honest.id));
     expect(ledger.filter((l) => l.kind === 'slash')).toEqual([]);
@@ -172,7 +129,7 @@ async function catchCheater(route: NetworkAgent[], guilty: number, reasons: stri
 
 describe('per-hop blame on a two-hop route', () => {
   it('a head that perturbs the activations it hands on by 3% is named, disputed, slashed and excluded', async () => {
-    const head = await net.addAgent(cheater({ name: 'head-perturb', region: 'eu-west', price: 0.01, layers: [0, 2] }, { kind: 'perturb', scale: 0.03 }));
+    const head = await net.addAgent(cheatingAgent({ name: 'head-perturb', region: 'eu-west', price: 0.01, layers: [0, 2] }, { kind: 'perturb', scale: 0.03 }));
     const tail = await net.addAgent({ name: 'tail-a', region: 'eu-west', price: 0.02, layers: [2, 4] });
     await net.waitForAgents(4);
     await catchCheater([head, tail], 0, ['hop_output_mismatch']);
@@ -181,7 +138,7 @@ describe('per-hop blame on a two-hop route', () => {
   it('a tail that samples other tokens than the model (honest commitments) is named, disputed, slashed and excluded', async () => {
     // This route's hops talk over POST /v1/spans/forward (the others over links): both record what they disclose.
     const head = await net.addAgent({ name: 'head-b', region: 'eu-west', price: 0.02, layers: [0, 2], serveArgs: ['--hop-transport', 'post'] });
-    const tail = await net.addAgent(cheater({ name: 'tail-sampling', region: 'eu-west', price: 0.005, layers: [2, 4] }, { kind: 'sampling' }));
+    const tail = await net.addAgent(cheatingAgent({ name: 'tail-sampling', region: 'eu-west', price: 0.005, layers: [2, 4] }, { kind: 'sampling' }));
     await net.waitForAgents(6);
     await catchCheater([head, tail], 1, ['sampling_mismatch']);
   }, 180_000);
@@ -190,14 +147,14 @@ describe('per-hop blame on a two-hop route', () => {
 describe('per-hop blame on a three-hop route', () => {
   it('a middle hop that skips one of its layers is named, disputed, slashed and excluded', async () => {
     const head = await net.addAgent({ name: 'head-c', region: 'eu-west', price: 0.001, layers: [0, 1] });
-    const middle = await net.addAgent(cheater({ name: 'middle-skip', region: 'eu-west', price: 0.001, layers: [1, 3] }, { kind: 'skip_layer' }));
+    const middle = await net.addAgent(cheatingAgent({ name: 'middle-skip', region: 'eu-west', price: 0.001, layers: [1, 3] }, { kind: 'skip_layer' }));
     const tail = await net.addAgent({ name: 'tail-c', region: 'eu-west', price: 0.001, layers: [3, 4] });
     await net.waitForAgents(9);
     await catchCheater([head, middle, tail], 1, ['hop_output_mismatch']);
   }, 180_000);
 
   it('a head that runs other weights under the registered model id is named, disputed, slashed and excluded', async () => {
-    const head = await net.addAgent(cheater({ name: 'head-weights', region: 'eu-west', price: 0.0005, layers: [0, 1] }, { kind: 'weights', weightsDir: SEED7_DIR }));
+    const head = await net.addAgent(cheatingAgent({ name: 'head-weights', region: 'eu-west', price: 0.0005, layers: [0, 1] }, { kind: 'weights', weightsDir: SEED7_DIR }));
     const middle = await net.addAgent({ name: 'middle-d', region: 'eu-west', price: 0.001, layers: [1, 3] });
     const tail = net.agents.find((a) => a.name === 'tail-c')!;
     await net.waitForAgents(11);
@@ -205,7 +162,7 @@ describe('per-hop blame on a three-hop route', () => {
   }, 180_000);
 
   it('a head that perturbs and then goes silent (no disclosure in time) is still named, from its successor\'s disclosure', async () => {
-    const head = await net.addAgent(cheater({ name: 'head-silent', region: 'eu-west', price: 0.00001, layers: [0, 1] }, { kind: 'perturb', scale: 0.03 }));
+    const head = await net.addAgent(cheatingAgent({ name: 'head-silent', region: 'eu-west', price: 0.00001, layers: [0, 1] }, { kind: 'perturb', scale: 0.03 }));
     const middle = net.agents.find((a) => a.name === 'middle-d')!;
     const tail = net.agents.find((a) => a.name === 'tail-c')!;
     await net.waitForAgents(12);
@@ -219,7 +176,7 @@ describe('per-hop blame on a three-hop route', () => {
   }, 180_000);
 
   it('a tail that perturbs the final hidden states it commits to is named, disputed, slashed and excluded', async () => {
-    const tail = await net.addAgent(cheater({ name: 'tail-perturb', region: 'eu-west', price: 0.0001, layers: [3, 4] }, { kind: 'perturb', scale: 0.03 }));
+    const tail = await net.addAgent(cheatingAgent({ name: 'tail-perturb', region: 'eu-west', price: 0.0001, layers: [3, 4] }, { kind: 'perturb', scale: 0.03 }));
     const head = net.agents.find((a) => a.name === 'head-c')!;
     const middle = net.agents.find((a) => a.name === 'middle-d')!;
     await net.waitForAgents(13);

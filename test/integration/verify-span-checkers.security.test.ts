@@ -10,17 +10,13 @@
  * hop check of [0, 2), disputed, upheld by another owner's [0, 2) agent, slashed and never routed
  * to again.
  */
-import { pathToFileURL } from 'node:url';
-import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { eq } from 'drizzle-orm';
-import { agentSpans, agents, disputes, jobs, ledgerEntries } from '../../db/schema/index.js';
-import { createAccount, createApiKey } from '../../db/seed.js';
+import { agentSpans, disputes, ledgerEntries } from '../../db/schema/index.js';
 import { randomBytes, toBase64Url } from '../../protocol/bytes.js';
-import { CHEAT_ENV, type Cheat } from '../support/cheating-span.js';
-import { startNetwork, type AgentSpec, type NetworkAgent, type TestNetwork } from '../support/network.js';
-
-const PRELOAD = pathToFileURL(resolve(import.meta.dirname, '../support/cheating-serve/preload.mjs')).href;
+import { cheatingAgent } from '../support/cheating-agent.js';
+import { agentRow, checkStatus, FINAL_CHECK, jobRow, servedJob, until } from '../support/network-jobs.js';
+import { otherOwnerToken, startNetwork, type NetworkAgent, type TestNetwork } from '../support/network.js';
 
 let net: TestNetwork;
 let head: NetworkAgent;
@@ -34,11 +30,7 @@ const started = Date.now();
 
 beforeAll(async () => {
   net = await startNetwork({ agents: [], edgeVars: { CHECK_SECRET: toBase64Url(randomBytes(32)), CHECK_RATE_OVERRIDE: '1', EXPLORATION_SHARE: '0' } });
-  const ownerKey = async (name: string) => {
-    const account = await createAccount(net.registry.db, { name, kind: 'user' });
-    return (await createApiKey(net.registry.db, { accountId: account.id, scopes: ['pool-owner'], name: `${name} owner` })).key;
-  };
-  const [ownerB, ownerC] = [await ownerKey('owner-b'), await ownerKey('owner-c')];
+  const [ownerB, ownerC] = [await otherOwnerToken(net, 'owner-b'), await otherOwnerToken(net, 'owner-c')];
   // Expensive: they check, they do not serve.
   b0 = await net.addAgent({ name: 'b-head', region: 'us-east', price: 5, layers: [0, 2], ownerToken: ownerB });
   b1 = await net.addAgent({ name: 'b-tail', region: 'us-east', price: 5, layers: [2, 4], ownerToken: ownerB });
@@ -54,43 +46,17 @@ afterAll(async () => {
   console.log(`verify-span-checkers: ${Math.round((Date.now() - started) / 1000)} s`);
 });
 
-function cheater(spec: AgentSpec, cheat: Cheat): AgentSpec {
-  return { ...spec, env: { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${PRELOAD}`.trim(), [CHEAT_ENV]: JSON.stringify(cheat) } };
-}
-
-async function until<T>(what: string, read: () => Promise<T | null | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await read();
-    if (v !== null && v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}\nedge: ${net.edgeLogs.slice(-40).join('\n')}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
-
-const SETTLED = new Set(['pass', 'inconclusive', 'upheld', 'dismissed', 'voided']);
-const agentRow = async (id: string) => (await net.registry.db.select().from(agents).where(eq(agents.id, id)))[0]!;
-const jobRow = async (jobId: string) => (await net.registry.db.select().from(jobs).where(eq(jobs.id, jobId)))[0];
+/** Waits until the job's check has settled: a final status, or inconclusive (no span checker could tell). */
 const settledCheck = (jobId: string) =>
-  until(`job ${jobId} check settled`, async () => {
-    const row = await jobRow(jobId);
-    return row?.checkStatus && SETTLED.has(row.checkStatus) ? row.checkStatus : null;
-  }).catch(async (err: Error) => {
-    const logs = [b0, b1, c0, c1].map((a) => `[${a.name}] ${a.logs.slice(-6).join('\n')}`).join('\n');
-    throw new Error(`${err.message}\njob checks: ${JSON.stringify((await jobRow(jobId))?.checks).slice(0, 6000)}\n${logs}`);
-  });
+  checkStatus(net, jobId, (s) => FINAL_CHECK.has(s) || s === 'inconclusive')
+    .then((row) => row.checkStatus)
+    .catch(async (err: Error) => {
+      const logs = [b0, b1, c0, c1].map((a) => `[${a.name}] ${a.logs.slice(-6).join('\n')}`).join('\n');
+      throw new Error(`${err.message}\njob checks: ${JSON.stringify((await jobRow(net, jobId))?.checks).slice(0, 6000)}\n${logs}`);
+    });
 
-async function complete(): Promise<{ jobId: string; route: string[] }> {
-  const res = await fetch(`${net.edgeUrl}/v1/chat/completions`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${net.apiKey}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ model: net.modelName, messages: [{ role: 'user', content: 'Say something about layered networks' }], max_tokens: 12, seed: 7, temperature: 0.8, route: { sort: 'price' } }),
-  });
-  const text = await res.text();
-  expect(res.status, `${text}\n${net.edgeLogs.slice(-15).join('\n')}`).toBe(200);
-  const body = JSON.parse(text) as { route: { hops: { agent_id: string }[] }; attestation: { job_id: string } };
-  return { jobId: body.attestation.job_id, route: body.route.hops.map((h) => h.agent_id) };
-}
+/** A served job of the suite's one request (the cheapest route: EXPLORATION_SHARE=0). */
+const complete = () => servedJob(net);
 
 interface SignedVerdictJson {
   checkerId: string;
@@ -113,7 +79,7 @@ describe('checks by agents that hold only a span', () => {
     const job = await complete();
     expect(job.route).toEqual([head.id, tail.id]);
     expect(await settledCheck(job.jobId)).toBe('pass');
-    const entries = (await jobRow(job.jobId))!.checks as Entry[];
+    const entries = (await jobRow(net, job.jobId))!.checks as Entry[];
     const checks = hopChecks(entries);
     expect([b0.id, c0.id]).toContain(checks.get(0)?.checkerId);
     expect([b1.id, c1.id]).toContain(checks.get(1)?.checkerId);
@@ -122,21 +88,21 @@ describe('checks by agents that hold only a span', () => {
     expect(entries.find((e) => e.kind === 'hop_checks')).toMatchObject({ passedHops: [0, 1], uncheckedHops: [] });
     expect(entries.some((e) => e.kind === 'disclosure_withheld' || e.kind === 'no_span_checker')).toBe(false);
     expect(await net.registry.db.select().from(disputes)).toEqual([]);
-    for (const hop of [head, tail]) expect((await agentRow(hop.id)).checksPassed).toBeGreaterThanOrEqual(1);
+    for (const hop of [head, tail]) expect((await agentRow(net, hop.id)).checksPassed).toBeGreaterThanOrEqual(1);
   }, 120_000);
 
   it('a head that perturbs what it hands on is named by the [0, 2) hop check, upheld by another owner\'s [0, 2) agent, slashed and excluded', async () => {
-    const cheat = await net.addAgent(cheater({ name: 'a-head-perturb', region: 'eu-west', price: 0.01, layers: [0, 2] }, { kind: 'perturb', scale: 0.03 }));
+    const cheat = await net.addAgent(cheatingAgent({ name: 'a-head-perturb', region: 'eu-west', price: 0.01, layers: [0, 2] }, { kind: 'perturb', scale: 0.03 }));
     await net.waitForAgents(7);
     const job = await until('a job over the cheating head', async () => {
       const j = await complete();
       if (j.route[0] === cheat.id) return j;
       await settledCheck(j.jobId);
       return null;
-    });
+    }, { net });
     expect(job.route).toEqual([cheat.id, tail.id]);
     const status = await settledCheck(job.jobId);
-    const row = await jobRow(job.jobId);
+    const row = await jobRow(net, job.jobId);
     expect(status, JSON.stringify(row?.checks, null, 1).slice(0, 4000)).toBe('upheld');
 
     // The first hop check of [0, 2) named the head; the tail's own hop check passed.
@@ -159,14 +125,14 @@ describe('checks by agents that hold only a span', () => {
     expect(thirdEntry!.verdict!.verdict).toMatchObject({ status: 'fail', hop: 0, agentId: cheat.id, checkedHop: 0 });
 
     // Slashed, with both span checkers' signed verdicts as evidence.
-    const slashedRow = await agentRow(cheat.id);
+    const slashedRow = await agentRow(net, cheat.id);
     expect(slashedRow).toMatchObject({ status: 'slashed', reputation: 0 });
     const slash = (await net.registry.db.select().from(ledgerEntries).where(eq(ledgerEntries.agentId, cheat.id))).find((l) => l.kind === 'slash');
     expect(slash?.jobId).toBe(job.jobId);
     expect((slash!.evidence as { verdicts: SignedVerdictJson[] }).verdicts.map((v) => v.checkerId)).toEqual([first.checkerId, third]);
 
     // The honest tail: no dispute, no slash.
-    expect((await agentRow(tail.id)).status).toBe('active');
+    expect((await agentRow(net, tail.id)).status).toBe('active');
     expect(await net.registry.db.select().from(disputes).where(eq(disputes.agentId, tail.id))).toEqual([]);
 
     // Never routed to again; the honest route's later jobs pass their hop checks.

@@ -25,9 +25,9 @@ const request = (jobId: string) => ({ signedTicket: { ticket: { jobId, route: []
 export async function checkTrustStore(store: RegistryStore, { modelId, agentIds: [a, b, c, d], at }: TrustStoreFixture): Promise<void> {
   const view = async (now = at) => {
     const list = await store.listRouteCandidates(modelId, { heartbeatAfter: at - 30_000, limit: 100, at: now });
-    return new Map(list.map((x) => [x.agentId, { inDispute: x.inDispute ?? false, blockedRoutes: x.blockedRoutes ?? [] }]));
+    return new Map(list.map((x) => [x.agentId, { inDispute: x.inDispute ?? false, blockedRoutes: x.blockedRoutes ?? [], held: x.held ?? false }]));
   };
-  expect([...(await view()).values()].every((x) => !x.inDispute && x.blockedRoutes.length === 0)).toBe(true);
+  expect([...(await view()).values()].every((x) => !x.inDispute && x.blockedRoutes.length === 0 && !x.held)).toBe(true);
 
   // A dispute kept for retries: due at `retryAfter`, then pushed `retryMs` on by each claim.
   const check = { modelId, numLayers: 4, request: request('job-r') };
@@ -87,4 +87,22 @@ export async function checkTrustStore(store: RegistryStore, { modelId, agentIds:
   );
   expect(await store.claimDisputeRetries({ at: at + 1_000_000, retryMs: 60_000, limit: 10 })).toEqual([]);
   expect((await view()).get(b)!.inDispute).toBe(false);
+
+  // Holds: every hop of a held route is out of every route until `holdUntil`, or until the blame
+  // releases them (the block stays), or the block is lifted; a block without one holds nobody.
+  const held = async (now: number) => [...(await view(now)).entries()].filter(([, x]) => x.held).map(([id]) => id).sort();
+  expect(await held(at)).toEqual([]);
+  await store.blockRoute({ modelId, route: [a, b], jobId: 'job-h1', reason: 'hidden_mismatch', at, until: at + 5_000, holdUntil: at + 5_000 });
+  await store.blockRoute({ modelId, route: [c], jobId: 'job-h2', reason: 'hidden_mismatch', at, until: at + 5_000, holdUntil: at + 2_000 });
+  await store.blockRoute({ modelId, route: [d], jobId: 'job-h3', reason: 'hidden_mismatch', at, until: at + 5_000 });
+  expect(await held(at)).toEqual([a, b, c].sort());
+  expect(await held(at + 2_000)).toEqual([a, b].sort());
+  await store.releaseRouteHold({ jobId: 'job-h1', route: [a, b], at: at + 10 });
+  expect(await held(at + 10)).toEqual([c]);
+  // Released, not lifted: the route itself stays blocked.
+  expect((await view(at + 10)).get(a)!.blockedRoutes).toEqual([[a, b]]);
+  await store.liftRouteBlocks({ jobId: 'job-h2', route: [c], at: at + 20 });
+  expect(await held(at + 20)).toEqual([]);
+  // job-h2's block is gone; job-c's (above) still blocks [c].
+  expect((await view(at + 20)).get(c)!.blockedRoutes).toEqual([[c]]);
 }

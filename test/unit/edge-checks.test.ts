@@ -3,44 +3,35 @@
  * checker agents that verify the edge's signed request and sign their verdicts with real keys;
  * and the agent's `POST /v1/checks` service (pool-agent/server/checks.ts) with a checker double.
  */
-import { UnstakedTrafficWindow } from '../../edge/trust/unstaked-window.js';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checkFinishedJob, type CheckDeps } from '../../edge/checks/run-checks.js';
 import { runTrustTick } from '../../edge/checks/tick.js';
 import { planRoutes } from '../../edge/routing/plan.js';
 import { DEFAULT_TRUST_POLICY } from '../../edge/trust/policy.js';
-import { TtlCache } from '../../edge/cache.js';
-import { resolveConfig } from '../../edge/config.js';
 import type { AgentTransport } from '../../edge/deps.js';
-import { issueTicket } from '../../edge/dispatch/ticket.js';
 import { createMemoryStore, type MemoryStore } from '../../edge/store/memory.js';
-import type { JobAttemptRecord, RouteCandidate } from '../../edge/store/interface.js';
-import { importCheckSecret } from '../../edge/trust/sampling.js';
+import type { JobAttemptRecord } from '../../edge/store/interface.js';
 import { parseEdgeEnv } from '../../edge/env.js';
 import { signAttestation, type SignedAttestation } from '../../protocol/attestation.js';
-import { sha256Hex, toBase64Url, utf8 } from '../../protocol/bytes.js';
-import { checkInputsMessage } from '../../protocol/agent-api.js';
+import { sha256Hex, toBase64Url } from '../../protocol/bytes.js';
 import { blameWithholder, boundarySources, judgeableHops } from '../../protocol/hop-blame.js';
-import {
-  CHECK_ISSUED_AT_HEADER,
-  CHECK_SIGNATURE_HEADER,
-  checkRequestMessage,
-  checkRequestSchema,
-  signVerdict,
-  verifyVerdict,
-  type CheckVerdict,
-} from '../../protocol/check.js';
-import { generateSigningKey, signBytes, verifyBytes, type SigningKey } from '../../protocol/keys.js';
+import { signVerdict, verifyVerdict, type CheckVerdict } from '../../protocol/check.js';
+import { generateSigningKey, type SigningKey } from '../../protocol/keys.js';
 import { createCheckService } from '../../pool-agent/server/checks.js';
-import { sendError } from '../../pool-agent/server/http.js';
-import { toAgentError } from '../../pool-agent/server/errors.js';
-import type { LoadedSpan } from '../../pool-agent/runtime/types.js';
-
-const MODEL = 'ab'.repeat(32);
-const NUM_LAYERS = 4;
-const HW = { devices: [{ kind: 'cpu' as const, name: 'test', memoryBytes: 1 }], memoryBytes: 1, platform: 'linux' };
+import {
+  type CheckAgent,
+  checkDeps,
+  issueTestTicket,
+  MODEL,
+  NUM_LAYERS,
+  postCheck,
+  registerCheckAgent,
+  serveChecks,
+  spanStub,
+  verifiedCheckRequest,
+  verifiedDisclosureRequest,
+} from '../support/check-fixtures.js';
 
 /**
  * route-fail: a multi-hop failure that names hop 0 only when the request's disclosures cover every
@@ -49,11 +40,8 @@ const HW = { devices: [{ kind: 'cpu' as const, name: 'test', memoryBytes: 1 }], 
  */
 type Answer = 'pass' | 'fail' | 'inconclusive' | 'forged' | 'down' | 'route-fail' | 'blame';
 
-interface Fake {
-  id: string;
+interface Fake extends CheckAgent {
   owner: string;
-  key: SigningKey;
-  endpoint: string;
   answer: Answer;
   /** Check requests this agent received (verified ones only). */
   received: number;
@@ -83,17 +71,8 @@ let now: number;
 let checkTakesMs = 0;
 
 async function addAgent(name: string, owner: string, answer: Answer, layers: [number, number] = [0, NUM_LAYERS], stake = 1_000_000): Promise<Fake> {
-  const pool = await store.createPool({ ownerAccountId: owner, name: `pool-${name}`, region: 'eu-west' });
-  if (stake) await store.addStake(pool.id, stake, 'test', now);
-  const key = await generateSigningKey();
-  const endpoint = `http://${name}.test`;
-  const rec = await store.registerAgent(
-    { poolId: pool.id, ownerAccountId: owner, endpoint, publicKey: key.publicKey, hardware: HW, priceMicroUsdPerMTok: 100_000, throughputTokensPerS: 10, spans: [{ modelId: MODEL, layers }] },
-    now,
-  );
-  await store.applyHeartbeat({ agentId: rec.id, seq: 1, sentAt: now, receivedAt: now, queueDepth: 0, load: 0, freeKvBytes: 0, activeSessions: 0 });
-  const fake: Fake = { id: rec.id, owner, key, endpoint, answer, received: 0, disclosed: 0 };
-  fakes.set(endpoint, fake);
+  const fake: Fake = { ...(await registerCheckAgent(store, { name, owner, layers, stake, now })), owner, answer, received: 0, disclosed: 0 };
+  fakes.set(fake.endpoint, fake);
   return fake;
 }
 
@@ -102,20 +81,16 @@ const transport: AgentTransport = async (url, init) => {
   const u = new URL(url);
   const fake = fakes.get(`${u.protocol}//${u.host}`);
   if (!fake || fake.answer === 'down') throw new TypeError('fetch failed: connection refused');
-  const body = String(init.body);
-  const headers = init.headers as Record<string, string>;
   if (u.pathname === '/v1/checks/inputs') {
-    const r = JSON.parse(body) as { jobId: string; hop: number; issuedAt: number; signature: string };
-    if (!(await verifyBytes(edgeKey.publicKey, r.signature, utf8(checkInputsMessage(r))))) return new Response('{}', { status: 401 });
+    const r = await verifiedDisclosureRequest(edgeKey, String(init.body));
+    if (!r) return new Response('{}', { status: 401 });
     if (fake.withholds) return Response.json({ error: { code: 'not_found', message: 'no committed inputs kept' } }, { status: 404 });
     fake.disclosed++;
     const tensor = toBase64Url(fake.disclosesWrongBytes ? new Uint8Array(16 * 4).fill(9) : BOUNDARY);
     return Response.json({ jobId: r.jobId, hop: r.hop, dtype: 'float32', hiddenSize: 16, chunks: [{ steps: [0, 1], ...(r.hop > 0 ? { input: tensor } : {}), ...(r.hop === 0 ? { output: tensor } : {}) }] });
   }
-  const issuedAt = Number(headers[CHECK_ISSUED_AT_HEADER]);
-  const ok = await verifyBytes(edgeKey.publicKey, headers[CHECK_SIGNATURE_HEADER]!, utf8(checkRequestMessage(fake.id, issuedAt, await sha256Hex(utf8(body)))));
-  if (!ok) return new Response('{"error":{"code":"invalid_signature"}}', { status: 401 });
-  const req = checkRequestSchema.parse(JSON.parse(body));
+  const req = await verifiedCheckRequest(edgeKey, fake.id, init);
+  if (!req) return new Response('{"error":{"code":"invalid_signature"}}', { status: 401 });
   if (fake.busyOn === fake.received) {
     fake.busyOn = undefined;
     return Response.json({ error: { code: 'capacity', message: 'a check is already running' } }, { status: 503 });
@@ -152,28 +127,11 @@ const transport: AgentTransport = async (url, init) => {
   return Response.json(await signVerdict(signer, fake.id, fake.answer === 'forged' ? { ...verdict, status: 'fail', agentId: ticket.route[last]!.agentId, reason: 'hidden_mismatch' } : verdict, now));
 };
 
-async function deps(opts: { rate?: number | null; key?: boolean } = {}): Promise<CheckDeps> {
-  return {
-    store,
-    transport,
-    signingKey: { id: 'edge-test', publicKey: edgeKey.publicKey, privateKey: edgeKey.privateKey },
-    clock: { now: () => now },
-    log: (e) => void logs.push(e),
-    caches: { keys: new TtlCache(1000), models: new TtlCache(1000), modelList: new TtlCache(1000), candidates: new TtlCache<RouteCandidate[]>(60_000), unstakedTraffic: new UnstakedTrafficWindow() },
-    config: resolveConfig({}),
-    random: () => 0.5,
-    checks: { key: opts.key === false ? null : await importCheckSecret(new Uint8Array(32).fill(7)), rateOverride: opts.rate === undefined ? 1 : opts.rate },
-  };
-}
+const deps = (opts: { rate?: number | null; key?: boolean } = {}): Promise<CheckDeps> => checkDeps({ store, transport, edgeKey, now: () => now, logs, ...opts });
 
 /** One attempt on `agent` alone: a real signed ticket and the attestation of one step after `prefixIds`. */
 async function signedAttempt(agent: Fake, ticketJobId: string, promptIds: number[], prefixIds: number[], token: number): Promise<JobAttemptRecord> {
-  const candidates = await store.listRouteCandidates(MODEL, { heartbeatAfter: 0, limit: 100 });
-  const hop = candidates.find((c) => c.agentId === agent.id)!;
-  const { signed, hash } = await issueTicket(
-    { jobId: ticketJobId, model: { id: MODEL, dtype: 'float32' }, hops: [hop], promptIds, prefixIds, maxTokens: 4, sampling: { temperature: 0, topP: 1, topK: 0, seed: 1 }, stopTokenIds: [2], now, ttlMs: 60_000, deadline: now + 300_000, edgeKeyId: 'edge-test' },
-    edgeKey.privateKey,
-  );
+  const { signed, hash } = await issueTestTicket(store, edgeKey, { jobId: ticketJobId, hopIds: [agent.id], promptIds, prefixIds, now });
   const step = prefixIds.length;
   const att: SignedAttestation = await signAttestation(agent.key.privateKey, {
     v: 1, ticketHash: hash, jobId: ticketJobId, agentId: agent.id, modelId: MODEL, hop: 0, layers: [0, NUM_LAYERS], steps: [step, step + 1],
@@ -209,13 +167,8 @@ async function failedOverJob(first: Fake, second: Fake, opts: { firstDelivered?:
 
 /** A finished two-hop job over `hops` (layers [0, 2) and [2, 4)). */
 async function jobOnRoute(hops: Fake[], jobId = `job_${Math.random().toString(36).slice(2)}`) {
-  const candidates = await store.listRouteCandidates(MODEL, { heartbeatAfter: 0, limit: 100 });
-  const route = hops.map((h) => candidates.find((c) => c.agentId === h.id)!);
   const promptIds = [1, 5, 6];
-  const { signed, hash } = await issueTicket(
-    { jobId, model: { id: MODEL, dtype: 'float32' }, hops: route, promptIds, prefixIds: [], maxTokens: 4, sampling: { temperature: 0, topP: 1, topK: 0, seed: 1 }, stopTokenIds: [2], now, ttlMs: 60_000, deadline: now + 300_000, edgeKeyId: 'edge-test' },
-    edgeKey.privateKey,
-  );
+  const { signed, hash, route } = await issueTestTicket(store, edgeKey, { jobId, hopIds: hops.map((h) => h.id), promptIds, now });
   const chunk: SignedAttestation[] = [];
   // What hop 0 sent and hop 1 received: both attest it (as the chain requires).
   const boundary = await sha256Hex(BOUNDARY);
@@ -355,10 +308,24 @@ describe('edge re-execution checks', () => {
   it('a verdict not signed by the checker\'s registered key is ignored: no dispute, no slash', async () => {
     const served = await addAgent('a', 'owner-a', 'pass');
     await addAgent('b', 'owner-b', 'forged');
-    const out = await checkFinishedJob(await deps(), await jobOn(served));
+    const job = await jobOn(served);
+    const out = await checkFinishedJob(await deps(), job);
     expect(out.status).toBe('inconclusive');
     expect(store.disputes).toHaveLength(0);
     expect((await store.getAgent(served.id))!.status).toBe('active');
+    // Drawn but unanswered is said on the job, not left as if the job had not been drawn.
+    expect(store.jobChecks.get(job.jobId)).toContainEqual(expect.objectContaining({ kind: 'no_answer' }));
+  });
+
+  it('a checker busy with another check (503) is asked again shortly, not passed over', async () => {
+    const served = await addAgent('a', 'owner-a', 'pass');
+    const busy = await addAgent('b', 'owner-b', 'pass');
+    const other = await addAgent('c', 'owner-c', 'fail');
+    store.setFigures(busy.id, { reputation: 0.9 });
+    busy.busyOn = 0;
+    const out = await checkFinishedJob(await deps(), await jobOn(served));
+    expect(out).toMatchObject({ status: 'pass', steps: [{ checkerId: busy.id, status: 'pass' }] });
+    expect(other.received).toBe(0);
   });
 
   it('a multi-hop failure that names no hop is checked again with the hops\' disclosures, which name the cheating hop', async () => {
@@ -510,8 +477,7 @@ describe('agent POST /v1/checks', () => {
   let release: (() => void) | null;
   let layers: [number, number];
 
-  const span = (): LoadedSpan =>
-    ({ modelId: MODEL, layers, first: layers[0] === 0, last: layers[1] === NUM_LAYERS, manifest: { architecture: { numLayers: NUM_LAYERS } } }) as unknown as LoadedSpan;
+  const span = () => spanStub(layers);
 
   beforeEach(async () => {
     agentKey = await generateSigningKey();
@@ -532,9 +498,7 @@ describe('agent POST /v1/checks', () => {
         return { jobId: input.ticket.jobId, status: 'pass', detail: 'ok', evidence: {} };
       },
     });
-    server = createServer((req, res) => void checks.handle(req, res).catch((err) => sendError(res, toAgentError(err))));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/checks`;
+    ({ server, url } = await serveChecks(checks));
   };
 
   afterEach(async () => {
@@ -548,15 +512,9 @@ describe('agent POST /v1/checks', () => {
     const job = await jobOn(agent);
     return JSON.stringify({ signedTicket: job.attempts[0]!.ticket, promptIds: job.promptIds, prefixIds: [], attestations: job.attempts[0]!.chunks });
   };
-  const post = async (text: string, sign: { key?: CryptoKey; checkerId?: string; issuedAt?: number } | null = {}) => {
-    const issuedAt = sign?.issuedAt ?? Date.now();
-    const headers: Record<string, string> = { 'content-type': 'application/json' };
-    if (sign) {
-      headers[CHECK_ISSUED_AT_HEADER] = String(issuedAt);
-      headers[CHECK_SIGNATURE_HEADER] = await signBytes(sign.key ?? edgeKey.privateKey, utf8(checkRequestMessage(sign.checkerId ?? 'checker-1', issuedAt, await sha256Hex(utf8(text)))));
-    }
-    return fetch(url, { method: 'POST', headers, body: text });
-  };
+  /** Signed as the edge signs, unless `sign` is null or says otherwise. */
+  const post = (text: string, sign: { key?: CryptoKey; checkerId?: string; issuedAt?: number } | null = {}) =>
+    postCheck(url, text, sign && { ...sign, key: sign.key ?? edgeKey.privateKey });
 
   it('answers a signed request with a verdict signed by the agent key', async () => {
     await start();
@@ -618,9 +576,7 @@ describe('agent POST /v1/checks', () => {
         return { jobId: input.ticket.jobId, status: 'pass', detail: 'ok', evidence: {} };
       },
     });
-    server = createServer((req, res) => void checks.handle(req, res).catch((err) => sendError(res, toAgentError(err))));
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/checks`;
+    ({ server, url } = await serveChecks(checks));
     const text = JSON.stringify({ ...JSON.parse(await body()), withheld: [1] });
     expect((await post(text)).status).toBe(200);
     expect(seen).toEqual({ withheld: [1], spans: 1 });
@@ -729,41 +685,76 @@ describe('a failed check and routing', () => {
     expect((await routable()).some((r) => r.split('>').includes(lazy.id))).toBe(false);
     // This isolate's cached view too, at once.
     expect((await d.caches.candidates.get('k', load, now)).find((c) => c.agentId === lazy.id)!.inDispute).toBe(true);
-    expect(store.jobChecks.get(job.jobId)).toContainEqual({ kind: 'route_blocked', route: [lazy.id], until: now + DEFAULT_TRUST_POLICY.routeBlockMs });
+    expect(store.jobChecks.get(job.jobId)).toContainEqual({ kind: 'route_blocked', route: [lazy.id], until: now + DEFAULT_TRUST_POLICY.routeBlockMs, heldUntilBlame: true });
     // Said and kept: no eligible third checker.
     expect(dispute(out.dispute!.id).retryNote).toMatchObject({ outcome: 'no_eligible_checker', asked: 0 });
     expect(logs.some((l) => l.msg === 'dispute left open: no eligible third checker')).toBe(true);
   });
 
-  it('a failure that names no hop blocks the exact route for the policy window; its hops serve other routes meanwhile, on probation', async () => {
+  it('a failure that names no hop blocks the route and holds its hops out of every route for the policy window, on probation', async () => {
     const head = await addAgent('head', 'owner-a', 'pass', [0, 2]);
     const tail = await addAgent('tail', 'owner-x', 'pass', [2, NUM_LAYERS]);
     const otherTail = await addAgent('tail2', 'owner-y', 'pass', [2, NUM_LAYERS]);
+    const otherHead = await addAgent('head2', 'owner-z', 'pass', [0, 2]);
     // Nobody discloses: the failure cannot be narrowed to a hop.
     head.withholds = tail.withholds = true;
     await addAgent('b', 'owner-b', 'route-fail');
     await addAgent('c', 'owner-c', 'route-fail');
     const job = await jobOnRoute([head, tail]);
     expect(await routable()).toContain(`${head.id}>${tail.id}`);
+    expect(await routable()).toContain(`${head.id}>${otherTail.id}`);
     const out = await checkFinishedJob(await deps(), job);
     expect(out.status).toBe('fail');
     expect(store.disputes.filter((x) => x.status === 'open')).toHaveLength(0);
-    // Out of the network's view: the blocked route; still there: its hops on other routes.
+    // One of them cheated, nobody knows which: neither serves on any route; the others still do.
     let routes = await routable();
-    expect(routes).not.toContain(`${head.id}>${tail.id}`);
-    expect(routes).toContain(`${head.id}>${otherTail.id}`);
+    expect(routes.some((r) => r.includes(head.id) || r.includes(tail.id))).toBe(false);
+    expect(routes).toContain(`${otherHead.id}>${otherTail.id}`);
     for (const hop of [head, tail]) expect((await store.getAgent(hop.id))!.probation).toBe(true);
     expect((await store.getAgent(otherTail.id))!.probation).toBe(false);
 
     const d = await deps();
     advance(DEFAULT_TRUST_POLICY.routeBlockMs - 1);
     expect(await runTrustTick(d)).toMatchObject({ blocksEnded: 0 });
-    expect(await routable()).not.toContain(`${head.id}>${tail.id}`);
+    expect((await routable()).some((r) => r.includes(head.id) || r.includes(tail.id))).toBe(false);
     advance(1);
     expect(await runTrustTick(d)).toMatchObject({ blocksEnded: 1 });
     routes = await routable();
     expect(routes).toContain(`${head.id}>${tail.id}`);
+    expect(routes).toContain(`${head.id}>${otherTail.id}`);
     for (const hop of [head, tail]) expect((await store.getAgent(hop.id))!.probation).toBe(false);
+  });
+
+  it('holds every hop of a failed route out of every route until the blame names one; then only the accused stays out', async () => {
+    const head = await addAgent('head', 'owner-a', 'pass', [0, 2]);
+    const tail = await addAgent('tail', 'owner-x', 'pass', [2, NUM_LAYERS]);
+    const otherTail = await addAgent('tail2', 'owner-y', 'pass', [2, NUM_LAYERS]);
+    const otherHead = await addAgent('head2', 'owner-z', 'pass', [0, 2]);
+    const checker = await addAgent('b', 'owner-b', 'blame');
+    checker.culprit = 1;
+    const job = await jobOnRoute([head, tail]);
+    // What routing sees while the blame runs: the moment the first verdict fails, every hop of the route is out.
+    const during: string[][] = [];
+    const d = await deps();
+    const transport = d.transport;
+    d.transport = async (url, init) => {
+      if (store.routeBlocks.length) during.push(await routable());
+      return transport(url, init);
+    };
+    const out = await checkFinishedJob(d, job);
+    expect(out).toMatchObject({ status: 'fail', dispute: { state: 'open', accusedAgentId: tail.id } });
+    expect(during.length).toBeGreaterThan(0);
+    for (const routes of during) {
+      expect(routes.some((r) => r.includes(head.id) || r.includes(tail.id))).toBe(false);
+      expect(routes).toContain(`${otherHead.id}>${otherTail.id}`);
+    }
+    // Blame named the tail: the head serves again (still on probation, its failed route still blocked); the tail does not.
+    const routes = await routable();
+    expect(routes.some((r) => r.includes(tail.id))).toBe(false);
+    expect(routes).toContain(`${head.id}>${otherTail.id}`);
+    expect(routes).not.toContain(`${head.id}>${tail.id}`);
+    expect((await store.getAgent(head.id))!.probation).toBe(true);
+    expect(logs.some((l) => l.msg === 'blame named a hop: the other hops of the failed route are routable again')).toBe(true);
   });
 
   it('a dismissed dispute lifts its route block at once', async () => {

@@ -249,6 +249,15 @@ describe('routing after a failed check (docs/trust.md §7)', () => {
     expect(planRoutes([head, tail], input())).toMatchObject({ ok: false });
   });
 
+  it('leaves a held agent (its route failed a check, no hop blamed yet) out of every route', () => {
+    const head = cand([0, 4], { held: true });
+    const tail = cand([4, 8]);
+    const otherHead = cand([0, 4]);
+    expect(ids(planRoutes([head, tail, otherHead], input()))).toEqual([`${otherHead.agentId}>${tail.agentId}`]);
+    expect(planRoutes([head, tail], input())).toMatchObject({ ok: false });
+    expect(ids(planRoutes([{ ...head, held: false }, tail], input()))).toEqual([`${head.agentId}>${tail.agentId}`]);
+  });
+
   it('a block is one exact chain, carried by its first hop', () => {
     const a = cand([0, 8]);
     const b = cand([0, 4]);

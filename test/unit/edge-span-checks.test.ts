@@ -5,44 +5,35 @@
  * memory store and fake agents that verify the edge's signed requests and sign their verdicts
  * with real keys; the agent's `POST /v1/checks` with checker doubles; the request scoping.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { Server } from 'node:http';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { checkFinishedJob, type CheckDeps } from '../../edge/checks/run-checks.js';
 import { runTrustTick } from '../../edge/checks/tick.js';
 import { DEFAULT_TRUST_POLICY } from '../../edge/trust/policy.js';
-import { TtlCache } from '../../edge/cache.js';
-import { resolveConfig } from '../../edge/config.js';
 import type { AgentTransport } from '../../edge/deps.js';
-import { issueTicket } from '../../edge/dispatch/ticket.js';
 import { createMemoryStore, type MemoryStore } from '../../edge/store/memory.js';
-import type { JobAttemptRecord, RouteCandidate } from '../../edge/store/interface.js';
-import { importCheckSecret } from '../../edge/trust/sampling.js';
-import { UnstakedTrafficWindow } from '../../edge/trust/unstaked-window.js';
-import { checkInputsMessage } from '../../protocol/agent-api.js';
+import type { JobAttemptRecord } from '../../edge/store/interface.js';
 import { signAttestation, type SignedAttestation } from '../../protocol/attestation.js';
-import { sha256Hex, toBase64Url, utf8 } from '../../protocol/bytes.js';
-import {
-  CHECK_ISSUED_AT_HEADER,
-  CHECK_SIGNATURE_HEADER,
-  checkRequestMessage,
-  checkRequestSchema,
-  signVerdict,
-  verifyVerdict,
-  type CheckRequest,
-  type CheckVerdict,
-} from '../../protocol/check.js';
+import { sha256Hex, toBase64Url } from '../../protocol/bytes.js';
+import { decodeSegmentRows, rowsHash } from '../../protocol/segment.js';
+import { signVerdict, verifyVerdict, type CheckRequest, type CheckVerdict } from '../../protocol/check.js';
 import { boundarySources } from '../../protocol/hop-blame.js';
 import { hopBoundaries, hopCheckRequest, withholderOf } from '../../protocol/hop-check.js';
-import { generateSigningKey, signBytes, verifyBytes, type SigningKey } from '../../protocol/keys.js';
+import { generateSigningKey, type SigningKey } from '../../protocol/keys.js';
 import { createCheckService } from '../../pool-agent/server/checks.js';
-import { sendError } from '../../pool-agent/server/http.js';
-import { toAgentError } from '../../pool-agent/server/errors.js';
-import type { LoadedSpan } from '../../pool-agent/runtime/types.js';
-
-const MODEL = 'ab'.repeat(32);
-const NUM_LAYERS = 4;
-const HW = { devices: [{ kind: 'cpu' as const, name: 'test', memoryBytes: 1 }], memoryBytes: 1, platform: 'linux' };
+import {
+  type CheckAgent,
+  checkDeps,
+  issueTestTicket,
+  MODEL,
+  NUM_LAYERS,
+  postCheck,
+  registerCheckAgent,
+  serveChecks,
+  spanStub,
+  verifiedCheckRequest,
+  verifiedDisclosureRequest,
+} from '../support/check-fixtures.js';
 
 /**
  * honest: judges a hop check as the real checker does (withholders of a boundary it lacks, else
@@ -51,11 +42,8 @@ const HW = { devices: [{ kind: 'cpu' as const, name: 'test', memoryBytes: 1 }], 
  */
 type Behaviour = 'honest' | 'liar' | 'inconclusive' | 'down' | 'unscoped';
 
-interface Fake {
-  id: string;
+interface Fake extends CheckAgent {
   owner: string;
-  key: SigningKey;
-  endpoint: string;
   layers: [number, number];
   behaviour: Behaviour;
   /** Check requests it ran (verified, for its own span or the whole model). */
@@ -78,17 +66,8 @@ let now: number;
 let routeLength = 0;
 
 async function addAgent(name: string, owner: string, layers: [number, number], behaviour: Behaviour = 'honest'): Promise<Fake> {
-  const pool = await store.createPool({ ownerAccountId: owner, name: `pool-${name}`, region: 'eu-west' });
-  await store.addStake(pool.id, 1_000_000, 'test', now);
-  const key = await generateSigningKey();
-  const endpoint = `http://${name}.test`;
-  const rec = await store.registerAgent(
-    { poolId: pool.id, ownerAccountId: owner, endpoint, publicKey: key.publicKey, hardware: HW, priceMicroUsdPerMTok: 100_000, throughputTokensPerS: 10, spans: [{ modelId: MODEL, layers }] },
-    now,
-  );
-  await store.applyHeartbeat({ agentId: rec.id, seq: 1, sentAt: now, receivedAt: now, queueDepth: 0, load: 0, freeKvBytes: 0, activeSessions: 0 });
-  const fake: Fake = { id: rec.id, owner, key, endpoint, layers, behaviour, requests: [] };
-  fakes.set(endpoint, fake);
+  const fake: Fake = { ...(await registerCheckAgent(store, { name, owner, layers, now })), owner, layers, behaviour, requests: [] };
+  fakes.set(fake.endpoint, fake);
   return fake;
 }
 
@@ -113,10 +92,9 @@ const transport: AgentTransport = async (url, init) => {
   const u = new URL(url);
   const fake = fakes.get(`${u.protocol}//${u.host}`);
   if (!fake || fake.behaviour === 'down') throw new TypeError('fetch failed: connection refused');
-  const body = String(init.body);
   if (u.pathname === '/v1/checks/inputs') {
-    const r = JSON.parse(body) as { jobId: string; hop: number; issuedAt: number; signature: string };
-    if (!(await verifyBytes(edgeKey.publicKey, r.signature, utf8(checkInputsMessage(r))))) return new Response('{}', { status: 401 });
+    const r = await verifiedDisclosureRequest(edgeKey, String(init.body));
+    if (!r) return new Response('{}', { status: 401 });
     if (fake.withholds) return Response.json({ error: { code: 'not_found', message: 'no committed inputs kept' } }, { status: 404 });
     const last = r.hop === routeLength - 1;
     return Response.json({
@@ -127,12 +105,8 @@ const transport: AgentTransport = async (url, init) => {
       chunks: [{ steps: [0, 1], ...(r.hop > 0 ? { input: toBase64Url(boundaryBytes(r.hop)) } : {}), ...(!last ? { output: toBase64Url(boundaryBytes(r.hop + 1)) } : {}) }],
     });
   }
-  const headers = init.headers as Record<string, string>;
-  const issuedAt = Number(headers[CHECK_ISSUED_AT_HEADER]);
-  if (!(await verifyBytes(edgeKey.publicKey, headers[CHECK_SIGNATURE_HEADER]!, utf8(checkRequestMessage(fake.id, issuedAt, await sha256Hex(utf8(body))))))) {
-    return Response.json({ error: { code: 'invalid_signature' } }, { status: 401 });
-  }
-  const req = checkRequestSchema.parse(JSON.parse(body));
+  const req = await verifiedCheckRequest(edgeKey, fake.id, init);
+  if (!req) return Response.json({ error: { code: 'invalid_signature' } }, { status: 401 });
   const ticket = req.signedTicket.ticket;
   const whole = fake.layers[0] === 0 && fake.layers[1] === NUM_LAYERS;
   const hopLayers = req.hop === undefined ? null : ticket.route[req.hop]!.layers;
@@ -150,29 +124,12 @@ const transport: AgentTransport = async (url, init) => {
   return Response.json(await signVerdict(fake.key.privateKey, fake.id, verdict, now));
 };
 
-async function deps(): Promise<CheckDeps> {
-  return {
-    store,
-    transport,
-    signingKey: { id: 'edge-test', publicKey: edgeKey.publicKey, privateKey: edgeKey.privateKey },
-    clock: { now: () => now },
-    log: (e) => void logs.push(e),
-    caches: { keys: new TtlCache(1000), models: new TtlCache(1000), modelList: new TtlCache(1000), candidates: new TtlCache<RouteCandidate[]>(60_000), unstakedTraffic: new UnstakedTrafficWindow() },
-    config: resolveConfig({}),
-    random: () => 0.5,
-    checks: { key: await importCheckSecret(new Uint8Array(32).fill(7)), rateOverride: 1 },
-  };
-}
+const deps = (): Promise<CheckDeps> => checkDeps({ store, transport, edgeKey, now: () => now, logs });
 
 /** A finished job over `hops` (their registered layers), one step, every boundary attested by both sides. */
 async function jobOnRoute(hops: Fake[], jobId = `job_${Math.random().toString(36).slice(2)}`) {
-  const candidates = await store.listRouteCandidates(MODEL, { heartbeatAfter: 0, limit: 100 });
-  const route = hops.map((h) => candidates.find((c) => c.agentId === h.id)!);
   const promptIds = [1, 5, 6];
-  const { signed, hash } = await issueTicket(
-    { jobId, model: { id: MODEL, dtype: 'float32' }, hops: route, promptIds, prefixIds: [], maxTokens: 4, sampling: { temperature: 0, topP: 1, topK: 0, seed: 1 }, stopTokenIds: [2], now, ttlMs: 60_000, deadline: now + 300_000, edgeKeyId: 'edge-test' },
-    edgeKey.privateKey,
-  );
+  const { signed, hash, route } = await issueTestTicket(store, edgeKey, { jobId, hopIds: hops.map((h) => h.id), promptIds, now });
   const chunk: SignedAttestation[] = [];
   for (const [i, h] of hops.entries()) {
     const lastHop = i === hops.length - 1;
@@ -470,10 +427,9 @@ describe('agent POST /v1/checks, hop checks', () => {
   let server: Server | undefined;
   let url: string;
   let agentKey: SigningKey;
-  let ran: { kind: 'whole' | 'hop'; hop?: number; exact?: boolean; loaded?: number[] }[];
-
-  const span = (layers: [number, number]): LoadedSpan =>
-    ({ modelId: MODEL, layers, first: layers[0] === 0, last: layers[1] === NUM_LAYERS, manifest: { architecture: { numLayers: NUM_LAYERS } } }) as unknown as LoadedSpan;
+  let ran: { kind: 'whole' | 'hop'; hop?: number; exact?: boolean; loaded?: number[]; segment?: number[]; input?: number[] }[];
+  /** What the runHop double computes for a segment that does not end its hop. */
+  const handed = Float32Array.from([0.5, -1, 2, 3]);
 
   beforeEach(async () => {
     agentKey = await generateSigningKey();
@@ -490,33 +446,33 @@ describe('agent POST /v1/checks, hop checks', () => {
       agentId: 'checker-1',
       signingKey: agentKey,
       edgeKeys: () => ({ 'edge-test': edgeKey.publicKey }),
-      span: span(layers),
-      hopSpans: async (l) => span([l[0], l[1]]),
+      span: spanStub(layers),
+      hopSpans: async (l) => spanStub([l[0], l[1]]),
       run: async (input) => {
         ran.push({ kind: 'whole' });
         return { jobId: input.ticket.jobId, status: 'pass', detail: 'ok', evidence: {} };
       },
       runHop: async (input) => {
-        const loaded = input.span ? undefined : [...(await input.loadSpan!(input.ticket.route[input.hop]!.layers)).layers];
-        ran.push({ kind: 'hop', hop: input.hop, exact: !!input.span, ...(loaded ? { loaded } : {}) });
+        const asked = input.segment?.layers ?? input.ticket.route[input.hop]!.layers;
+        const loaded = input.span ? undefined : [...(await input.loadSpan!(asked)).layers];
+        const seg = input.segment ? { segment: [...input.segment.layers], ...(input.segment.input ? { input: [...input.segment.input] } : {}) } : {};
+        ran.push({ kind: 'hop', hop: input.hop, exact: !!input.span, ...(loaded ? { loaded } : {}), ...seg });
+        if (input.segment && input.segment.layers[1] < input.ticket.route[input.hop]!.layers[1]) {
+          input.onSegmentOutput?.(handed);
+          return { jobId: input.ticket.jobId, status: 'pass', checkedHop: input.hop, detail: 'handed on', evidence: { segment: { layers: [input.segment.layers[0], input.segment.layers[1]], outputHash: await rowsHash(handed) } } };
+        }
         return { jobId: input.ticket.jobId, status: 'pass', checkedHop: input.hop, detail: 'ok', evidence: {} };
       },
     });
-    server = createServer((req, res) => void checks.handle(req, res).catch((err) => sendError(res, toAgentError(err))));
-    await new Promise<void>((r) => server!.listen(0, '127.0.0.1', () => r()));
-    url = `http://127.0.0.1:${(server!.address() as AddressInfo).port}/v1/checks`;
+    ({ server, url } = await serveChecks(checks));
   };
-  const body = async (hop?: number) => {
+  const body = async (hop?: number, segment?: { layers: [number, number]; input?: string }) => {
     const head = await addAgent('head', 'owner-a', [0, 2]);
     const tail = await addAgent('tail', 'owner-a', [2, 4]);
     const job = await jobOnRoute([head, tail]);
-    return JSON.stringify({ signedTicket: job.attempts[0]!.ticket, promptIds: job.promptIds, prefixIds: [], attestations: job.attempts[0]!.chunks, ...(hop !== undefined ? { hop } : {}) });
+    return JSON.stringify({ signedTicket: job.attempts[0]!.ticket, promptIds: job.promptIds, prefixIds: [], attestations: job.attempts[0]!.chunks, ...(hop !== undefined ? { hop } : {}), ...(segment ? { segment } : {}) });
   };
-  const post = async (text: string) => {
-    const issuedAt = Date.now();
-    const sig = await signBytes(edgeKey.privateKey, utf8(checkRequestMessage('checker-1', issuedAt, await sha256Hex(utf8(text)))));
-    return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', [CHECK_ISSUED_AT_HEADER]: String(issuedAt), [CHECK_SIGNATURE_HEADER]: sig }, body: text });
-  };
+  const post = (text: string) => postCheck(url, text, { key: edgeKey.privateKey });
 
   it('an agent holding exactly the hop\'s span runs the hop check on its loaded span and signs a verdict scoped to the hop', async () => {
     await start([2, 4]);
@@ -531,6 +487,37 @@ describe('agent POST /v1/checks, hop checks', () => {
     expect((await post(await body(0))).status).toBe(404);
     expect((await post(await body())).status).toBe(404);
     expect((await post(await body(5))).status).toBe(400);
+    expect(ran).toEqual([]);
+  });
+
+  it('a segment of a hop: run by the agent holding exactly its layers, on the rows given; the rows it hands on come back beside the verdict that commits to them', async () => {
+    await start([0, 1]);
+    const res = await post(await body(0, { layers: [0, 1] }));
+    expect(res.status).toBe(200);
+    const answer = (await res.json()) as { segmentOutput?: string };
+    const v = await verifyVerdict(answer, agentKey.publicKey);
+    expect(v?.verdict).toMatchObject({ status: 'pass', checkedHop: 0, evidence: { segment: { layers: [0, 1], outputHash: await rowsHash(handed) } } });
+    expect(decodeSegmentRows(answer.segmentOutput!)).toEqual(handed);
+    expect(ran).toEqual([{ kind: 'hop', hop: 0, exact: true, segment: [0, 1] }]);
+    await server!.close();
+    server = undefined;
+
+    ran = [];
+    await start([1, 2]);
+    const rows = Float32Array.from([1, 2, 3, 4]);
+    const last = await post(await body(0, { layers: [1, 2], input: toBase64Url(new Uint8Array(rows.buffer)) }));
+    expect(last.status).toBe(200);
+    // The last segment is judged: nothing handed on.
+    expect(((await last.json()) as { segmentOutput?: string }).segmentOutput).toBeUndefined();
+    expect(ran).toEqual([{ kind: 'hop', hop: 0, exact: true, segment: [1, 2], input: [1, 2, 3, 4] }]);
+  });
+
+  it('refuses a segment of other layers than it holds (404), one without a hop or with rows that are not float32 (400), running nothing', async () => {
+    await start([1, 2]);
+    expect((await post(await body(0, { layers: [0, 1] }))).status).toBe(404);
+    expect((await post(await body(undefined, { layers: [1, 2] }))).status).toBe(400);
+    expect((await post(await body(0, { layers: [1, 2], input: 'AAA' }))).status).toBe(400);
+    expect((await post(await body(0, { layers: [2, 1] }))).status).toBe(400);
     expect(ran).toEqual([]);
   });
 
