@@ -118,6 +118,7 @@ export async function runBench(o: BenchOptions): Promise<Record<string, unknown>
       status: 'active',
       reputation: 0.5 + ((i % 10) - 5) / 20,
       cooldownUntil: null,
+      cooldownReason: null,
       probation: false,
       lastHeartbeatAt: now + 3_600_000,
       queueDepth: i % 5,

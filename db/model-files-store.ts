@@ -1,5 +1,5 @@
 /**
- * The `ModelFileStore` part of the Postgres registry store (edge/store/model-files.ts): a model's
+ * The `ModelFileStore` part of the Postgres registry store (db/model-files-contract.ts): a model's
  * tokenizer files as bytea rows keyed by (model_id, path). Kept out of registry-store.ts, which
  * spreads it into the store it builds.
  *
@@ -8,7 +8,7 @@
  * const content = await files.getModelFile(modelId, 'tokenizer.json');
  */
 import { and, asc, eq } from 'drizzle-orm';
-import { MAX_MODEL_FILES, type ModelFileStore } from '../edge/store/model-files.js';
+import { MAX_MODEL_FILES, type ModelFileStore } from './model-files-contract.js';
 import type { RegistryDb } from './client.js';
 import { modelFiles } from './schema/index.js';
 

@@ -31,7 +31,7 @@ import {
   type RegistryStore,
   type RouteCandidate,
   type SpanRecord,
-} from '../edge/store/interface.js';
+} from './registry-contract.js';
 import { drizzleOver, type RegistryDb } from './client.js';
 import { modelFileStore } from './model-files-store.js';
 import {
@@ -138,6 +138,7 @@ function toAgent(r: AgentRow, ownerAccountId: string, spans: SpanRecord[]): Agen
     status: r.status,
     reputation: r.reputation,
     cooldownUntil: ms(r.cooldownUntil),
+    cooldownReason: r.cooldownReason,
     probation: r.probation,
     lastHeartbeatAt: ms(r.lastHeartbeatAt),
     lastHeartbeatSeq: r.heartbeatSeq,
@@ -480,10 +481,15 @@ export function createRegistryStore(client: Sql, options: RegistryStoreOptions =
         }
       });
     },
-    async setCooldown(agentId, until) {
+    async setCooldown(agentId, until, reason) {
+      const end = sql`${date(until).toISOString()}::timestamptz`;
+      // The later cooldown wins, and its reason with it.
       await db
         .update(agents)
-        .set({ cooldownUntil: sql`greatest(${agents.cooldownUntil}, ${date(until).toISOString()}::timestamptz)` })
+        .set({
+          cooldownReason: sql`case when ${agents.cooldownUntil} is null or ${agents.cooldownUntil} <= ${end} then ${reason} else ${agents.cooldownReason} end`,
+          cooldownUntil: sql`greatest(${agents.cooldownUntil}, ${end})`,
+        })
         .where(eq(agents.id, agentId));
     },
 

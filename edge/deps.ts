@@ -3,11 +3,11 @@
  * Workers entry wires the real ones (postgres store, fetch, the llama tokenizer for built-in
  * models), unit tests wire doubles (memory store, a fake agent transport, a byte tokenizer).
  */
-import type { RegistryStore, RouteCandidate, ModelRecord, ApiKeyRecord, ModelSummary } from './store/interface.js';
+import type { RegistryStore, RouteCandidate, ModelRecord, ApiKeyRecord, ModelSummary } from '../db/registry-contract.js';
 import type { EdgeConfig } from './config.js';
 import type { TtlCache } from './cache.js';
 import type { UnstakedTrafficWindow } from './trust/unstaked-window.js';
-import type { CheckSettings } from './checks/run-checks.js';
+import type { CheckSettings } from './checks/settings.js';
 
 export interface Clock {
   now(): number;

@@ -1,7 +1,7 @@
 /** Model lookups through the per-isolate cache (by id or by name), and a model with its tokenizer. */
 import { ApiError } from '../protocol/errors.js';
 import type { EdgeDeps, EdgeTokenizer } from './deps.js';
-import type { ModelRecord } from './store/interface.js';
+import type { ModelRecord } from '../db/registry-contract.js';
 
 export function getModelCached(deps: Pick<EdgeDeps, 'store' | 'caches' | 'clock'>, idOrName: string): Promise<ModelRecord | null> {
   return deps.caches.models.get(idOrName, () => deps.store.getModel(idOrName), deps.clock.now());

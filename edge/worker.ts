@@ -24,7 +24,7 @@ import { importSigningKey } from '../protocol/keys.js';
 import { ApiError } from '../protocol/errors.js';
 import { errorResponse } from './http/errors.js';
 import { parseEdgeEnv } from './env.js';
-import type { RegistryStore } from './store/interface.js';
+import type { RegistryStore } from '../db/registry-contract.js';
 import { createRegistryStore } from '../db/registry-store.js';
 import { registryClientOptions } from '../db/client.js';
 import { importCheckSecret } from './trust/sampling.js';
@@ -40,6 +40,10 @@ interface Isolate {
 }
 
 let isolate: Promise<Isolate> | undefined;
+
+/** Where the Worker's own failures go (outside the app, which logs through its deps): workerd's log. */
+const workerLog = (entry: Record<string, unknown>) => console.error(JSON.stringify(entry));
+const errorText = (err: unknown) => (err instanceof Error ? `${err.name}: ${err.message}` : String(err));
 
 async function buildIsolate(rawEnv: unknown): Promise<Isolate> {
   const parsed = parseEdgeEnv(rawEnv);
@@ -122,7 +126,10 @@ export default {
       iso = await isolate;
     } catch (err) {
       isolate = undefined;
-      return errorResponse(err, `req_${crypto.randomUUID()}`);
+      const requestId = `req_${crypto.randomUUID()}`;
+      // Said on every request it fails (the isolate is built again on the next): an operator must see it. Messages name variables, never values.
+      workerLog({ level: 'error', msg: 'edge cannot start: every request answers 500 until this is fixed', requestId, error: errorText(err) });
+      return errorResponse(err, requestId);
     }
     const sql = postgres(iso.databaseUrl, registryClientOptions({ max: 1, idle_timeout: 5 }));
     const store = createRegistryStore(sql);
@@ -144,8 +151,11 @@ export default {
     try {
       res = await iso.app.fetch(request, { store }, scopedCtx);
     } catch (err) {
+      // Thrown past Hono's error handler (the app answers its own errors): logged here, or nowhere.
       ctx.waitUntil(sql.end({ timeout: 5 }));
-      return errorResponse(err, `req_${crypto.randomUUID()}`);
+      const requestId = `req_${crypto.randomUUID()}`;
+      workerLog({ level: 'error', msg: 'request failed outside the app', requestId, method: request.method, path: new URL(request.url).pathname, error: errorText(err) });
+      return errorResponse(err, requestId);
     }
     const { response, done } = watchBody(res);
     ctx.waitUntil(
@@ -170,7 +180,7 @@ export default {
       iso = await isolate;
     } catch (err) {
       isolate = undefined;
-      console.error(JSON.stringify({ level: 'error', msg: 'scheduled tick: edge misconfigured', error: err instanceof Error ? err.message : String(err) }));
+      workerLog({ level: 'error', msg: 'scheduled tick: edge misconfigured', error: errorText(err) });
       throw err;
     }
     const sql = postgres(iso.databaseUrl, registryClientOptions({ max: 1, idle_timeout: 5 }));

@@ -34,6 +34,8 @@ export const agents = pgTable(
     probation: boolean('probation').notNull().default(false),
     /** Routing skips the agent until then (set after failures). */
     cooldownUntil: at('cooldown_until'),
+    /** Why the cooldown that ends at `cooldown_until` was set (the failure kind), for owners and operators. */
+    cooldownReason: text('cooldown_reason'),
     lastHeartbeatAt: at('last_heartbeat_at'),
     /** Highest heartbeat seq accepted (-1 before the first): replays are refused. */
     heartbeatSeq: bigint('heartbeat_seq', { mode: 'number' }).notNull().default(-1),

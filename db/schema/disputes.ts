@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { check, index, integer, jsonb, pgTable, text } from 'drizzle-orm/pg-core';
-import type { DisputeCheck, DisputeRetryNote } from '../../edge/store/interface.js';
+import type { DisputeCheck, DisputeRetryNote } from '../registry-contract.js';
 import { agents } from './agents.js';
 import { at, createdAt, id } from './columns.js';
 

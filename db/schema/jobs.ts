@@ -1,6 +1,6 @@
 import { sql } from 'drizzle-orm';
 import { check, index, integer, jsonb, pgTable, text } from 'drizzle-orm/pg-core';
-import type { JobAttemptRecord } from '../../edge/store/interface.js';
+import type { JobAttemptRecord } from '../registry-contract.js';
 import { accounts } from './accounts.js';
 import { apiKeys } from './api-keys.js';
 import { at, createdAt, microUsd } from './columns.js';

@@ -10,7 +10,7 @@
  * const reservation = await reserveUsage(auth, promptTokens + maxTokens, deps);
  */
 import { ApiError } from '../../protocol/errors.js';
-import { usageWindowStart } from '../store/interface.js';
+import { usageWindowStart } from '../../db/registry-contract.js';
 import type { AuthContext, EdgeDeps } from '../deps.js';
 
 export interface UsageReservation {

@@ -23,7 +23,7 @@
  * await refundJob(deps, { jobId, reason: 'sampling_mismatch', disputeId, agentId });
  */
 import type { EdgeDeps } from '../deps.js';
-import type { JobRefundResult } from '../store/interface.js';
+import type { JobRefundResult } from '../../db/registry-contract.js';
 
 export interface RefundRequest {
   jobId: string;

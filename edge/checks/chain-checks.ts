@@ -18,7 +18,7 @@ import { hopCheckRequest } from '../../protocol/hop-check.js';
 import { decodeSegmentRows, rowsHash } from '../../protocol/segment.js';
 import { toBase64Url } from '../../protocol/bytes.js';
 import type { RouteHop } from '../../protocol/ticket.js';
-import type { RouteCandidate } from '../store/interface.js';
+import type { RouteCandidate } from '../../db/registry-contract.js';
 import { independentHolders } from './checkers.js';
 import { askChecker, type CheckAnswer, type CheckDeps, type CheckStep } from './run-checks.js';
 

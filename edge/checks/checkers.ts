@@ -10,7 +10,7 @@
  * const forHop1 = whole.length ? [] : await hopCheckers(deps, candidates, ticket.route, 1, numLayers);
  */
 import type { RouteHop } from '../../protocol/ticket.js';
-import type { RouteCandidate } from '../store/interface.js';
+import type { RouteCandidate } from '../../db/registry-contract.js';
 import type { CheckDeps } from './run-checks.js';
 
 /** One candidate per agent (an agent holding several spans of the model is listed once per span). */

@@ -25,7 +25,7 @@ import { fromBase64Url, readResponseBytes, sha256Hex, utf8 } from '../../protoco
 import { MAX_CHECK_BODY_BYTES, type CheckRequest, type WireDisclosure } from '../../protocol/check.js';
 import { boundarySources } from '../../protocol/hop-blame.js';
 import { signBytes } from '../../protocol/keys.js';
-import type { JobAttemptRecord, RouteCandidate } from '../store/interface.js';
+import type { JobAttemptRecord, RouteCandidate } from '../../db/registry-contract.js';
 import type { TrustPolicy } from '../trust/policy.js';
 import { reputationDelta } from '../trust/reputation.js';
 import { askChecker, type CheckAnswer, type CheckDeps, type CheckStep } from './run-checks.js';

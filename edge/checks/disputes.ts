@@ -13,7 +13,7 @@
  */
 import type { CheckRequest, CheckVerdict } from '../../protocol/check.js';
 import type { SignedTicket } from '../../protocol/ticket.js';
-import type { JobCheckStatus, RouteCandidate } from '../store/interface.js';
+import type { JobCheckStatus, RouteCandidate } from '../../db/registry-contract.js';
 import type { TrustPolicy } from '../trust/policy.js';
 import { reputationDelta } from '../trust/reputation.js';
 import { ineligibleThirdCheckers, openDispute, transition, type Dispute, type DisputeEffect, type Stakes } from '../trust/dispute.js';

@@ -12,7 +12,7 @@
  */
 import { checkVerdictSchema } from '../../protocol/check.js';
 import type { JobCheck } from '../../protocol/api.js';
-import type { JobDisputeRecord, JobRecord } from '../store/interface.js';
+import type { JobDisputeRecord, JobRecord } from '../../db/registry-contract.js';
 
 /**
  * How long after a job finished a verdict may still land, ms: run-checks.ts ends all of a job's

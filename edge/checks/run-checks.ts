@@ -37,9 +37,12 @@ import { readResponseBytes, sha256Hex, utf8 } from '../../protocol/bytes.js';
 import { MAX_SEGMENT_CHARS, segmentAnswerSchema } from '../../protocol/segment.js';
 import { signBytes } from '../../protocol/keys.js';
 import type { EdgeDeps } from '../deps.js';
-import type { JobAttemptRecord, RouteCandidate } from '../store/interface.js';
+import type { JobAttemptRecord, RouteCandidate } from '../../db/registry-contract.js';
 import { askWithDisclosures } from './disclosures.js';
 import { DEFAULT_TRUST_POLICY, type TrustPolicy } from '../trust/policy.js';
+import type { CheckSettings } from './settings.js';
+
+export type { CheckSettings } from './settings.js';
 import { routeCheckRate, shouldCheck, type AgentTrust } from '../trust/sampling.js';
 import { reputationDelta } from '../trust/reputation.js';
 import type { Dispute } from '../trust/dispute.js';
@@ -50,20 +53,6 @@ import { coveringChains, type ChainAnswer } from './chain-checks.js';
 import { blockFailedRoute, releaseHeldHops } from './route-blocks.js';
 import { refundJob } from '../billing/refund.js';
 
-export interface CheckSettings {
-  /** HMAC key from CHECK_SECRET (`importCheckSecret`); null: checks are off. */
-  key: CryptoKey | null;
-  /** Forces the check rate in [0, 1] (CHECK_RATE_OVERRIDE: tests, operators); null: policy. */
-  rateOverride: number | null;
-  policy?: TrustPolicy;
-  /** One checker's answer must come within this, ms (default 20 s). */
-  timeoutMs?: number;
-  /**
-   * The whole check, dispute included, ends within this, ms (default 25 s: workerd gives
-   * waitUntil work about 30 s after the response). A dispute cut short stays open.
-   */
-  budgetMs?: number;
-}
 
 export type CheckDeps = Pick<EdgeDeps, 'store' | 'transport' | 'signingKey' | 'clock' | 'log' | 'caches' | 'config' | 'random'> & {
   checks?: CheckSettings | null;

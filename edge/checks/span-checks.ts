@@ -21,7 +21,7 @@
 import type { CheckRequest } from '../../protocol/check.js';
 import { hopCheckRequest } from '../../protocol/hop-check.js';
 import type { RouteHop } from '../../protocol/ticket.js';
-import type { RouteCandidate } from '../store/interface.js';
+import type { RouteCandidate } from '../../db/registry-contract.js';
 import { candidatesById, hopCheckers, independentCheckers } from './checkers.js';
 import { gatherForCheck, type HopBlameInput } from './disclosures.js';
 import type { AskChecker } from './disputes.js';

@@ -18,7 +18,7 @@
  */
 import { DEFAULT_TRUST_POLICY, type TrustPolicy } from '../trust/policy.js';
 import type { Dispute } from '../trust/dispute.js';
-import type { DisputeRetry } from '../store/interface.js';
+import type { DisputeRetry } from '../../db/registry-contract.js';
 import { voidStaleDisputes, type CheckDeps, type CheckStep } from './run-checks.js';
 import { pursueDispute } from './disputes.js';
 import { thirdChecks } from './span-checks.js';

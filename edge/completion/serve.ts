@@ -18,7 +18,7 @@ import { routePreferencesSchema, type ChatCompletionRequest, type CompletionRequ
 import { SSE_DONE, sseComment, sseData } from '../../protocol/sse.js';
 import { randomBytes } from '../../protocol/bytes.js';
 import type { AppEnv, EdgeDeps, EdgeTokenizer } from '../deps.js';
-import type { ModelRecord } from '../store/interface.js';
+import type { ModelRecord } from '../../db/registry-contract.js';
 import { checkBudget, reserveUsage, settleUsage } from '../auth/limits.js';
 import { Generation, type GenerationEvent } from '../dispatch/generate.js';
 import { StopScanner } from '../text/stop.js';
@@ -94,7 +94,9 @@ export async function serveCompletion(c: Context<AppEnv>, deps: EdgeDeps, input:
   const stops = body.stop == null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop;
   const created = Math.floor(deps.clock.now() / 1000);
   const requestId = c.get('requestId');
-  const settle = () => deps.waitUntil(settleUsage(auth, reservation, promptIds.length + gen.tokens.length, deps));
+  // A job that failed is charged nothing (generate.ts) and counts nothing against the token limit:
+  // the network failed the client, not the other way round.
+  const settle = () => deps.waitUntil(settleUsage(auth, reservation, gen.outcome === 'error' ? 0 : promptIds.length + gen.tokens.length, deps));
   const usage = () => ({ prompt_tokens: promptIds.length, completion_tokens: gen.tokens.length, total_tokens: promptIds.length + gen.tokens.length });
   const echo = input.kind === 'text' && (input.body.echo ?? false) ? input.promptText : '';
   const decoder = tokenizer.streamingDecoder();

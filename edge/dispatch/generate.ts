@@ -25,7 +25,7 @@ import { utf8 } from '../../protocol/bytes.js';
 import type { SamplingParams, SignedTicket } from '../../protocol/ticket.js';
 import type { AttestationSummary, RouteSummary } from '../../protocol/api.js';
 import type { EdgeDeps, AuthContext } from '../deps.js';
-import type { JobAttemptRecord, ModelRecord, Observation, RouteCandidate } from '../store/interface.js';
+import type { JobAttemptRecord, ModelRecord, Observation, RouteCandidate } from '../../db/registry-contract.js';
 import { planRoutes, withoutAgent, type RoutePrefs } from '../routing/plan.js';
 import type { ClientLocation, ScoredRoute } from '../routing/score.js';
 import { coolDownLocally, loadCandidates } from '../routing/candidates.js';

@@ -6,7 +6,7 @@
  */
 import { encodeTokenIds, randomBytes, sha256Hex, toBase64Url } from '../../protocol/bytes.js';
 import { signTicket, ticketHash, type ChunkingPolicy, type JobTicket, type SamplingParams, type SignedTicket } from '../../protocol/ticket.js';
-import type { ModelRecord, RouteCandidate } from '../store/interface.js';
+import type { ModelRecord, RouteCandidate } from '../../db/registry-contract.js';
 
 export interface TicketInput {
   jobId: string;

@@ -11,7 +11,7 @@ import type { AppEnv, EdgeDeps } from '../deps.js';
 import { ApiError } from '../../protocol/errors.js';
 import { verifyBytes } from '../../protocol/keys.js';
 import { registerAgentSchema, registrationProofBytes, updateAgentSchema, type AgentRegistration } from '../../protocol/owner-api.js';
-import { StoreConflictError, type AgentRecord, type SpanRecord } from '../store/interface.js';
+import { StoreConflictError, type AgentRecord, type SpanRecord } from '../../db/registry-contract.js';
 import { requireScope } from '../auth/middleware.js';
 import { parseWith, readJsonBody } from '../http/body.js';
 
@@ -37,6 +37,9 @@ function agentView(a: AgentRecord) {
     reputation: a.reputation,
     spans: a.spans.map((s) => ({ model_id: s.modelId, layers: s.layers })),
     last_heartbeat_at: a.lastHeartbeatAt === null ? null : new Date(a.lastHeartbeatAt).toISOString(),
+    // Why the agent gets no traffic for a while (the last failure's kind), so its owner can look.
+    cooldown_until: a.cooldownUntil === null ? null : new Date(a.cooldownUntil).toISOString(),
+    cooldown_reason: a.cooldownReason,
   };
 }
 

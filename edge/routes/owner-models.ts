@@ -4,7 +4,7 @@ import type { AppEnv } from '../deps.js';
 import { ApiError } from '../../protocol/errors.js';
 import { manifestHash } from '../../protocol/manifest.js';
 import { publishModelSchema } from '../../protocol/owner-api.js';
-import { StoreConflictError } from '../store/interface.js';
+import { StoreConflictError } from '../../db/registry-contract.js';
 import { requireScope } from '../auth/middleware.js';
 import { parseWith, readJsonBody } from '../http/body.js';
 

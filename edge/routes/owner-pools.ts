@@ -2,7 +2,7 @@
 import type { Hono } from 'hono';
 import type { AppEnv } from '../deps.js';
 import { createPoolSchema } from '../../protocol/owner-api.js';
-import type { PoolRecord } from '../store/interface.js';
+import type { PoolRecord } from '../../db/registry-contract.js';
 import { requireScope } from '../auth/middleware.js';
 import { parseWith, readJsonBody } from '../http/body.js';
 

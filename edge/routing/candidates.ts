@@ -3,7 +3,7 @@
  * so routing never queries the registry on every request.
  */
 import type { EdgeDeps } from '../deps.js';
-import type { RouteCandidate } from '../store/interface.js';
+import type { RouteCandidate } from '../../db/registry-contract.js';
 
 export function loadCandidates(
   deps: Pick<EdgeDeps, 'store' | 'caches' | 'clock' | 'config'>,

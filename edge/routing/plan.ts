@@ -8,7 +8,7 @@
  * if (!plan.ok) throw new ApiError('no_route', plan.reason);
  * for (const route of plan.routes) { ... }
  */
-import type { RouteCandidate } from '../store/interface.js';
+import type { RouteCandidate } from '../../db/registry-contract.js';
 import {
   EXPLORATION_SHARE,
   TIE_TOLERANCE,

@@ -36,7 +36,7 @@
  * eligible route so agents that recovered (cooldown over, failure rate decaying) get the traffic
  * that lets their EWMAs recover.
  */
-import type { RouteCandidate } from '../store/interface.js';
+import type { RouteCandidate } from '../../db/registry-contract.js';
 
 export const BASE_TTFT_MS = 150;
 export const BASE_PER_TOKEN_MS = 30;

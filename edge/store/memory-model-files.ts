@@ -5,7 +5,7 @@
  * @example
  * const files = createMemoryModelFiles((id) => models.has(id));
  */
-import { MAX_MODEL_FILES, type ModelFileInfo, type ModelFileStore } from './model-files.js';
+import { MAX_MODEL_FILES, type ModelFileInfo, type ModelFileStore } from '../../db/model-files-contract.js';
 
 export function createMemoryModelFiles(modelExists: (modelId: string) => boolean): ModelFileStore {
   /** modelId -> path -> file. */

@@ -42,7 +42,7 @@ import {
   type SlashInput,
   type UpdateAgentInput,
   type UsageWindow,
-} from './interface.js';
+} from '../../db/registry-contract.js';
 import type { Manifest } from '../../protocol/manifest.js';
 import { createMemoryModelFiles } from './memory-model-files.js';
 
@@ -316,7 +316,11 @@ export function createMemoryStore(): MemoryStore {
     },
     async setCooldown(agentId, until, reason) {
       const a = agents.get(agentId);
-      if (a) a.cooldownUntil = Math.max(a.cooldownUntil ?? 0, until);
+      if (a && (a.cooldownUntil === null || a.cooldownUntil <= until)) {
+        // The later cooldown wins, and its reason with it.
+        a.cooldownUntil = until;
+        a.cooldownReason = reason;
+      }
       cooldowns.push({ agentId, until, reason });
     },
 
@@ -386,6 +390,7 @@ export function createMemoryStore(): MemoryStore {
         status: 'active',
         reputation: 0.5,
         cooldownUntil: null,
+        cooldownReason: null,
         probation: false,
         lastHeartbeatAt: null,
         lastHeartbeatSeq: -1,

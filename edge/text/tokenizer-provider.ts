@@ -25,7 +25,7 @@ import { sha256Hex } from '../../protocol/bytes.js';
 import { stopTokenIds, type HfTokenizer as HfTokenizerSpec, type Manifest, type TokenizerFile } from '../../protocol/manifest.js';
 import { ChatTemplateError, createHfTokenizer, TokenizerFileError, type HfTokenizer, type HfTokenizerFiles, type TokenStreamDecoder } from '../../protocol/hf-tokenizer.js';
 import type { EdgeTokenizer, TokenizerProvider } from '../deps.js';
-import type { ModelFileInfo, ModelRecord, RegistryStore } from '../store/interface.js';
+import type { ModelFileInfo, ModelRecord, RegistryStore } from '../../db/registry-contract.js';
 
 type FileReader = Pick<RegistryStore, 'listModelFiles' | 'getModelFile'>;
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toBase64Url } from '../../protocol/bytes.js';
 import type { RegistryDb } from '../../db/client.js';
 import { createApiKey } from '../../db/seed.js';
-import type { RegistryStore } from '../../edge/store/interface.js';
+import type { RegistryStore } from '../../db/registry-contract.js';
 import { openRegistryStore, type RegistryStoreFixture } from '../support/registry-store.js';
 
 let reg: RegistryStoreFixture;

@@ -13,7 +13,7 @@ import { createRegistryStore, routeCandidatesQuery } from '../../db/registry-sto
 import { createApiKey, revokeApiKey, upsertModel } from '../../db/seed.js';
 import { seedAgents } from '../../db/seed-agents.js';
 import { pruneObservations } from '../../db/maintenance.js';
-import { EWMA_ALPHA, StoreConflictError, type JobAttemptRecord, type RegisterAgentInput, type RegistryStore } from '../../edge/store/interface.js';
+import { EWMA_ALPHA, StoreConflictError, type JobAttemptRecord, type RegisterAgentInput, type RegistryStore } from '../../db/registry-contract.js';
 import { openRegistryStore, type RegistryStoreFixture } from '../support/registry-store.js';
 import { testManifest } from '../unit/edge-fixtures.js';
 import { checkModelFileStore } from '../support/model-files-contract.js';

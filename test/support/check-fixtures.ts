@@ -17,7 +17,7 @@ import { resolveConfig } from '../../edge/config.js';
 import type { AgentTransport } from '../../edge/deps.js';
 import { issueTicket } from '../../edge/dispatch/ticket.js';
 import type { MemoryStore } from '../../edge/store/memory.js';
-import type { RouteCandidate } from '../../edge/store/interface.js';
+import type { RouteCandidate } from '../../db/registry-contract.js';
 import { importCheckSecret } from '../../edge/trust/sampling.js';
 import { UnstakedTrafficWindow } from '../../edge/trust/unstaked-window.js';
 import { checkInputsMessage } from '../../protocol/agent-api.js';

@@ -1,5 +1,5 @@
 /**
- * What every `ModelFileStore` (edge/store/model-files.ts) does, checked the same way against the
+ * What every `ModelFileStore` (db/model-files-contract.ts) does, checked the same way against the
  * memory double (test/unit/edge-store-model-files.test.ts) and Postgres
  * (test/integration/registry-store.test.ts).
  *
@@ -8,7 +8,7 @@
  */
 import { expect } from 'vitest';
 import { sha256Hex } from '../../protocol/bytes.js';
-import type { RegistryStore } from '../../edge/store/interface.js';
+import type { RegistryStore } from '../../db/registry-contract.js';
 
 /** `modelId` and `otherModelId` are published models with no files yet. */
 export async function checkModelFileStore(store: RegistryStore, modelId: string, otherModelId: string, at: number): Promise<void> {

@@ -12,7 +12,7 @@ import postgres from 'postgres';
 import { drizzleOver, type RegistryDb } from '../../db/client.js';
 import { createRegistryStore } from '../../db/registry-store.js';
 import { createAccount, upsertModel } from '../../db/seed.js';
-import type { RegistryStore } from '../../edge/store/interface.js';
+import type { RegistryStore } from '../../db/registry-contract.js';
 import { testManifest } from '../unit/edge-fixtures.js';
 import { createTestDatabase } from './db.js';
 

@@ -1,6 +1,7 @@
 /**
- * What every `RegistryStore` does for disputes the scheduled tick retries and for routes blocked
- * after a failed check (edge/checks/disputes.ts, route-blocks.ts, tick.ts), checked the same way
+ * What every `RegistryStore` does for disputes the scheduled tick retries, for routes blocked and held
+ * after a failed check (edge/checks/disputes.ts, route-blocks.ts, tick.ts), and for cooldowns after
+ * failures (their reason kept), checked the same way
  * against the memory double (test/unit/edge-trust-store.test.ts) and Postgres
  * (test/integration/registry-store.test.ts).
  *
@@ -9,7 +10,7 @@
  */
 import { expect } from 'vitest';
 import type { CheckRequest } from '../../protocol/check.js';
-import type { RegistryStore } from '../../edge/store/interface.js';
+import type { RegistryStore } from '../../db/registry-contract.js';
 
 export interface TrustStoreFixture {
   /** A published model. */
@@ -105,4 +106,12 @@ export async function checkTrustStore(store: RegistryStore, { modelId, agentIds:
   expect(await held(at + 20)).toEqual([]);
   // job-h2's block is gone; job-c's (above) still blocks [c].
   expect((await view(at + 20)).get(c)!.blockedRoutes).toEqual([[c]]);
+
+  // Cooldowns after failures: the later one wins, with its reason (owners and operators see why).
+  expect(await store.getAgent(a)).toMatchObject({ cooldownUntil: null, cooldownReason: null });
+  await store.setCooldown(a, at + 5_000, 'timeout');
+  await store.setCooldown(a, at + 3_000, 'stream');
+  expect(await store.getAgent(a)).toMatchObject({ cooldownUntil: at + 5_000, cooldownReason: 'timeout' });
+  await store.setCooldown(a, at + 9_000, 'bad_attestation');
+  expect(await store.getAgent(a)).toMatchObject({ cooldownUntil: at + 9_000, cooldownReason: 'bad_attestation' });
 }

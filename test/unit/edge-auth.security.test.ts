@@ -104,9 +104,12 @@ describe('edge security', () => {
     // An inference key cannot use owner routes.
     expect((await edge.app.request('/v1/owner/pools', { headers: { authorization: `Bearer ${edge.client.key}` } })).status).toBe(403);
 
+    // A failure's cooldown shows its owner why the agent gets no traffic.
+    const cooledUntil = Date.now() + 60_000;
+    await edge.store.setCooldown(answer.agent_id, cooledUntil, 'timeout');
     const patched = await edge.app.request(`/v1/owner/agents/${answer.agent_id}`, { method: 'PATCH', headers: auth, body: JSON.stringify({ price: 2, status: 'draining' }) });
     expect(patched.status).toBe(200);
-    expect(((await patched.json()) as { price: number }).price).toBe(2);
+    expect(await patched.json()).toMatchObject({ price: 2, cooldown_until: new Date(cooledUntil).toISOString(), cooldown_reason: 'timeout' });
     expect((await edge.store.getAgent(answer.agent_id))!.status).toBe('draining');
     const del = await edge.app.request(`/v1/owner/agents/${answer.agent_id}`, { method: 'DELETE', headers: auth });
     expect(del.status).toBe(200);

@@ -8,7 +8,7 @@ import { askChain, coveringChains, segmentCheckRequest } from '../../edge/checks
 import type { CheckDeps, CheckStep } from '../../edge/checks/run-checks.js';
 import type { AgentTransport } from '../../edge/deps.js';
 import { createMemoryStore, type MemoryStore } from '../../edge/store/memory.js';
-import type { RouteCandidate } from '../../edge/store/interface.js';
+import type { RouteCandidate } from '../../db/registry-contract.js';
 import { toBase64Url } from '../../protocol/bytes.js';
 import { signVerdict, type CheckRequest, type CheckVerdict } from '../../protocol/check.js';
 import { generateSigningKey, type SigningKey } from '../../protocol/keys.js';

@@ -11,7 +11,7 @@ import { refundJob } from '../../edge/billing/refund.js';
 import { jobCheckOutcome } from '../../edge/checks/outcome.js';
 import type { AgentTransport } from '../../edge/deps.js';
 import { createMemoryStore, type MemoryStore } from '../../edge/store/memory.js';
-import type { JobRecord } from '../../edge/store/interface.js';
+import type { JobRecord } from '../../db/registry-contract.js';
 import { createByteTokenizer } from '../../edge/text/byte-tokenizer.js';
 import { importCheckSecret } from '../../edge/trust/sampling.js';
 import { chatCompletionSchema, jobAttestationSchema, type JobCheck } from '../../protocol/api.js';

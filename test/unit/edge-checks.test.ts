@@ -11,7 +11,7 @@ import { planRoutes } from '../../edge/routing/plan.js';
 import { DEFAULT_TRUST_POLICY } from '../../edge/trust/policy.js';
 import type { AgentTransport } from '../../edge/deps.js';
 import { createMemoryStore, type MemoryStore } from '../../edge/store/memory.js';
-import type { JobAttemptRecord } from '../../edge/store/interface.js';
+import type { JobAttemptRecord } from '../../db/registry-contract.js';
 import { parseEdgeEnv } from '../../edge/env.js';
 import { signAttestation, type SignedAttestation } from '../../protocol/attestation.js';
 import { sha256Hex, toBase64Url } from '../../protocol/bytes.js';
@@ -461,6 +461,7 @@ describe('check settings from the environment', () => {
     const short = parseEdgeEnv({ ...base, CHECK_SECRET: 'short-secret-value' });
     expect(short.ok).toBe(false);
     expect(!short.ok && short.variables).toEqual(['CHECK_SECRET']);
+    expect(short.ok).toBe(false);
     expect(!short.ok && short.message).not.toContain('short-secret-value');
     const rate = parseEdgeEnv({ ...base, CHECK_RATE_OVERRIDE: '2' });
     expect(!rate.ok && rate.variables).toEqual(['CHECK_RATE_OVERRIDE']);

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { assembleDisclosures, judgeDisclosure, type HopDisclosureResult } from '../../edge/checks/disclosures.js';
-import type { JobAttemptRecord } from '../../edge/store/interface.js';
+import type { JobAttemptRecord } from '../../db/registry-contract.js';
 import { sha256Hex, toBase64Url } from '../../protocol/bytes.js';
 
 const H = 4;

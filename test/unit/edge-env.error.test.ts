@@ -19,9 +19,11 @@ describe('edge environment', () => {
 
     const badUrl = parseEdgeEnv({ ...good, DATABASE_URL: 'mysql://secret-password@host/db' });
     expect(!badUrl.ok && badUrl.variables).toEqual(['DATABASE_URL']);
+    expect(badUrl.ok).toBe(false);
     expect(!badUrl.ok && badUrl.message).not.toContain('secret-password');
 
     const badKey = parseEdgeEnv({ ...good, EDGE_SIGNING_KEY: 'short!' });
+    expect(badKey.ok).toBe(false);
     expect(!badKey.ok && badKey.message).not.toContain('short!');
 
     // A TTL above the 5 s revocation bound is refused, not silently used.

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { buildChains, planRoutes, withoutAgent, type PlanInput } from '../../edge/routing/plan.js';
 import { costRoutes, distanceKm, routeFigures } from '../../edge/routing/score.js';
-import type { RouteCandidate } from '../../edge/store/interface.js';
+import type { RouteCandidate } from '../../db/registry-contract.js';
 
 const NOW = 1_000_000;
 let n = 0;

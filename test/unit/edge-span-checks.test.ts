@@ -12,7 +12,7 @@ import { runTrustTick } from '../../edge/checks/tick.js';
 import { DEFAULT_TRUST_POLICY } from '../../edge/trust/policy.js';
 import type { AgentTransport } from '../../edge/deps.js';
 import { createMemoryStore, type MemoryStore } from '../../edge/store/memory.js';
-import type { JobAttemptRecord } from '../../edge/store/interface.js';
+import type { JobAttemptRecord } from '../../db/registry-contract.js';
 import { signAttestation, type SignedAttestation } from '../../protocol/attestation.js';
 import { sha256Hex, toBase64Url } from '../../protocol/bytes.js';
 import { decodeSegmentRows, rowsHash } from '../../protocol/segment.js';

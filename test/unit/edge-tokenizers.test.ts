@@ -11,7 +11,7 @@ import { createHfTokenizer, type HfTokenizer, type HfTokenizerFiles } from '../.
 import { createMemoryStore } from '../../edge/store/memory.js';
 import { createByteTokenizer } from '../../edge/text/byte-tokenizer.js';
 import { createTokenizerProvider } from '../../edge/text/tokenizer-provider.js';
-import type { ModelRecord, RegistryStore } from '../../edge/store/interface.js';
+import type { ModelRecord, RegistryStore } from '../../db/registry-contract.js';
 import { testManifest } from './edge-fixtures.js';
 import { hfModel, referenceTokenizer, uploadAll } from './hf-model-fixtures.js';
 

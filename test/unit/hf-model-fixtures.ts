@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { sha256Hex } from '../../protocol/bytes.js';
 import type { Manifest, TokenizerFile } from '../../protocol/manifest.js';
 import { createHfTokenizer, type HfTokenizer, type HfTokenizerFiles } from '../../protocol/hf-tokenizer.js';
-import type { RegistryStore } from '../../edge/store/interface.js';
+import type { RegistryStore } from '../../db/registry-contract.js';
 import { testManifest } from './edge-fixtures.js';
 
 const SPECS = {

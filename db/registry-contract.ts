@@ -1,7 +1,8 @@
 /**
  * What the edge needs from the registry, with no database import: the Postgres implementation
  * (`db/registry-store.ts`, `createRegistryStore(sql)`) and the in-memory double
- * (`edge/store/memory.ts`, unit tests and benches) both implement `RegistryStore`.
+ * (`edge/store/memory.ts`, unit tests and benches) both implement `RegistryStore`. It lives with
+ * the registry (db/) so the registry imports nothing of the edge; the edge depends on it.
  *
  * Conventions (every implementation follows them):
  * - Times are epoch milliseconds (`number`); absent times are `null`.
@@ -19,15 +20,15 @@
  * const key = await store.getApiKeyByPrefix('abcdefghijkl');
  * const candidates = await store.listRouteCandidates(modelId, { heartbeatAfter: now - 30_000, limit: 256 });
  */
-import type { ApiKeyScope } from '../../protocol/api-key.js';
-import type { Manifest, ModelDtype } from '../../protocol/manifest.js';
-import type { Hardware } from '../../protocol/owner-api.js';
-import type { SignedTicket } from '../../protocol/ticket.js';
-import type { SignedAttestation } from '../../protocol/attestation.js';
-import type { CheckRequest } from '../../protocol/check.js';
-import type { ModelFileStore } from './model-files.js';
+import type { ApiKeyScope } from '../protocol/api-key.js';
+import type { Manifest, ModelDtype } from '../protocol/manifest.js';
+import type { Hardware } from '../protocol/owner-api.js';
+import type { SignedTicket } from '../protocol/ticket.js';
+import type { SignedAttestation } from '../protocol/attestation.js';
+import type { CheckRequest } from '../protocol/check.js';
+import type { ModelFileStore } from './model-files-contract.js';
 
-export type { ModelFileInfo, ModelFileInput, ModelFileStore } from './model-files.js';
+export type { ModelFileInfo, ModelFileInput, ModelFileStore } from './model-files-contract.js';
 
 // ---------------------------------------------------------------- API keys
 
@@ -136,6 +137,8 @@ export interface AgentRecord {
   reputation: number;
   /** Routing skips the agent until then (set after failures). */
   cooldownUntil: number | null;
+  /** Why the cooldown ending at `cooldownUntil` was set (the failure kind); null when none was. */
+  cooldownReason: string | null;
   /** Set by operators/disputes: routing scores it with a penalty (still usable when nothing else is). */
   probation: boolean;
   lastHeartbeatAt: number | null;
