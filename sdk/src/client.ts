@@ -1,5 +1,6 @@
 /**
- * The LayerNet client. Mirrors openai-node: resources (`chat.completions`, `completions`,
+ * The LayerNet client. Mirrors openai-node: a core (this file: requests, retries, streams,
+ * verification) and one file per resource in resources/ (`chat.completions`, `completions`,
  * `models`, `pools`, `jobs`), typed bodies, one error class per status, retries with capped
  * exponential backoff and jitter that honour `retry-after`, streams as async iterators; plus the
  * network's own features: route preferences and client-side re-verification of attestations.
@@ -12,49 +13,25 @@
  * const completion = await client.chat.completions.create({ model: 'layernet-llama-tiny-fp32-seed0', messages: [{ role: 'user', content: 'hi' }] });
  * console.log(completion.choices[0]?.message.content, completion.route, completion.verification);
  */
-import {
-  PARSE_CONTEXT,
-  chatCompletionChunkSchema,
-  chatCompletionSchema,
-  completionSchema,
-  jobAttestationSchema,
-  modelListSchema,
-  poolListSchema,
-  type ResponseSchema,
-} from './schemas.js';
+import { PARSE_CONTEXT, type ResponseSchema } from './schemas.js';
 import {
   APIConnectionError,
   APIConnectionTimeoutError,
   APIError,
   APIResponseValidationError,
   APIUserAbortError,
-  JobFoundBadError,
   LayerNetError,
-  isJobFoundBad,
   type APIErrorBody,
 } from './errors.js';
 import { abortableSleep, isRetryableStatus, retryDelayMs } from './retry.js';
 import { Stream, type OpenedStream } from './stream.js';
 import { JobVerifier, type VerifyInput } from './verify.js';
-import type {
-  ChatCompletion,
-  ChatCompletionChunk,
-  ChatCompletionCreateParams,
-  ChatCompletionCreateParamsNonStreaming,
-  ChatCompletionCreateParamsStreaming,
-  Completion,
-  CompletionCreateParams,
-  CompletionCreateParamsNonStreaming,
-  CompletionCreateParamsStreaming,
-  JobAttestation,
-  JobCheck,
-  ModelList,
-  PoolList,
-  RequestOptions,
-  RoutePreferencesParam,
-  VerificationReport,
-  VerifyOptions,
-} from './types.js';
+import { ChatCompletions } from './resources/chat.js';
+import { Completions } from './resources/completions.js';
+import { Models } from './resources/models.js';
+import { Pools } from './resources/pools.js';
+import { Jobs } from './resources/jobs.js';
+import type { RequestOptions, RoutePreferencesParam, VerificationReport, VerifyOptions } from './types.js';
 
 export const SDK_VERSION = '0.1.0';
 export const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
@@ -96,7 +73,8 @@ export interface ClientOptions {
 /** A completion, with `verification` set when `verify` was on. */
 export type Verified<T> = T & { verification?: VerificationReport };
 
-interface RequestSpec {
+/** @internal What a resource asks the core to send. */
+export interface RequestSpec {
   method: 'GET' | 'POST';
   path: string;
   query?: Record<string, string | undefined> | undefined;
@@ -411,210 +389,6 @@ export class LayerNet {
   withRoute<B extends { route?: RoutePreferencesParam | undefined }>(body: B, options: RequestOptions): B {
     const route = body.route ?? options.route ?? this.options.route;
     return route === undefined ? body : { ...body, route };
-  }
-}
-
-function jobIdOf(body: { attestation?: { job_id: string } | undefined }, headers?: Headers): string | null {
-  return body.attestation?.job_id ?? headers?.get('x-layernet-job-id') ?? null;
-}
-
-function requireJobId(jobId: string | null): string {
-  if (!jobId) throw new LayerNetError('the answer names no job: cannot verify it');
-  return jobId;
-}
-
-export class ChatCompletions {
-  constructor(private readonly client: LayerNet) {}
-
-  /**
-   * Creates a chat completion; with `stream: true`, a {@link Stream} of chunks.
-   *
-   * @example
-   * const stream = await client.chat.completions.create({ model: 'layernet-llama-tiny-fp32-seed0', messages, stream: true, stream_options: { include_usage: true } });
-   * console.log(await stream.toText(), stream.finalUsage);
-   */
-  create(body: ChatCompletionCreateParamsStreaming, options?: RequestOptions): Promise<Stream<ChatCompletionChunk>>;
-  create(body: ChatCompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<Verified<ChatCompletion>>;
-  create(body: ChatCompletionCreateParams, options?: RequestOptions): Promise<Stream<ChatCompletionChunk> | Verified<ChatCompletion>>;
-  async create(body: ChatCompletionCreateParams, options: RequestOptions = {}): Promise<Stream<ChatCompletionChunk> | Verified<ChatCompletion>> {
-    const client = this.client;
-    const spec: RequestSpec = { method: 'POST', path: '/v1/chat/completions', body: client.withRoute(body, options) };
-    if (body.stream) {
-      return client.requestStream(spec, options, chatCompletionChunkSchema, (c) => c.choices.map((ch) => ch.delta.content ?? '').join(''), (s) => ({
-        jobId: requireJobId(s.jobId),
-        summary: s.attestation,
-        route: s.route,
-        usage: s.finalUsage,
-        text: s.text,
-      }));
-    }
-    const completion: Verified<ChatCompletion> = await client.requestJson(spec, options, chatCompletionSchema);
-    const verify = client.verifyOptions(options);
-    if (verify) {
-      completion.verification = await client.verifyJob(
-        {
-          jobId: requireJobId(jobIdOf(completion)),
-          summary: completion.attestation,
-          route: completion.route,
-          usage: completion.usage,
-          text: completion.choices[0]?.message.content ?? '',
-        },
-        verify,
-      );
-    }
-    return completion;
-  }
-}
-
-export class Completions {
-  constructor(private readonly client: LayerNet) {}
-
-  /**
-   * Creates a text completion; with `stream: true`, a {@link Stream} of completion chunks.
-   *
-   * @example
-   * const c = await client.completions.create({ model: 'layernet-llama-tiny-fp32-seed0', prompt: 'Once upon a time', max_tokens: 16 });
-   */
-  create(body: CompletionCreateParamsStreaming, options?: RequestOptions): Promise<Stream<Completion>>;
-  create(body: CompletionCreateParamsNonStreaming, options?: RequestOptions): Promise<Verified<Completion>>;
-  create(body: CompletionCreateParams, options?: RequestOptions): Promise<Stream<Completion> | Verified<Completion>>;
-  async create(body: CompletionCreateParams, options: RequestOptions = {}): Promise<Stream<Completion> | Verified<Completion>> {
-    const client = this.client;
-    const spec: RequestSpec = { method: 'POST', path: '/v1/completions', body: client.withRoute(body, options) };
-    if (body.stream) {
-      return client.requestStream(spec, options, completionSchema, (c) => c.choices.map((ch) => ch.text).join(''), (s) => ({
-        jobId: requireJobId(s.jobId),
-        summary: s.attestation,
-        route: s.route,
-        usage: s.finalUsage,
-        text: s.text,
-      }));
-    }
-    const completion: Verified<Completion> = await client.requestJson(spec, options, completionSchema);
-    const verify = client.verifyOptions(options);
-    if (verify) {
-      completion.verification = await client.verifyJob(
-        {
-          jobId: requireJobId(jobIdOf(completion)),
-          summary: completion.attestation ?? null,
-          route: completion.route ?? null,
-          usage: completion.usage ?? null,
-          // With echo the text starts with the prompt, which the chain does not attest.
-          text: body.echo ? null : (completion.choices[0]?.text ?? ''),
-        },
-        verify,
-      );
-    }
-    return completion;
-  }
-}
-
-export class Models {
-  constructor(private readonly client: LayerNet) {}
-
-  /** Published models and how many live agents serve them. */
-  list(options: RequestOptions = {}): Promise<ModelList> {
-    return this.client.requestJson({ method: 'GET', path: '/v1/models' }, options, modelListSchema);
-  }
-}
-
-export interface PoolListParams {
-  region?: string;
-  /** 1..100 (default 50). */
-  limit?: number;
-  /** Cursor: the last pool id of the previous page. */
-  after?: string;
-}
-
-export class Pools {
-  constructor(private readonly client: LayerNet) {}
-
-  /** One page of the public registry view: pools, their agents, public keys and live figures. */
-  list(params: PoolListParams = {}, options: RequestOptions = {}): Promise<PoolList> {
-    const query = { region: params.region, limit: params.limit === undefined ? undefined : String(params.limit), after: params.after };
-    return this.client.requestJson({ method: 'GET', path: '/v1/pools', query }, options, poolListSchema);
-  }
-
-  /**
-   * Every pool, page by page.
-   *
-   * @example
-   * for await (const pool of client.pools.iterate({ region: 'eu-west' })) console.log(pool.id, pool.agents.length);
-   */
-  async *iterate(params: Omit<PoolListParams, 'after'> = {}, options: RequestOptions = {}): AsyncGenerator<PoolList['data'][number]> {
-    const limit = params.limit ?? 100;
-    let after: string | undefined;
-    for (;;) {
-      const page = await this.list({ ...params, limit, ...(after ? { after } : {}) }, options);
-      yield* page.data;
-      if (page.data.length < limit) return;
-      after = page.data[page.data.length - 1]!.id;
-    }
-  }
-}
-
-export interface JobCheckParams {
-  /** Read the record again while the outcome is `pending`, for up to this long (ms, default 0: once). */
-  waitMs?: number;
-  /** Throw {@link JobFoundBadError} when the job was found bad (`fail` or `upheld`). */
-  throwIfBad?: boolean;
-}
-
-export class Jobs {
-  constructor(private readonly client: LayerNet) {}
-
-  /** The full attestation record of one of your jobs: tickets and signed chunks of every attempt. */
-  attestation(jobId: string, options: RequestOptions = {}): Promise<JobAttestation> {
-    return this.client.requestJson({ method: 'GET', path: `/v1/jobs/${encodeURIComponent(jobId)}/attestation` }, options, jobAttestationSchema);
-  }
-
-  /**
-   * What the edge's re-execution checks found about one of your jobs (the record's `check`):
-   * `unchecked`, `pending`, `pass`, `inconclusive`, `fail` (with the failing verdict and the hop
-   * blamed), or how its dispute ended (`upheld`, `dismissed`, `voided`); `refunded_micro_usd`
-   * when the job was found bad and not charged. Checks run after the answer and land within
-   * about 30 s: with `waitMs` the record is read again while the outcome is `pending`, for up to
-   * that long. With `throwIfBad` a job found bad (`fail` or `upheld`) throws {@link JobFoundBadError}.
-   *
-   * @example
-   * const check = await client.jobs.check(completion.attestation.job_id, { waitMs: 30_000 });
-   * if (check.status === 'fail' || check.status === 'upheld') console.log('found bad at hop', check.blame?.hop, 'refunded', check.refunded_micro_usd);
-   */
-  async check(jobId: string, params: JobCheckParams = {}, options: RequestOptions = {}): Promise<JobCheck> {
-    const waitMs = params.waitMs ?? 0;
-    const started = this.client.now();
-    let delay = 1_000;
-    for (;;) {
-      const record = await this.attestation(jobId, options);
-      // An edge that predates check outcomes says nothing: nothing will come.
-      const check: JobCheck = record.check ?? { status: 'unchecked' };
-      if (check.status !== 'pending' || this.client.now() - started >= waitMs) {
-        if (params.throwIfBad && isJobFoundBad(check)) throw new JobFoundBadError(jobId, check);
-        return check;
-      }
-      await this.client.sleep(Math.min(delay, Math.max(0, waitMs - (this.client.now() - started))), options.signal);
-      delay = Math.min(delay * 2, 5_000);
-    }
-  }
-
-  /**
-   * Re-verifies a finished job (by id, or a completion / finished stream) against the registry's
-   * published keys. Throws {@link AttestationError} on any mismatch, and {@link JobFoundBadError}
-   * when a re-execution check found the job bad.
-   *
-   * @example
-   * const report = await client.jobs.verify(completion);
-   */
-  verify(job: string | ChatCompletion | Completion | Stream<unknown>, options: VerifyOptions = {}): Promise<VerificationReport> {
-    if (typeof job === 'string') return this.client.verifyJob({ jobId: job }, options);
-    if (job instanceof Stream) {
-      return this.client.verifyJob({ jobId: requireJobId(job.jobId), summary: job.attestation, route: job.route, usage: job.finalUsage, text: job.text }, options);
-    }
-    const text = job.object === 'chat.completion' ? job.choices[0]?.message.content : job.choices[0]?.text;
-    return this.client.verifyJob(
-      { jobId: requireJobId(jobIdOf(job)), summary: job.attestation ?? null, route: job.route ?? null, usage: job.usage ?? null, text: text ?? null },
-      options,
-    );
   }
 }
 

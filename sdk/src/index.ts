@@ -9,8 +9,13 @@
  * for await (const chunk of stream) console.log(chunk.choices[0]?.delta.content);
  * console.log(stream.route, stream.verification);
  */
-export { LayerNet, ChatCompletions, Completions, Models, Pools, Jobs, SDK_VERSION, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS } from './client.js';
-export type { ClientOptions, Fetch, Verified, PoolListParams, JobCheckParams } from './client.js';
+export { LayerNet, SDK_VERSION, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT_MS } from './client.js';
+export type { ClientOptions, Fetch, Verified } from './client.js';
+export { ChatCompletions } from './resources/chat.js';
+export { Completions } from './resources/completions.js';
+export { Models } from './resources/models.js';
+export { Pools, type PoolListParams } from './resources/pools.js';
+export { Jobs, type JobCheckParams } from './resources/jobs.js';
 export { Stream, collectText } from './stream.js';
 export { JobVerifier } from './verify.js';
 export type { JobVerifierDeps, VerifyInput } from './verify.js';
