@@ -9,7 +9,7 @@
 import { parseArgs } from 'node:util';
 import { createTestEdge, startChain } from '../test/support/agents.js';
 import { fakeModel, fakeSpan } from '../test/support/fake-span.js';
-import { LINK_HOP_HEADER, LINK_PATH, LINK_TICKET_HEADER, openLink } from '../pool-agent/server/link.js';
+import { dialLink, LINK_HOP_HEADER, LINK_PATH, LINK_TICKET_HEADER } from '../pool-agent/server/link.js';
 import { toBase64Url, utf8 } from '../protocol/bytes.js';
 import { encodeFrame } from '../protocol/frame.js';
 
@@ -25,7 +25,7 @@ try {
   for (let i = 0; i < OPENS; i++) {
     const { signed, hash } = await edge.ticket({ route: chain.route, modelId: model.modelId, promptIds: [1, 2, 3], maxTokens: 4 });
     let t = performance.now();
-    const link = await openLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024, headers: { [LINK_TICKET_HEADER]: toBase64Url(utf8(JSON.stringify(signed))), [LINK_HOP_HEADER]: '1' } });
+    const link = await dialLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024, headers: { [LINK_TICKET_HEADER]: toBase64Url(utf8(JSON.stringify(signed))), [LINK_HOP_HEADER]: '1' } });
     opens.push(performance.now() - t);
     t = performance.now();
     await link.request(encodeFrame({ kind: 'close', meta: { jobId: signed.ticket.jobId, ticketHash: hash, hop: 1 } }), 5_000);

@@ -47,10 +47,11 @@ export interface ChunkCommitments {
 }
 
 /**
- * What one hop computed since its open chunk began, kept until the chunk is sealed and signed in
- * one attestation: commitments cover the concatenation of every step's bytes, in step order.
+ * What one hop computed since its unsealed chunk began (the steps since the last seal), kept until
+ * the chunk is sealed and signed in one attestation: commitments cover the concatenation of every
+ * step's bytes, in step order.
  */
-export interface OpenChunk {
+export interface UnsealedChunk {
   /** First step of the chunk. */
   from: number;
   /** Hop 0: the token ids fed at these steps. */
@@ -64,12 +65,12 @@ export interface OpenChunk {
   hiddenRows: Float32Array[];
 }
 
-export function openChunk(from: number): OpenChunk {
+export function newUnsealedChunk(from: number): UnsealedChunk {
   return { from, fed: [], inputs: [], outputs: [], tokens: [], hiddenRows: [] };
 }
 
 /** The last hop's TOPLOC commitment of a chunk: one row per step. */
-export function chunkHiddenCommitment(chunk: OpenChunk): string {
+export function chunkHiddenCommitment(chunk: UnsealedChunk): string {
   const rows = chunk.hiddenRows.length;
   const hidden = chunk.hiddenRows[0]!.length;
   const all = new Float32Array(rows * hidden);

@@ -66,6 +66,11 @@ export function isAgentErrorCode(code: string): code is AgentErrorCode {
   return Object.hasOwn(AGENT_ERRORS, code);
 }
 
+/** Throws an AgentError with `retryAfter` when given: the one line every refusal of a check ends with. */
+export function fail(code: AgentErrorCode, message: string, retryAfter?: number): never {
+  throw new AgentError(code, message, retryAfter === undefined ? {} : { retryAfter });
+}
+
 /** Any thrown value as an AgentError (unknown errors become internal_error without leaking internals). */
 export function toAgentError(err: unknown): AgentError {
   if (err instanceof AgentError) return err;

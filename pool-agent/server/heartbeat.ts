@@ -15,7 +15,7 @@ import { readResponseBytes } from '../../protocol/bytes.js';
 import { HEARTBEAT_SEQ_FILE, writeFileAtomic } from '../config.js';
 import { silentLogger, type Logger } from '../log.js';
 import type { AgentCore } from './agent.js';
-import type { FetchLike } from './remote-stage.js';
+import type { FetchLike } from './hop-post.js';
 
 /** The edge answers a heartbeat with a few fields; more than this is read no further. */
 const MAX_ANSWER_BYTES = 64 * 1024;

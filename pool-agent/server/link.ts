@@ -2,25 +2,28 @@
  * Links: one upgraded HTTP connection per job (at a time) between two consecutive hops, carrying binary
  * frames both ways without an HTTP exchange per step (`GET /v1/spans/link`, `Upgrade:
  * layernet-link/1`). Frames delimit themselves (see protocol/frame.ts), so a link is just the
- * frames back to back.
+ * frames back to back. This file is the socket side of it: a `Link` (frames over one socket) and
+ * dialling one; the agent's side of a link is link-server.ts (inbound) and link-pool.ts with
+ * remote-stage.ts (outbound).
  *
  * A link changes which messages a decode step sends, not what is signed: the last hop sends each
- * sampled token straight to the head on a *tap* (`GET /v1/spans/tap`, opened by the head to the
+ * sampled token straight to the head on a *tap* (`GET /v1/spans/tap`, dialled by the head to the
  * last hop after the prefill), so a step costs one message per hop around the ring (head -> ...
- * -> last -> head) instead of two per hop down and back up the chain. An open step is not
- * answered by the hops in the middle at all; a step that seals an attestation chunk is also
- * answered back up the chain with the attestations, exactly as on `POST /v1/spans/forward`, while
- * the head already runs its next step. Errors travel back up hop by hop.
+ * -> last -> head) instead of two per hop down and back up the chain. An unsealed step (one
+ * inside its attestation chunk, `seal: false` on the wire) is not answered by the hops in the
+ * middle at all; a step that seals an attestation chunk is also answered back up the chain with
+ * the attestations, exactly as on `POST /v1/spans/forward`, while the head already runs its next
+ * step. Errors travel back up hop by hop.
  *
  * When a job ended cleanly on a link (its close frame answered, nothing failed or in flight), the
- * hop that opened it keeps it for its next job to the same agent (RemoteStage's LinkPool, at most
+ * hop that dialled it keeps it for its next job to the same agent (LinkPool, link-pool.ts, at most
  * 20 s idle), which then skips the TCP/TLS handshake and the upgrade; the agent carries the new
  * job on it once the link holds no session, after checking its ticket as on any opening frame.
  *
  * @example
- * const link = await openLink('http://10.0.0.2:7000/v1/spans/link', { timeoutMs: 5000, maxPayloadBytes: 64 << 20 });
+ * const link = await dialLink('http://10.0.0.2:7000/v1/spans/link', { timeoutMs: 5000, maxPayloadBytes: 64 << 20 });
  * const answer = await link.request(encodeFrame({ kind: 'forward', ... }), 30_000);
- * link.send(openStepFrame);      // no answer expected
+ * link.send(unsealedStepFrame);      // no answer expected
  * link.close();
  */
 import { request as httpRequest } from 'node:http';
@@ -37,8 +40,8 @@ export const TAP_TICKET_HEADER = 'x-layernet-ticket-hash';
 /** The head's Ed25519 signature (base64url) of tapMessage(jobId, ticketHash). */
 export const TAP_SIGNATURE_HEADER = 'x-layernet-tap-signature';
 /**
- * A link's opening request carries the job's signed ticket (base64url of its JSON) and the hop it
- * opens to: the agent checks the edge's signature and its own place in the route before it
+ * A link's upgrade request carries the job's signed ticket (base64url of its JSON) and the hop it
+ * goes to: the agent checks the edge's signature and its own place in the route before it
  * upgrades, so only a job's previous hop can hold a link to it, one link per ticket.
  */
 export const LINK_TICKET_HEADER = 'x-layernet-ticket';
@@ -61,6 +64,18 @@ export class LinkError extends Error {
   }
 }
 
+/**
+ * Server side: the job a link carries (first the one its upgrade request's ticket names), at which
+ * hop, and whether that job's opening frame opened a session on it (`ran`). A link whose job ran
+ * and ended may carry a later job (remote-stage.ts: links are kept for the next job to the same hop).
+ */
+export interface LinkBinding {
+  jobId: string;
+  ticketHash: string;
+  hop: number;
+  ran: boolean;
+}
+
 /** Frames a link keeps for a later `next` before it gives up on the peer. */
 const MAX_UNREAD_FRAMES = 64;
 
@@ -73,7 +88,7 @@ interface Waiter {
 /**
  * Frames over one socket. `request` sends a frame and waits for the next one to arrive; `send`
  * expects nothing back. A frame arriving while nobody waits is *unsolicited* (an error a later
- * hop reports about an open step): `onUnsolicited` gets it, else it is kept for the next `next`.
+ * hop reports about an unsealed step): `onUnsolicited` gets it, else it is kept for the next `next`.
  */
 export class Link {
   private readonly reader: FrameReader;
@@ -83,12 +98,8 @@ export class Link {
   private readonly failedHandlers: ((err: LinkError) => void)[] = [];
   /** Called with frames nobody waits for; when unset they queue for `next`. */
   onUnsolicited: ((bytes: Uint8Array) => void) | null = null;
-  /**
-   * Server side: the job, ticket and hop the link carries (first its opening request's ticket);
-   * `ran` once that job's opening frame opened a session on it. A link whose job ran and ended
-   * may carry a later job (see RemoteStage: links are kept for the next job to the same hop).
-   */
-  opened: { jobId: string; ticketHash: string; hop: number; ran: boolean } | null = null;
+  /** Server side: the job this link carries (see LinkBinding); null on a dialled link or a tap. */
+  boundJob: LinkBinding | null = null;
 
   constructor(
     private readonly socket: Duplex,
@@ -124,7 +135,7 @@ export class Link {
     };
   }
 
-  /** Whether the open socket keeps the process alive (a link idle in a pool does not). */
+  /** Whether the socket keeps the process alive (a link idle in a pool does not). */
   set keepsAlive(on: boolean) {
     const s = this.socket as { ref?: () => void; unref?: () => void };
     if (on) s.ref?.();
@@ -211,10 +222,10 @@ export class Link {
 }
 
 /**
- * Opens a link (or a tap) to `url`: an HTTP upgrade to `layernet-link/1`. A refusal (any answer
+ * Dials a link (or a tap) to `url`: an HTTP upgrade to `layernet-link/1`. A refusal (any answer
  * but 101) rejects with the status and the agent's error message; so does a timeout.
  */
-export function openLink(url: string, opts: { timeoutMs: number; maxPayloadBytes: number; headers?: Record<string, string> }): Promise<Link> {
+export function dialLink(url: string, opts: { timeoutMs: number; maxPayloadBytes: number; headers?: Record<string, string> }): Promise<Link> {
   return new Promise((resolve, reject) => {
     const u = new URL(url);
     const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(u, {

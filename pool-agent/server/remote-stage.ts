@@ -1,175 +1,32 @@
 /**
- * The client side of `POST /v1/spans/forward`: hands one step's activations to the next hop and
- * returns the sampled token and, when the step seals its chunk, that hop's attestation plus every
- * later one. Every call has
- * a timeout; a bad answer is an AgentError naming the agent at fault.
+ * The next hop, as the hop before it sees it: hands one step's activations on (over a link or
+ * by POST) and returns the sampled token and, when the step seals its chunk, that hop's
+ * attestation plus every later one, checked. At the head over links it also holds the tap the
+ * last hop sends tokens on. Every call has a timeout; a bad answer is an AgentError naming the
+ * agent at fault. Frames are built and read in hop-frames.ts, kept links come from link-pool.ts.
  *
  * @example
  * const next = new RemoteStage({ signedTicket, ticketHash, hop: 1, fetch });
  * const { attestations, tokenIds } = await next.forward({ data, seqLen }, [0, 1], { chunkFrom: 0, seal: true, prev: signedAtt0, prevHash: att0Hash }, true);
  * await next.close();
  */
-import { createHash, type Hash } from 'node:crypto';
-import { Agent as HttpAgent, request as httpRequest } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { closeMetaSchema, errorFrameMetaSchema, forwardResultMetaSchema, type ForwardMeta, type ForwardResultMeta, type SealMeta } from '../../protocol/agent-api.js';
-import { decodeFrame, encodeFrame, FrameError } from '../../protocol/frame.js';
-import { bytesOf, readResponseBytes, toBase64Url, utf8 } from '../../protocol/bytes.js';
-import { forwardBytes } from '../../protocol/forward-evidence.js';
+import type { ForwardResultMeta } from '../../protocol/agent-api.js';
+import { decodeFrame } from '../../protocol/frame.js';
+import { bytesOf, toBase64Url, utf8 } from '../../protocol/bytes.js';
 import type { SignedAttestation } from '../../protocol/attestation.js';
 import type { SignedTicket } from '../../protocol/ticket.js';
-import { AgentError, isAgentErrorCode } from './errors.js';
-import { LINK_HOP_HEADER, LINK_PATH, LINK_TICKET_HEADER, LinkError, openLink, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER, type Link } from './link.js';
 import { tapMessage } from '../../protocol/agent-api.js';
+import { AgentError, isAgentErrorCode } from './errors.js';
+import { closeFrame, forwardFrame, MAX_ANSWER_PAYLOAD_BYTES, parseHopAnswer, sealFrame, SentChunk, type HiddenActivation, type StepChunk } from './hop-frames.js';
+import { fetchPostBytes, FORWARD_PATH, nodePostBytes, postToHop, type FetchLike, type PostBytes } from './hop-post.js';
+import { dialLink, LINK_HOP_HEADER, LINK_PATH, LINK_TICKET_HEADER, LinkError, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER, type Link } from './link.js';
+import { linkPool, type LinkPool } from './link-pool.js';
 
-export const FORWARD_PATH = '/v1/spans/forward';
-/** How long a head whose tap closed waits for the error of a hop before the last (see forwardOpen). */
+// Types of this stage's API, defined with the frames they travel in.
+export type { FetchLike, HiddenActivation, StepChunk };
+
+/** How long a head whose tap closed waits for the error of a hop before the last (see forwardUnsealed). */
 const TAP_GRACE_MS = 250;
-/** Largest tensor in an answer from the next hop (sampled token ids). */
-const MAX_ANSWER_PAYLOAD_BYTES = 4 * 4096;
-/** Largest answer accepted from the next hop (attestations only, no tensor). */
-const MAX_RESULT_BYTES = 1024 * 1024;
-
-export type FetchLike = (url: string, init: RequestInit) => Promise<Response>;
-
-/** Posts bytes and resolves with the status and at most `maxBytes` of the answer. */
-export type PostBytes = (url: string, body: Uint8Array, opts: { timeoutMs: number; maxBytes: number }) => Promise<{ status: number; body: Uint8Array }>;
-
-const httpAgent = new HttpAgent({ keepAlive: true, maxSockets: 256 });
-const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 256 });
-
-/**
- * node:http with keep-alive: a hop call per generated token is the hot path, and undici's fetch
- * costs noticeably more per request than a bare http.request on a pooled socket.
- */
-export const nodePostBytes: PostBytes = (url, body, { timeoutMs, maxBytes }) =>
-  new Promise((resolve, reject) => {
-    const u = new URL(url);
-    const https = u.protocol === 'https:';
-    const req = (https ? httpsRequest : httpRequest)(
-      u,
-      { method: 'POST', agent: https ? httpsAgent : httpAgent, headers: { 'content-type': 'application/octet-stream', 'content-length': body.byteLength } },
-      (res) => {
-        const parts: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => {
-          size += c.byteLength;
-          if (size > maxBytes) {
-            req.destroy(new FrameError('too_large', `answer exceeds ${maxBytes} bytes`));
-            return;
-          }
-          parts.push(c);
-        });
-        res.on('end', () => {
-          clearTimeout(timer);
-          const out = Buffer.concat(parts, size);
-          resolve({ status: res.statusCode ?? 0, body: new Uint8Array(out.buffer, out.byteOffset, out.byteLength) });
-        });
-        res.on('error', (e) => {
-          clearTimeout(timer);
-          reject(e);
-        });
-      },
-    );
-    const timer = setTimeout(() => req.destroy(Object.assign(new Error('hop timed out'), { name: 'TimeoutError' })), timeoutMs);
-    req.on('error', (e) => {
-      clearTimeout(timer);
-      reject(e);
-    });
-    req.end(body);
-  });
-
-function fetchPostBytes(doFetch: FetchLike): PostBytes {
-  return async (url, body, { timeoutMs, maxBytes }) => {
-    const res = await doFetch(url, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: body as BodyInit, signal: AbortSignal.timeout(timeoutMs) });
-    return { status: res.status, body: await readBounded(res, maxBytes) };
-  };
-}
-
-/**
- * Links to next hops kept open after a job ended cleanly on them, by link URL, for the next job to
- * the same agent: it then skips the TCP (and TLS) handshake and the upgrade. A link waits here at
- * most `idleMs` (well under an agent's default session idle time, after which the other side
- * closes a link that carries nothing), at most `perUrl` per URL, and keeps no process alive.
- */
-export class LinkPool {
-  private readonly idle = new Map<string, { link: Link; drop(): void }[]>();
-
-  constructor(
-    private readonly idleMs = 20_000,
-    private readonly perUrl = 8,
-  ) {}
-
-  /** An idle link to `url` that still works, taken out of the pool, or null. */
-  take(url: string): Link | null {
-    const list = this.idle.get(url);
-    while (list && list.length > 0) {
-      const entry = list.pop()!;
-      entry.drop();
-      if (!entry.link.error) {
-        if (list.length === 0) this.idle.delete(url);
-        entry.link.keepsAlive = true;
-        return entry.link;
-      }
-    }
-    this.idle.delete(url);
-    return null;
-  }
-
-  /** Keeps `link` (its job ended cleanly, nothing in flight) for a later job to `url`. */
-  give(url: string, link: Link): void {
-    const list = this.idle.get(url) ?? [];
-    if (link.error || list.length >= this.perUrl) {
-      link.close();
-      return;
-    }
-    const remove = () => {
-      const i = list.indexOf(entry);
-      if (i >= 0) list.splice(i, 1);
-      if (list.length === 0 && this.idle.get(url) === list) this.idle.delete(url);
-    };
-    // A frame nobody asked for on an idle link is a protocol error; a link that fails leaves.
-    link.onUnsolicited = () => link.close();
-    const unsubscribe = link.onFailed(remove);
-    const timer = setTimeout(() => {
-      remove();
-      link.close();
-    }, this.idleMs);
-    timer.unref();
-    const entry = {
-      link,
-      drop: () => {
-        clearTimeout(timer);
-        unsubscribe();
-        link.onUnsolicited = null;
-      },
-    };
-    link.keepsAlive = false;
-    list.push(entry);
-    this.idle.set(url, list);
-  }
-
-  /** Links waiting in the pool (all URLs). */
-  get size(): number {
-    let n = 0;
-    for (const list of this.idle.values()) n += list.length;
-    return n;
-  }
-
-  /** Closes every idle link (an agent shutting down). */
-  closeAll(): void {
-    for (const list of [...this.idle.values()]) {
-      for (const entry of list.splice(0)) {
-        entry.drop();
-        entry.link.close();
-      }
-    }
-    this.idle.clear();
-  }
-}
-
-/** The process's pool of idle links (one agent per process; several in tests share it, by URL). */
-export const linkPool = new LinkPool();
 
 export interface RemoteStageOptions {
   signedTicket: SignedTicket;
@@ -181,19 +38,19 @@ export interface RemoteStageOptions {
   timeoutMs?: number;
   /**
    * 'post' (one `POST /v1/spans/forward` per step, every step answered back up the chain) or
-   * 'link' (frames over one upgraded connection per job; open steps are not answered by middle
+   * 'link' (frames over one upgraded connection per job; unsealed steps are not answered by middle
    * hops, the last hop sends the token to the head's tap; see link.ts). Default 'link', or
    * 'post' when `fetch` is given (a fetch cannot upgrade).
    */
   transport?: HopTransport;
   /**
-   * Link only: whether `forward` waits for the sampled token of an open step (the head does; a
+   * Link only: whether `forward` waits for the sampled token of an unsealed step (the head does; a
    * middle hop hands the step on and answers nothing).
    */
   awaitTokens?: boolean;
   /**
    * Link only: a frame or failure of the link nobody waited for (an error a later hop reported
-   * about an open step, or the link closing). Called once; the stage is unusable after it.
+   * about an unsealed step, or the link closing). Called once; the stage is unusable after it.
    */
   onFailure?: (err: AgentError) => void;
   /**
@@ -219,22 +76,6 @@ export interface StepAnswer extends ForwardResultMeta {
   later?: Promise<SignedAttestation[]>;
 }
 
-/** How a step relates to the attestation chunk it belongs to (see ForwardMeta). */
-export type StepLink =
-  | { chunkFrom: number; seal: false }
-  | { chunkFrom: number; seal: true; prev: SignedAttestation; prevHash: string };
-
-export interface HiddenActivation {
-  data: Float32Array | Uint16Array;
-  seqLen: number;
-}
-
-async function readBounded(res: Response, max: number): Promise<Uint8Array> {
-  const bytes = await readResponseBytes(res, max);
-  if (!bytes) throw new FrameError('too_large', `answer exceeds ${max} bytes`);
-  return bytes;
-}
-
 export class RemoteStage {
   readonly agentId: string;
   readonly url: string;
@@ -243,7 +84,7 @@ export class RemoteStage {
   private readonly timeoutMs: number;
   private link: Promise<Link> | null = null;
   /** Removes this stage's failure handler from its link (a link given back to the pool outlives the stage). */
-  private unlink: (() => void) | null = null;
+  private detachLink: (() => void) | null = null;
   private tap: Promise<Link> | null = null;
   /** Set once the link failed outside a request (see RemoteStageOptions.onFailure). */
   private broken: AgentError | null = null;
@@ -255,8 +96,8 @@ export class RemoteStage {
   private pooled = false;
   /** Requests waiting for an answer: a failure then rejects them, and onFailure is not called. */
   private pending = 0;
-  /** The open chunk's payloads as they went out: its first step and their running SHA-256. */
-  private sent: { from: number; hash: Hash } | null = null;
+  /** What went out for the unsealed chunk, signed on the sealing frame (`senderSig`). */
+  private readonly sent: SentChunk;
 
   constructor(private readonly opts: RemoteStageOptions) {
     const hop = opts.signedTicket.ticket.route[opts.hop];
@@ -267,30 +108,31 @@ export class RemoteStage {
     this.timeoutMs = opts.timeoutMs ?? 30_000;
     this.transport = opts.transport ?? (opts.fetch ? 'post' : 'link');
     if (this.transport === 'link' && opts.fetch) throw new AgentError('internal_error', 'a link cannot run over a custom fetch');
+    this.sent = new SentChunk(opts, opts.sign);
   }
 
-  /** How long opening a link or tap may take (at most 10 s, never more than a step). */
+  /** How long dialling a link or tap may take (at most 10 s, never more than a step). */
   private get handshakeMs(): number {
     return Math.min(this.timeoutMs, 10_000);
   }
 
-  /** Link: starts opening the connection (a step waits for it); lets the caller overlap it with work. */
+  /** Link: starts dialling the connection (a step waits for it); lets the caller overlap it with work. */
   connect(): void {
     if (this.transport !== 'link' || this.link) return;
-    // A link an earlier job left open to this hop, else a new one opened with this job's ticket.
+    // A link an earlier job kept to this hop, else a new one dialled with this job's ticket.
     const pooled = this.pool?.take(this.linkUrl) ?? null;
     this.pooled = pooled !== null;
     this.opts.onLink?.(this.pooled);
-    const opening = pooled
+    const dialling = pooled
       ? Promise.resolve(pooled)
-      : openLink(this.linkUrl, {
+      : dialLink(this.linkUrl, {
           timeoutMs: this.handshakeMs,
           maxPayloadBytes: MAX_ANSWER_PAYLOAD_BYTES,
           headers: { [LINK_TICKET_HEADER]: toBase64Url(utf8(JSON.stringify(this.opts.signedTicket))), [LINK_HOP_HEADER]: String(this.opts.hop) },
         });
-    this.link = opening.then((link) => {
+    this.link = dialling.then((link) => {
       link.onUnsolicited = (bytes) => this.unsolicited(bytes);
-      this.unlink = link.onFailed((err) => this.markBroken(this.nextHopError(err)));
+      this.detachLink = link.onFailed((err) => this.markBroken(this.nextHopError(err)));
       return link;
     });
     this.link.catch(() => undefined);
@@ -304,15 +146,15 @@ export class RemoteStage {
     return new URL(LINK_PATH, this.opts.signedTicket.ticket.route[this.opts.hop]!.endpoint).toString();
   }
 
-  /** Where the sampled token of an open step comes from: the last hop's tap when it is not the next hop. */
+  /** Where the sampled token of an unsealed step comes from: the last hop's tap when it is not the next hop. */
   private get tapped(): boolean {
     return this.opts.hop < this.opts.signedTicket.ticket.route.length - 1;
   }
 
-  private async openTap(): Promise<Link> {
+  private async dialTap(): Promise<Link> {
     const route = this.opts.signedTicket.ticket.route;
     const last = route[route.length - 1]!;
-    return openLink(new URL(TAP_PATH, last.endpoint).toString(), {
+    return dialLink(new URL(TAP_PATH, last.endpoint).toString(), {
       timeoutMs: this.handshakeMs,
       maxPayloadBytes: MAX_ANSWER_PAYLOAD_BYTES,
       headers: {
@@ -338,11 +180,11 @@ export class RemoteStage {
     return new AgentError('upstream_error', `hop ${hop}: ${(err as Error).message}`, { agentId });
   }
 
-  /** A frame on the link nobody waited for: a later hop's error about an open step (anything else is a protocol error). */
+  /** A frame on the link nobody waited for: a later hop's error about an unsealed step (anything else is a protocol error). */
   private unsolicited(bytes: Uint8Array): void {
     let err: AgentError;
     try {
-      this.parseAnswer(bytes);
+      parseHopAnswer(bytes, this.opts.hop, this.agentId);
       err = new AgentError('upstream_error', `hop ${this.opts.hop} answered a step nobody asked about`, { agentId: this.agentId });
     } catch (e) {
       err = e instanceof AgentError ? e : new AgentError('upstream_error', String(e), { agentId: this.agentId });
@@ -389,7 +231,7 @@ export class RemoteStage {
       return await this.exchangeOn(link, body);
     } catch (err) {
       if (!this.pooled || link.error?.code !== 'closed' || this.closed) throw err;
-      this.unlink?.();
+      this.detachLink?.();
       this.link = null;
       this.pooled = false;
       this.broken = null;
@@ -407,76 +249,43 @@ export class RemoteStage {
     }
   }
 
-  private forwardFrame(hidden: HiddenActivation, steps: [number, number], link: StepLink, open: boolean): Uint8Array {
-    const ticket = this.opts.signedTicket.ticket;
+  private forwardFrame(hidden: HiddenActivation, steps: [number, number], chunk: StepChunk, opening: boolean): Uint8Array {
     // The frame's payload is these bytes (encodeFrame copies a typed array's bytes as they are).
-    this.recordSent(link.chunkFrom, bytesOf(hidden.data));
-    const senderSig = link.seal ? this.signSent([link.chunkFrom, steps[1]]) : undefined;
-    const meta: ForwardMeta = {
-      ...(open ? { signedTicket: this.opts.signedTicket } : { job: { jobId: ticket.jobId, ticketHash: this.opts.ticketHash } }),
-      hop: this.opts.hop,
-      steps,
-      open,
-      ...(link.chunkFrom !== steps[0] ? { chunkFrom: link.chunkFrom } : {}),
-      ...(link.seal ? { prevHash: link.prevHash, prev: link.prev } : { seal: false }),
-      ...(senderSig !== undefined ? { senderSig } : {}),
-    };
-    const hiddenSize = hidden.data.length / hidden.seqLen;
-    return encodeFrame({ kind: 'forward', dtype: ticket.dtype, dims: [1, hidden.seqLen, hiddenSize], meta, payload: hidden.data });
-  }
-
-  /**
-   * Adds a frame's payload to what this stage sent for the chunk starting at `chunkFrom`. Hashed
-   * here, as it goes out, rather than taken from the attestation: the signature says what this
-   * hop sent, so a hop whose wire bytes differ from what it attested is caught by its own word.
-   */
-  private recordSent(chunkFrom: number, payload: Uint8Array): void {
-    if (!this.sent || this.sent.from !== chunkFrom) this.sent = { from: chunkFrom, hash: createHash('sha256') };
-    this.sent.hash.update(payload);
-  }
-
-  /**
-   * Signs what this stage sent for the chunk `steps` (forwardMessage) and starts the next chunk
-   * afresh. None without a signer, or when what was sent is not exactly that chunk's (nothing is
-   * signed that this hop cannot stand behind).
-   */
-  private signSent(steps: [number, number]): string | undefined {
-    const sent = this.sent;
-    this.sent = null;
-    if (!this.opts.sign || !sent || sent.from !== steps[0]) return undefined;
-    const ticket = this.opts.signedTicket.ticket;
-    return this.opts.sign(forwardBytes({ jobId: ticket.jobId, ticketHash: this.opts.ticketHash, hop: this.opts.hop, steps, payloadSha256: sent.hash.digest('hex') }));
+    this.sent.record(chunk.chunkFrom, bytesOf(hidden.data));
+    const senderSig = chunk.seal ? this.sent.signed([chunk.chunkFrom, steps[1]]) : undefined;
+    return forwardFrame(this.opts, hidden, steps, chunk, opening, senderSig);
   }
 
   /**
    * Runs one step on the next hop (and, through it, every later hop). A sealing step carries
    * `prev`, this hop's signed attestation of the whole chunk (hash `prevHash`): the next hop
    * refuses activations it does not match, and its answer holds every later hop's attestation.
-   * An open step is answered with the sampled token alone (on a link: at the head only, null at a
-   * middle hop). The opening frame carries the signed ticket; later ones name the job by ticket hash.
+   * An unsealed step is answered with the sampled token alone (on a link: at the head only, null
+   * at a middle hop). The opening frame (`opening`: the one that opens the job's sessions, the
+   * prefill) carries the signed ticket; later ones name the job by ticket hash.
    */
-  async forward(hidden: HiddenActivation, steps: [number, number], link: StepLink, open: boolean): Promise<StepAnswer | null> {
-    const body = this.forwardFrame(hidden, steps, link, open);
-    if (this.transport === 'link' && !link.seal) return this.forwardOpen(body, steps);
-    const result = open ? await this.exchangeOpening(body) : await this.exchange(body);
-    if (this.transport === 'link' && open && this.opts.awaitTokens && this.tapped) {
-      // The last hop's session exists now: open steps' tokens will come straight from it (the
-      // first open step waits for the tap; opening it overlaps this hop's next run).
-      this.tap = this.openTap();
+  async forward(hidden: HiddenActivation, steps: [number, number], chunk: StepChunk, opening: boolean): Promise<StepAnswer | null> {
+    const body = this.forwardFrame(hidden, steps, chunk, opening);
+    if (this.transport === 'link' && !chunk.seal) return this.forwardUnsealed(body, steps);
+    const result = opening ? await this.exchangeOpening(body) : await this.exchange(body);
+    if (this.transport === 'link' && opening && this.opts.awaitTokens && this.tapped) {
+      // The last hop's session exists now: unsealed steps' tokens will come straight from it (the
+      // first unsealed step waits for the tap; dialling it overlaps this hop's next run).
+      this.tap = this.dialTap();
       this.tap.catch(() => undefined);
     }
-    this.checkAnswer(result, steps, link);
-    if (open) this.ran = true;
+    this.checkAnswer(result, steps, chunk);
+    if (opening) this.ran = true;
     return result;
   }
 
-  /** The next hop's answer holds every later hop's attestation of a sealing step (none for an open one), the token, and a link not tampered with. */
-  private checkAnswer(result: ForwardResultMeta, steps: [number, number], link: StepLink): void {
-    const attestations = link.seal ? this.opts.signedTicket.ticket.route.length - this.opts.hop : 0;
+  /** The next hop's answer holds every later hop's attestation of a sealing step (none for an unsealed one), the token, and a link not tampered with. */
+  private checkAnswer(result: ForwardResultMeta, steps: [number, number], chunk: StepChunk): void {
+    const attestations = chunk.seal ? this.opts.signedTicket.ticket.route.length - this.opts.hop : 0;
     if (result.attestations.length !== attestations || result.tokenIds.length !== steps[1] - steps[0]) {
       throw new AgentError('upstream_error', `hop ${this.opts.hop} returned ${result.attestations.length} attestations and ${result.tokenIds.length} tokens`, { agentId: this.agentId });
     }
-    if (link.seal) this.checkRelayed(result, link.prev, link.prevHash);
+    if (chunk.seal) this.checkRelayed(result, chunk.prev, chunk.prevHash);
   }
 
   /**
@@ -488,16 +297,16 @@ export class RemoteStage {
   }
 
   /**
-   * Head, a decode step that seals its chunk, when `sealsBehindStep`: the step goes on as an open
-   * step at once; `attest` then signs this hop's attestation of the chunk while the later hops
+   * Head, a decode step that seals its chunk, when `sealsBehindStep`: the step goes on as an
+   * unsealed step at once; `attest` then signs this hop's attestation of the chunk while the later hops
    * run, and a `seal` frame follows the step on the link. Every later hop checks the previous
    * hop's attestation and signs its own when that frame reaches it, after its run (as for the
-   * open steps before it: nothing is signed over activations not yet checked). Resolves with the
+   * unsealed steps before it: nothing is signed over activations not yet checked). Resolves with the
    * token once it is in and `attest` is done; `later` with this hop's attestation of the chunk and
    * every later hop's, checked like a synchronous answer's. A failure on either path ends the wait.
    */
   async forwardThenSeal(hidden: HiddenActivation, steps: [number, number], chunkFrom: number, attest: () => Promise<{ signed: SignedAttestation; hash: string }>): Promise<StepAnswer & { later: Promise<SignedAttestation[]> }> {
-    const sent = await this.sendOpen(this.forwardFrame(hidden, steps, { chunkFrom, seal: false }, false));
+    const sent = await this.sendUnsealed(this.forwardFrame(hidden, steps, { chunkFrom, seal: false }, false));
     if (!sent) throw new AgentError('internal_error', 'a stage that waits for no token cannot seal behind a step');
     const { link, answer: tokenFrame } = sent;
     const token = this.awaitToken(tokenFrame, steps);
@@ -514,7 +323,7 @@ export class RemoteStage {
     // Until the token is in, a failure sealing the chunk (it names its own culprit) ends the wait too.
     const failed = later.then(() => new Promise<never>(() => undefined));
     const answer = await Promise.race([token, failed]);
-    // The caller's chunk is closed only once `attest` returns: the next step must not start before.
+    // The caller's chunk is sealed only once `attest` returns: the next step must not start before.
     await attested;
     return { ...answer, later };
   }
@@ -524,17 +333,17 @@ export class RemoteStage {
    * token from the last hop (on the tap, or on the link when the next hop is the last), or for an
    * error a hop reports back up the chain meanwhile. A middle hop returns null at once.
    */
-  private async forwardOpen(body: Uint8Array, steps: [number, number]): Promise<ForwardResultMeta | null> {
-    const sent = await this.sendOpen(body);
+  private async forwardUnsealed(body: Uint8Array, steps: [number, number]): Promise<ForwardResultMeta | null> {
+    const sent = await this.sendUnsealed(body);
     return sent ? this.awaitToken(sent.answer, steps) : null;
   }
 
   /**
-   * Link: sends an open step's frame; resolves once it is on the socket, with the link and the
+   * Link: sends an unsealed step's frame; resolves once it is on the socket, with the link and the
    * frame that will carry its token (the tap's next, or the link's when the next hop is the last),
    * or null at a middle hop, which waits for nothing.
    */
-  private async sendOpen(body: Uint8Array): Promise<{ link: Link; answer: Promise<Uint8Array> } | null> {
+  private async sendUnsealed(body: Uint8Array): Promise<{ link: Link; answer: Promise<Uint8Array> } | null> {
     const link = await this.linked();
     if (!this.opts.awaitTokens) {
       this.sendOn(link, body);
@@ -552,7 +361,7 @@ export class RemoteStage {
     this.pending++;
     let result: ForwardResultMeta;
     try {
-      result = this.parseAnswer(await this.orBroken(answer));
+      result = parseHopAnswer(await this.orBroken(answer), this.opts.hop, this.agentId);
     } catch (err) {
       // Nothing came in time: the hop this step was handed to (or one after it) did not answer,
       // as a POST chain would report it.
@@ -595,7 +404,7 @@ export class RemoteStage {
   }
 
   /**
-   * Seals the open chunk `chunk` on the next hop and every later one without running a step:
+   * Seals the unsealed chunk `chunk` on the next hop and every later one without running a step:
    * returns their attestations of it.
    */
   async seal(chunk: [number, number], prev: SignedAttestation, prevHash: string): Promise<SignedAttestation[]> {
@@ -603,10 +412,7 @@ export class RemoteStage {
   }
 
   private sealFrame(chunk: [number, number], prev: SignedAttestation, prevHash: string): Uint8Array {
-    const ticket = this.opts.signedTicket.ticket;
-    const senderSig = this.signSent(chunk);
-    const meta: SealMeta = { job: { jobId: ticket.jobId, ticketHash: this.opts.ticketHash }, hop: this.opts.hop, chunk, prevHash, prev, ...(senderSig !== undefined ? { senderSig } : {}) };
-    return encodeFrame({ kind: 'seal', meta });
+    return sealFrame(this.opts, chunk, prev, prevHash, this.sent.signed(chunk));
   }
 
   /** The next hop's answer to a seal: every later hop's attestation of the chunk, of what this hop sent. */
@@ -620,7 +426,7 @@ export class RemoteStage {
 
   /** Sends a frame and reads the next hop's `tokens` answer (an `error` frame becomes an AgentError). */
   private async exchange(body: Uint8Array): Promise<ForwardResultMeta> {
-    if (this.transport === 'post') return this.parseAnswer(await this.post(body));
+    if (this.transport === 'post') return parseHopAnswer(await this.post(body), this.opts.hop, this.agentId);
     return this.exchangeOn(await this.linked(), body);
   }
 
@@ -628,31 +434,10 @@ export class RemoteStage {
   private async exchangeOn(link: Link, body: Uint8Array): Promise<ForwardResultMeta> {
     this.pending++;
     try {
-      return this.parseAnswer(await this.requestOn(link, body));
+      return parseHopAnswer(await this.requestOn(link, body), this.opts.hop, this.agentId);
     } finally {
       this.pending--;
     }
-  }
-
-  private parseAnswer(bytes: Uint8Array): ForwardResultMeta {
-    let frame;
-    try {
-      frame = decodeFrame(bytes, { maxPayloadBytes: MAX_ANSWER_PAYLOAD_BYTES });
-    } catch (err) {
-      throw new AgentError('upstream_error', `hop ${this.opts.hop} sent a bad frame: ${(err as Error).message}`, { agentId: this.agentId });
-    }
-    if (frame.kind === 'error') {
-      const e = errorFrameMetaSchema.safeParse(frame.meta);
-      const code = e.success && isAgentErrorCode(e.data.code) ? e.data.code : 'upstream_error';
-      const message = e.success ? e.data.message : 'unreadable error frame';
-      const evidence = e.success ? e.data.evidence : undefined;
-      throw new AgentError(code, `hop ${this.opts.hop}: ${message}`, { agentId: (e.success && e.data.agentId) || this.agentId, ...(evidence ? { evidence } : {}) });
-    }
-    const parsed = forwardResultMetaSchema.safeParse(frame.meta);
-    if (frame.kind !== 'tokens' || !parsed.success) {
-      throw new AgentError('upstream_error', `hop ${this.opts.hop} answered a ${frame.kind} frame without a valid result`, { agentId: this.agentId });
-    }
-    return parsed.data;
   }
 
   /**
@@ -669,30 +454,30 @@ export class RemoteStage {
 
   /** Frees the job's sessions on this hop and every later one (best effort, short timeout). */
   async close(): Promise<void> {
-    const meta = closeMetaSchema.parse({ jobId: this.opts.signedTicket.ticket.jobId, ticketHash: this.opts.ticketHash, hop: this.opts.hop });
+    const close = closeFrame(this.opts);
     if (this.transport === 'link') {
       // Reusable: the job ran on the link and ended with nothing failed and nothing in flight
-      // (an agent carries a later job on a link only once the one it was opened for ran on it).
+      // (an agent carries a later job on a link only once the one it was bound to ran on it).
       const clean = this.ran && !this.closed && this.broken === null && this.pending === 0;
       this.closed = true;
-      // The next hop frees the sessions a link opened when the link closes.
+      // The next hop frees the sessions opened over a link when the link closes.
       this.markBroken(new AgentError('upstream_error', 'the stage is closed', { agentId: this.agentId }));
       const [link, tap] = await Promise.all([this.link?.catch(() => null), this.tap?.catch(() => null)]);
       tap?.close();
       if (!link) return;
-      this.unlink?.();
+      this.detachLink?.();
       link.onUnsolicited = null;
       const pool = this.pool;
       if (link.error) return;
       if (!clean || !pool) {
-        link.send(encodeFrame({ kind: 'close', meta }));
+        link.send(close);
         link.close();
         return;
       }
       // The close frame's answer comes after anything the next hop still had to say about this
       // job: once it is in, the link carries nothing of it and may take the next job.
       try {
-        const answer = decodeFrame(await link.request(encodeFrame({ kind: 'close', meta }), Math.min(this.timeoutMs, 5_000)), { maxPayloadBytes: 0 });
+        const answer = decodeFrame(await link.request(close, Math.min(this.timeoutMs, 5_000)), { maxPayloadBytes: 0 });
         if (answer.kind === 'close') {
           pool.give(this.linkUrl, link);
           return;
@@ -704,23 +489,13 @@ export class RemoteStage {
       return;
     }
     try {
-      await this.post(encodeFrame({ kind: 'close', meta }), Math.min(this.timeoutMs, 5_000));
+      await this.post(close, Math.min(this.timeoutMs, 5_000));
     } catch {
       // The next hop frees idle sessions on its own.
     }
   }
 
-  private async post(body: Uint8Array, timeoutMs = this.timeoutMs): Promise<Uint8Array> {
-    try {
-      return (await this.postBytes(this.url, body, { timeoutMs, maxBytes: MAX_RESULT_BYTES })).body;
-    } catch (err) {
-      if (err instanceof AgentError) throw err;
-      if (err instanceof FrameError) throw new AgentError('upstream_error', `hop ${this.opts.hop}: ${err.message}`, { agentId: this.agentId });
-      const name = (err as Error).name;
-      if (name === 'TimeoutError' || name === 'AbortError') {
-        throw new AgentError('upstream_timeout', `hop ${this.opts.hop} did not answer within ${timeoutMs} ms`, { agentId: this.agentId });
-      }
-      throw new AgentError('upstream_error', `hop ${this.opts.hop} unreachable: ${(err as Error).message}`, { agentId: this.agentId });
-    }
+  private post(body: Uint8Array, timeoutMs = this.timeoutMs): Promise<Uint8Array> {
+    return postToHop(this.postBytes, this.url, body, timeoutMs, this.opts.hop, this.agentId);
   }
 }

@@ -10,7 +10,7 @@
  * sessions.close(jobId);
  */
 import type { JobTicket } from '../../protocol/ticket.js';
-import type { OpenChunk } from './attest.js';
+import type { UnsealedChunk } from './attest.js';
 import type { SpanSession } from '../runtime/types.js';
 import { AgentError } from './errors.js';
 import type { Link } from './link.js';
@@ -38,11 +38,11 @@ export interface SessionEntry {
   onClose?: (reason: string) => void;
   /** The job's ticket, once verified (later frames may name it by hash only). */
   ticket?: JobTicket;
-  /** What this hop computed since its open attestation chunk began (see attest.ts). */
-  chunk?: OpenChunk;
+  /** What this hop computed since its unsealed attestation chunk began (see attest.ts). */
+  chunk?: UnsealedChunk;
   /** The link the session was opened over (it closes with the link); absent for POST frames. */
   upstream?: Link;
-  /** Last hop on a link: where open steps' tokens go (the head's tap; see link.ts). */
+  /** Last hop on a link: where unsealed steps' tokens go (the head's tap; see link.ts). */
   tap?: Link;
 }
 

@@ -15,7 +15,7 @@ import { compareOutputRows, receivedTolerances } from '../../protocol/output-com
 import { decodeFrame, encodeFrame, framePayloadAs } from '../../protocol/frame.js';
 import type { ChunkingPolicy, SamplingParams } from '../../protocol/ticket.js';
 import { generate } from '../../pool-agent/runtime/pipeline.js';
-import { closesChunk } from '../../pool-agent/server/agent.js';
+import { sealsChunk } from '../../pool-agent/server/head-job.js';
 import type { FetchLike } from '../../pool-agent/server/remote-stage.js';
 import { fakeModel, fakeSpan, type FakeModel } from '../support/fake-span.js';
 import { createTestEdge, GREEDY, runJob, startChain, tokensOf, type InProcessChain, type TestEdge } from '../support/agents.js';
@@ -75,13 +75,13 @@ async function run(chain: InProcessChain, maxTokens: number, chunking: ChunkingP
   return { jobId: signed.ticket.jobId, events: res.events, chunks, verdicts, verified: verifier.verifiedTokens };
 }
 
-describe('closesChunk', () => {
+describe('sealsChunk', () => {
   it('closes every step without a policy, else on the step count or the time open', () => {
-    expect(closesChunk(undefined, 1, 0)).toBe(true);
-    expect(closesChunk(THREE_STEPS, 2, 10)).toBe(false);
-    expect(closesChunk(THREE_STEPS, 3, 10)).toBe(true);
-    expect(closesChunk({ maxSteps: 16, maxDelayMs: 50 }, 2, 49)).toBe(false);
-    expect(closesChunk({ maxSteps: 16, maxDelayMs: 50 }, 2, 50)).toBe(true);
+    expect(sealsChunk(undefined, 1, 0)).toBe(true);
+    expect(sealsChunk(THREE_STEPS, 2, 10)).toBe(false);
+    expect(sealsChunk(THREE_STEPS, 3, 10)).toBe(true);
+    expect(sealsChunk({ maxSteps: 16, maxDelayMs: 50 }, 2, 49)).toBe(false);
+    expect(sealsChunk({ maxSteps: 16, maxDelayMs: 50 }, 2, 50)).toBe(true);
   });
 });
 

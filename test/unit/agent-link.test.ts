@@ -13,12 +13,12 @@ import type { JobEvent } from '../../protocol/agent-api.js';
 import { decodeFrame, encodeFrame, FrameError, FrameReader, framePayloadAs } from '../../protocol/frame.js';
 import { startEvilProxy } from '../support/evil-proxy.js';
 import type { ChunkingPolicy, SamplingParams } from '../../protocol/ticket.js';
-import { LINK_HOP_HEADER, LINK_PATH, LINK_TICKET_HEADER, LinkError, openLink, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER } from '../../pool-agent/server/link.js';
+import { dialLink, LINK_HOP_HEADER, LINK_PATH, LINK_TICKET_HEADER, LinkError, TAP_JOB_HEADER, TAP_PATH, TAP_SIGNATURE_HEADER, TAP_TICKET_HEADER } from '../../pool-agent/server/link.js';
 import { toBase64Url, utf8 } from '../../protocol/bytes.js';
 import type { SignedTicket } from '../../protocol/ticket.js';
 import { tapMessage } from '../../protocol/agent-api.js';
 import type { AgentServer } from '../../pool-agent/server/app.js';
-import { linkPool } from '../../pool-agent/server/remote-stage.js';
+import { linkPool } from '../../pool-agent/server/link-pool.js';
 import { fakeModel, fakeSpan, type FakeModel } from '../support/fake-span.js';
 import { createTestEdge, runJob, startChain, tokensOf, type InProcessChain, type TestEdge } from '../support/agents.js';
 
@@ -256,7 +256,7 @@ describe('a chain of 3 over links', () => {
       // The middle hop knows the job id and ticket hash, but cannot sign as the head.
       const forged = signBytesSync(slow.agents[1]!, tapMessage(signed.ticket.jobId, hash));
       for (const signature of ['', forged]) {
-        await expect(openLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024, headers: { ...headers, [TAP_SIGNATURE_HEADER]: signature } })).rejects.toMatchObject({ status: 401, agentCode: 'invalid_signature' });
+        await expect(dialLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024, headers: { ...headers, [TAP_SIGNATURE_HEADER]: signature } })).rejects.toMatchObject({ status: 401, agentCode: 'invalid_signature' });
       }
       // The head's own tap is in place and the job goes on.
       expect(slow.agents[2]!.core.sessions.get(signed.ticket.jobId)?.tap).toBeDefined();
@@ -269,7 +269,7 @@ describe('a chain of 3 over links', () => {
 
   it('refuses a tap for a job it does not hold, and a wrong upgrade', async () => {
     const last = linked.agents[2]!;
-    const tap = openLink(new URL(TAP_PATH, last.url).toString(), {
+    const tap = dialLink(new URL(TAP_PATH, last.url).toString(), {
       timeoutMs: 5_000,
       maxPayloadBytes: 1024,
       headers: { [TAP_JOB_HEADER]: 'job-nope', [TAP_TICKET_HEADER]: '0'.repeat(64) },
@@ -282,7 +282,7 @@ describe('a chain of 3 over links', () => {
   it('answers a bad frame on a link with an error frame, closes a link that sends garbage, and keeps serving', async () => {
     const middle = linked.agents[1]!;
     const { signed } = await edge.ticket({ route: linked.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 4 });
-    const link = await openLink(new URL(LINK_PATH, middle.url).toString(), { timeoutMs: 5_000, maxPayloadBytes: 1 << 20, headers: linkHeaders(signed, 1) });
+    const link = await dialLink(new URL(LINK_PATH, middle.url).toString(), { timeoutMs: 5_000, maxPayloadBytes: 1 << 20, headers: linkHeaders(signed, 1) });
     const answer = decodeFrame(await link.request(encodeFrame({ kind: 'forward', dtype: 'float32', dims: [1, 1, 8], meta: { hop: 'x' }, payload: new Float32Array(8) }), 5_000), { maxPayloadBytes: 1 << 20 });
     expect(answer.kind).toBe('error');
     expect(answer.meta).toMatchObject({ code: 'bad_frame' });
@@ -320,7 +320,7 @@ describe('a chain of 3 over links', () => {
     const quick = await startChain({ edge, spans: [fakeSpan(model, [0, 2]), fakeSpan(model, [2, 4])], agentIdPrefix: 'idle', agentOptions: () => ({ limits: { idleMs: 300 } }) });
     try {
       const { signed } = await edge.ticket({ route: quick.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 4 });
-      const link = await openLink(new URL(LINK_PATH, quick.agents[1]!.url).toString(), { timeoutMs: 5_000, maxPayloadBytes: 1024, headers: linkHeaders(signed, 1) });
+      const link = await dialLink(new URL(LINK_PATH, quick.agents[1]!.url).toString(), { timeoutMs: 5_000, maxPayloadBytes: 1024, headers: linkHeaders(signed, 1) });
       expect(link.error).toBeNull();
       await vi.waitFor(() => expect(link.error?.code).toBe('closed'), { timeout: 3_000 });
       // So does a link kept for the next job: it leaves the pool, and the next job opens another.
@@ -379,7 +379,7 @@ describe('a chain of 3 over links', () => {
     await new Promise<void>((r) => gone.listen(0, '127.0.0.1', () => r()));
     try {
       linkPool.closeAll();
-      const stale = await openLink(`http://127.0.0.1:${(gone.address() as { port: number }).port}${LINK_PATH}`, { timeoutMs: 5_000, maxPayloadBytes: 1024 });
+      const stale = await dialLink(`http://127.0.0.1:${(gone.address() as { port: number }).port}${LINK_PATH}`, { timeoutMs: 5_000, maxPayloadBytes: 1024 });
       linkPool.give(new URL(LINK_PATH, linked.agents[1]!.url).toString(), stale);
       expect(linkPool.size).toBe(1);
       const r = await run(linked, 5);
@@ -394,7 +394,7 @@ describe('a chain of 3 over links', () => {
   it('opens a link only for a job whose signed ticket names this agent at that hop, one link per ticket', async () => {
     const middle = linked.agents[1]!;
     const url = new URL(LINK_PATH, middle.url).toString();
-    const open = (headers?: Record<string, string>) => openLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1 << 20, ...(headers ? { headers } : {}) });
+    const open = (headers?: Record<string, string>) => dialLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1 << 20, ...(headers ? { headers } : {}) });
     const { signed } = await edge.ticket({ route: linked.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 4 });
     await expect(open()).rejects.toMatchObject({ status: 401, agentCode: 'invalid_ticket' });
     await expect(open({ [LINK_TICKET_HEADER]: 'not base64url!', [LINK_HOP_HEADER]: '1' })).rejects.toMatchObject({ status: 401, agentCode: 'invalid_ticket' });
@@ -439,7 +439,7 @@ describe('a chain of 3 over links', () => {
       }
       const [a, b] = jobs as [(typeof jobs)[0], (typeof jobs)[0]];
       expect(a.opening && b.opening).toBeTruthy();
-      const link = await openLink(new URL(LINK_PATH, middle.url).toString(), { timeoutMs: 5_000, maxPayloadBytes: 1 << 20, headers: linkHeaders(a.signed, 1) });
+      const link = await dialLink(new URL(LINK_PATH, middle.url).toString(), { timeoutMs: 5_000, maxPayloadBytes: 1 << 20, headers: linkHeaders(a.signed, 1) });
       const ask = async (bytes: Uint8Array) => decodeFrame(await link.request(bytes, 5_000), { maxPayloadBytes: 1 << 20 });
       // Job A runs on the link (its prefill, down to the last hop and back) and stays open there.
       expect((await ask(a.opening)).kind).toBe('tokens');
@@ -465,7 +465,7 @@ describe('a chain of 3 over links', () => {
       const agent = capped.agents[1]!;
       const url = new URL(LINK_PATH, agent.url).toString();
       const headers = async () => linkHeaders((await edge.ticket({ route: capped.route, modelId: model.modelId, promptIds: PROMPT, maxTokens: 4 })).signed, 1);
-      const open = async () => openLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024, headers: await headers() });
+      const open = async () => dialLink(url, { timeoutMs: 5_000, maxPayloadBytes: 1024, headers: await headers() });
       const held = [await open(), await open()];
       await expect(open()).rejects.toMatchObject({ code: 'refused', status: 503, agentCode: 'capacity' });
       const raw = Object.entries(await headers()).map(([k, v]) => `${k}: ${v}\r\n`).join('');
@@ -518,7 +518,7 @@ describe('a chain of 3 over links', () => {
     await new Promise<void>((r) => flood.listen(0, '127.0.0.1', () => r()));
     try {
       const { port } = flood.address() as { port: number };
-      const link = await openLink(`http://127.0.0.1:${port}${TAP_PATH}`, { timeoutMs: 5_000, maxPayloadBytes: 1024 });
+      const link = await dialLink(`http://127.0.0.1:${port}${TAP_PATH}`, { timeoutMs: 5_000, maxPayloadBytes: 1024 });
       await vi.waitFor(() => expect(link.error).toMatchObject({ code: 'bad_frame' }));
       // What was kept before is still readable; nothing beyond the bound was.
       let kept = 0;

@@ -6,7 +6,7 @@
  * span computed; the stage hashes and signs the bytes it actually sends (`senderSig`), as an honest
  * stage does. So this is a sender that provably sends other bytes than it attested.
  */
-import { RemoteStage as HonestStage, type HiddenActivation, type StepAnswer, type StepLink } from '../../../pool-agent/server/remote-stage.js';
+import { RemoteStage as HonestStage, type HiddenActivation, type StepAnswer, type StepChunk } from '../../../pool-agent/server/remote-stage.js';
 import type { SignedAttestation } from '../../../protocol/attestation.js';
 
 export * from '../../../pool-agent/server/remote-stage.js';
@@ -38,8 +38,8 @@ function altered(hidden: HiddenActivation, step: number): HiddenActivation {
 }
 
 export class RemoteStage extends HonestStage {
-  override forward(hidden: HiddenActivation, steps: [number, number], link: StepLink, open: boolean): Promise<StepAnswer | null> {
-    return super.forward(altered(hidden, steps[0]), steps, link, open);
+  override forward(hidden: HiddenActivation, steps: [number, number], chunk: StepChunk, opening: boolean): Promise<StepAnswer | null> {
+    return super.forward(altered(hidden, steps[0]), steps, chunk, opening);
   }
 
   override forwardThenSeal(hidden: HiddenActivation, steps: [number, number], chunkFrom: number, attest: () => Promise<{ signed: SignedAttestation; hash: string }>): Promise<StepAnswer & { later: Promise<SignedAttestation[]> }> {
