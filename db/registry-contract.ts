@@ -556,6 +556,12 @@ export interface RegistryStore extends ModelFileStore {
   // --- jobs
   recordJobStart(input: JobStartInput): Promise<void>;
   recordJobFinish(input: JobFinishInput): Promise<void>;
+  /**
+   * Jobs still `running` that started before `startedBefore` (the edge running them went away: a
+   * crash, a restart, an outage of the registry when it finished) are ended: status `failed`,
+   * finish reason `error`, cost 0, finished at `at`; at most `limit`, oldest first. Returns their ids.
+   */
+  failAbandonedJobs(input: { startedBefore: number; at: number; limit: number }): Promise<string[]>;
   /** Only the account's own jobs (another account's job reads as null). */
   getJob(id: string, accountId: string): Promise<JobRecord | null>;
   /**

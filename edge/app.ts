@@ -14,7 +14,7 @@ import type { CheckSettings } from './checks/settings.js';
 import type { AppEnv, AgentTransport, Clock, EdgeCaches, EdgeDeps, EdgeSigningKey, EdgeTokenizer, TokenizerProvider } from './deps.js';
 import { createTokenizerProvider } from './text/tokenizer-provider.js';
 import type { RegistryStore } from '../db/registry-contract.js';
-import { errorResponse } from './http/errors.js';
+import { describeErrorChain, errorResponse } from './http/errors.js';
 import { throttledLog } from './log.js';
 import { registerCors } from './http/cors.js';
 import { registerHealth } from './routes/health.js';
@@ -90,7 +90,7 @@ export function buildDeps(opts: CreateAppOptions): EdgeDeps {
     waitUntil:
       opts.waitUntil ??
       ((work) => {
-        work.catch((err: unknown) => log({ level: 'error', msg: 'background work failed', error: err instanceof Error ? err.message : String(err) }));
+        work.catch((err: unknown) => log({ level: 'error', msg: 'background work failed', error: describeErrorChain(err) }));
       }),
     log,
   };
@@ -112,7 +112,7 @@ export function createApp(opts: CreateAppOptions): Hono<AppEnv> {
     }
     const waitUntil = ctx
       ? (work: Promise<unknown>) =>
-          ctx!.waitUntil(work.catch((err: unknown) => deps.log({ level: 'error', msg: 'background work failed', requestId, error: err instanceof Error ? err.message : String(err) })))
+          ctx!.waitUntil(work.catch((err: unknown) => deps.log({ level: 'error', msg: 'background work failed', requestId, error: describeErrorChain(err) })))
       : deps.waitUntil;
     const scopedStore = c.env && typeof c.env === 'object' ? c.env.store : undefined;
     c.set('deps', ctx || scopedStore ? { ...deps, waitUntil, ...(scopedStore ? { store: scopedStore } : {}) } : deps);

@@ -2,7 +2,10 @@
  * Cloudflare Workers entry of the edge: parses the environment once (a bad configuration is a
  * clear 500 naming the variable), builds the app once per isolate, and gives every request its
  * own postgres.js client (workerd forbids using a socket opened by another request), closed
- * once the response body and every waitUntil task are done.
+ * once the response body and every waitUntil task are done. That store is guarded
+ * (edge/http/registry-outage.ts): while the registry cannot be reached, or stops answering, a
+ * request gets 503 with `retry-after`, not a 500 or a hang, and the next request after it is back
+ * is served (nothing to restart: no connection outlives its request).
  *
  * Variables (edge/env.ts): DATABASE_URL (or a HYPERDRIVE binding), EDGE_SIGNING_KEY (Ed25519
  * PKCS#8, base64url), EDGE_KEY_ID; optional EDGE_LOCATION and tuning knobs; optional CHECK_SECRET
@@ -23,6 +26,7 @@ import { createTokenizerProvider } from './text/tokenizer-provider.js';
 import { importSigningKey } from '../protocol/keys.js';
 import { ApiError } from '../protocol/errors.js';
 import { errorResponse } from './http/errors.js';
+import { guardedStore } from './http/registry-outage.js';
 import { parseEdgeEnv } from './env.js';
 import type { RegistryStore } from '../db/registry-contract.js';
 import { createRegistryStore } from '../db/registry-store.js';
@@ -132,7 +136,7 @@ export default {
       return errorResponse(err, requestId);
     }
     const sql = postgres(iso.databaseUrl, registryClientOptions({ max: 1, idle_timeout: 5 }));
-    const store = createRegistryStore(sql);
+    const store = guardedStore(createRegistryStore(sql), { end: () => sql.end({ timeout: 0 }), log: iso.deps.log });
     const pending: Promise<unknown>[] = [];
     const scopedCtx = {
       waitUntil: (p: Promise<unknown>) => {
@@ -145,7 +149,13 @@ export default {
     if (!iso.keyPublished) {
       // Once per isolate: agents and SDKs can then find this key in the registry too.
       iso.keyPublished = true;
-      scopedCtx.waitUntil(store.upsertEdgeKey({ ...iso.edgeKey, at: Date.now() }));
+      scopedCtx.waitUntil(
+        store.upsertEdgeKey({ ...iso.edgeKey, at: Date.now() }).catch((err: unknown) => {
+          // The registry was down (or refused it): the next request tries again.
+          iso.keyPublished = false;
+          workerLog({ level: 'warn', msg: 'edge key not published yet; the next request tries again', error: errorText(err) });
+        }),
+      );
     }
     let res: Response;
     try {
@@ -185,9 +195,9 @@ export default {
     }
     const sql = postgres(iso.databaseUrl, registryClientOptions({ max: 1, idle_timeout: 5 }));
     try {
-      const out = await runTrustTick({ ...iso.deps, store: createRegistryStore(sql) });
-      if (out.voided || out.blocksEnded || out.retried.length) {
-        iso.deps.log({ level: 'info', msg: 'trust tick', cron: event.cron, voided: out.voided, blocksEnded: out.blocksEnded, retried: out.retried.map(({ disputeId, state, asked }) => ({ disputeId, state, asked })) });
+      const out = await runTrustTick({ ...iso.deps, store: guardedStore(createRegistryStore(sql), { end: () => sql.end({ timeout: 0 }), log: iso.deps.log }) });
+      if (out.voided || out.blocksEnded || out.jobsEnded || out.retried.length) {
+        iso.deps.log({ level: 'info', msg: 'trust tick', cron: event.cron, voided: out.voided, blocksEnded: out.blocksEnded, jobsEnded: out.jobsEnded, retried: out.retried.map(({ disputeId, state, asked }) => ({ disputeId, state, asked })) });
       }
     } catch (err) {
       iso.deps.log({ level: 'error', msg: 'scheduled tick failed', error: err instanceof Error ? err.message : String(err) });

@@ -28,6 +28,8 @@ export const ERROR_CODES = {
   upstream_error: { status: 502, type: 'upstream_error' },
   attestation_failed: { status: 502, type: 'upstream_error' },
   no_route: { status: 503, type: 'service_unavailable' },
+  /** The edge cannot reach its registry (an outage): retry after `retry-after`. */
+  registry_unavailable: { status: 503, type: 'service_unavailable' },
   upstream_timeout: { status: 504, type: 'timeout_error' },
 } as const satisfies Record<string, { status: number; type: string }>;
 

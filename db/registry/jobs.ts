@@ -5,11 +5,11 @@
  * @example
  * await jobMethods(db).recordJobStart({ id, accountId, apiKeyId, modelId, route, at });
  */
-import { and, eq, isNotNull, isNull, sql } from 'drizzle-orm';
+import { and, asc, eq, inArray, isNotNull, isNull, lt, sql } from 'drizzle-orm';
 import type { RegistryStore } from '../registry-contract.js';
 import type { RegistryDb } from '../client.js';
 import { apiKeys, jobs, ledgerEntries } from '../schema/index.js';
-import { date, toJob } from './rows.js';
+import { bound, date, toJob } from './rows.js';
 
 export function jobMethods(db: RegistryDb) {
   return {
@@ -42,6 +42,20 @@ export function jobMethods(db: RegistryDb) {
           finishedAt: date(input.finishedAt),
         })
         .where(eq(jobs.id, input.id));
+    },
+    async failAbandonedJobs({ startedBefore, at, limit }) {
+      const stale = db
+        .select({ id: jobs.id })
+        .from(jobs)
+        .where(and(eq(jobs.status, 'running'), lt(jobs.createdAt, date(startedBefore))))
+        .orderBy(asc(jobs.createdAt))
+        .limit(bound(limit));
+      const ended = await db
+        .update(jobs)
+        .set({ status: 'failed', finishReason: 'error', costMicroUsd: 0, finishedAt: date(at) })
+        .where(and(inArray(jobs.id, stale), eq(jobs.status, 'running')))
+        .returning({ id: jobs.id });
+      return ended.map((r) => r.id);
     },
     async getJob(id, accountId) {
       const [row] = await db

@@ -52,6 +52,8 @@ export const jobs = pgTable(
   },
   (t) => [
     index('jobs_account_created_idx').on(t.accountId, t.createdAt),
+    // The tick's sweep of jobs an edge left running (a crash, a restart): only running rows indexed.
+    index('jobs_running_created_idx').on(t.createdAt).where(sql`${t.status} = 'running'`),
     check('jobs_status_check', sql`${t.status} in ('running', 'completed', 'failed', 'cancelled')`),
     check('jobs_finish_reason_check', sql`${t.finishReason} in ('stop', 'length', 'cancelled', 'error')`),
     check('jobs_check_status_check', sql`${t.checkStatus} in ('pass', 'fail', 'inconclusive', 'upheld', 'dismissed', 'voided')`),

@@ -6,7 +6,9 @@
  * 1. disputes older than the policy's `disputeTimeoutMs` are voided (nobody penalised);
  * 2. route blocks whose time is over end, and their hops leave probation (unless something else
  *    keeps them on it);
- * 3. open disputes due for a retry (`disputeRetryMs` after the last try) get their third check
+ * 3. jobs an edge left `running` (it crashed or restarted, or the registry was down when the job
+ *    ended) past `jobDeadlineMs` plus a minute are ended as failed, uncharged;
+ * 4. open disputes due for a retry (`disputeRetryMs` after the last try) get their third check
  *    again, from the request kept on the dispute, with checkers chosen as after a job
  *    (span-checks.ts `thirdChecks`: whole-model agents, or for a dispute a hop check opened,
  *    holders of that hop's span): as agents join, a dispute nobody could check gets settled.
@@ -34,6 +36,8 @@ export interface TickOptions {
 export interface TickOutcome {
   voided: number;
   blocksEnded: number;
+  /** Jobs left running by an edge that went away, ended as failed. */
+  jobsEnded: number;
   retried: Array<{ disputeId: string; state: Dispute['state'] | 'not_retried'; asked: number; steps: CheckStep[] }>;
 }
 
@@ -49,6 +53,7 @@ export async function runTrustTick(deps: CheckDeps, opts: TickOptions = {}): Pro
   const voided = await voidStaleDisputes(deps, policy);
   if (voided) deps.caches.candidates.clear();
   const blocksEnded = await expireRouteBlocks(deps);
+  const jobsEnded = await failAbandonedJobs(deps);
   const retried: TickOutcome['retried'] = [];
   let due: DisputeRetry[] = [];
   try {
@@ -64,7 +69,23 @@ export async function runTrustTick(deps: CheckDeps, opts: TickOptions = {}): Pro
       deps.log({ level: 'warn', msg: 'dispute retry failed', disputeId: d.id, error: err instanceof Error ? err.message : String(err) });
     }
   }
-  return { voided, blocksEnded, retried };
+  return { voided, blocksEnded, jobsEnded, retried };
+}
+
+/** Margin past a job's deadline before the tick calls it abandoned (its edge may still be writing its end). */
+const ABANDONED_AFTER_DEADLINE_MS = 60_000;
+
+/** Ends, as failed and uncharged, the jobs an edge left `running` past their deadline (at most 100 a tick). */
+async function failAbandonedJobs(deps: CheckDeps): Promise<number> {
+  const now = deps.clock.now();
+  try {
+    const ended = await deps.store.failAbandonedJobs({ startedBefore: now - deps.config.jobDeadlineMs - ABANDONED_AFTER_DEADLINE_MS, at: now, limit: 100 });
+    if (ended.length) deps.log({ level: 'info', msg: 'jobs left running by an edge that went away ended as failed', jobs: ended });
+    return ended.length;
+  } catch (err) {
+    deps.log({ level: 'warn', msg: 'could not end abandoned jobs', error: err instanceof Error ? err.message : String(err) });
+    return 0;
+  }
 }
 
 /** One retry of an open dispute's third check, from what the dispute kept. */

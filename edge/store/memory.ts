@@ -455,6 +455,11 @@ export function createMemoryStore(): MemoryStore {
         finishedAt: null,
       });
     },
+    async failAbandonedJobs({ startedBefore, at, limit }) {
+      const stale = [...jobs.values()].filter((j) => j.status === 'running' && j.createdAt < startedBefore).sort((a, b) => a.createdAt - b.createdAt).slice(0, limit);
+      for (const j of stale) Object.assign(j, { status: 'failed', finishReason: 'error', costMicroUsd: 0, finishedAt: at });
+      return stale.map((j) => j.id);
+    },
     async recordJobFinish(input: JobFinishInput) {
       const j = jobs.get(input.id);
       if (!j) return;

@@ -18,6 +18,7 @@ import { openRegistryStore, type RegistryStoreFixture } from '../support/registr
 import { testManifest } from '../unit/edge-fixtures.js';
 import { checkModelFileStore } from '../support/model-files-contract.js';
 import { checkTrustStore } from '../support/trust-store-contract.js';
+import { checkAbandonedJobs } from '../support/jobs-contract.js';
 
 const manifest = (name: string, numLayers = 4): Manifest => testManifest(numLayers, name);
 
@@ -264,6 +265,11 @@ describe('registry store: pools, agents, heartbeats, routing', () => {
 });
 
 describe('registry store: jobs, ledger, edge keys', () => {
+  it('ends jobs an edge left running past their time, as failed and uncharged, as the memory store does', async () => {
+    const { id: keyId } = await createApiKey(db, { accountId: userId, scopes: ['inference'], name: 'abandoned' });
+    await checkAbandonedJobs(store, { accountId: userId, apiKeyId: keyId, modelId, at: NOW + 3_600_000 });
+  });
+
   it('records a job start and finish, readable only by its account', async () => {
     const { id: keyId } = await createApiKey(db, { accountId: userId, scopes: ['inference'], name: 'jobs' });
     const jobId = crypto.randomUUID();

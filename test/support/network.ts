@@ -19,7 +19,8 @@ import { generateSigningKey } from '../../protocol/keys.js';
 import { runInit } from '../../pool-agent/cli/init.js';
 import { runRegister } from '../../pool-agent/cli/register.js';
 import { loadState } from '../../pool-agent/config.js';
-import { runScheduledTick, startEdgeProcess, type EdgeProcess } from '../../scripts/edge-process.js';
+import { runScheduledTick, startEdgeProcess, type EdgeProcess, type EdgeProcessOptions } from '../../scripts/edge-process.js';
+import { groupMembers, signal, waitUntil } from '../../scripts/processes.js';
 import { freePort } from '../../scripts/ports.js';
 import { waitListening } from './agents.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
@@ -76,9 +77,22 @@ export interface TestNetwork {
   /** Waits until the edge's routing sees `count` agents with fresh heartbeats. */
   waitForAgents(count: number, timeoutMs?: number): Promise<void>;
   edgeLogs: string[];
+  /**
+   * The edge's process (wrangler and its workerd): `kill` ends its whole process group at once
+   * (SIGKILL: a crash, connections reset) and resolves once nothing of it is left; `start` starts
+   * it again on the same port with the same settings and resolves once it answers.
+   */
+  edgeProcess: EdgeControl;
   /** Runs the edge's scheduled trust tick once (the Cron Trigger's work, via wrangler's `/__scheduled`) and waits for it. */
   tick(): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface EdgeControl {
+  /** wrangler's pid (its process group's id); undefined while stopped. */
+  readonly pid: number | undefined;
+  kill(): Promise<void>;
+  start(): Promise<void>;
 }
 
 export interface StartNetworkOptions {
@@ -87,12 +101,17 @@ export interface StartNetworkOptions {
   edgeVars?: Record<string, string>;
   /** The model the agents serve (a built or imported folder); the shared tiny model when absent. */
   modelDir?: string;
+  /**
+   * The registry database, migrated (e.g. `startRegistryProcess()`, which a test can stop and
+   * restart); a fresh `createTestDatabase()` when absent. The network closes it either way.
+   */
+  database?: TestDatabase;
 }
 
 export async function startNetwork(opts: StartNetworkOptions): Promise<TestNetwork> {
   const modelDir = opts.modelDir ?? TEST_MODEL_DIR;
   const model = opts.modelDir ? await readTestModel(opts.modelDir) : await testModel();
-  const db = await createTestDatabase();
+  const db = opts.database ?? (await createTestDatabase());
   const registry = createDb(db.url, { max: 2 });
   const cleanups: (() => Promise<unknown>)[] = [() => db.close(), () => registry.close()];
   const agents: NetworkAgent[] = [];
@@ -110,7 +129,7 @@ export async function startNetwork(opts: StartNetworkOptions): Promise<TestNetwo
     const edgeKey = await generateSigningKey();
     const stateDir = await mkdtemp(join(tmpdir(), 'layernet-edge-'));
     cleanups.push(() => rm(stateDir, { recursive: true, force: true }));
-    edge = await startEdgeProcess({
+    const edgeOptions: EdgeProcessOptions = {
       port: await freePort(),
       stateDir,
       vars: {
@@ -125,8 +144,25 @@ export async function startNetwork(opts: StartNetworkOptions): Promise<TestNetwo
       onLog: (l) => {
         if (edgeLogs.length < 5000) edgeLogs.push(l);
       },
-    });
+    };
+    edge = await startEdgeProcess(edgeOptions);
     const edgeUrl = edge.url;
+    const edgeProcess: EdgeControl = {
+      get pid() {
+        return edge?.pid;
+      },
+      async kill() {
+        const pgid = edge?.pid;
+        if (pgid === undefined) return;
+        signal(-pgid, 'SIGKILL');
+        if (!(await waitUntil(() => groupMembers(pgid).length === 0, 10_000))) throw new Error(`the edge's process group ${pgid} is still there after SIGKILL`);
+        edge = undefined;
+      },
+      async start() {
+        if (edge) return;
+        edge = await startEdgeProcess(edgeOptions);
+      },
+    };
 
     const addAgent = async (spec: AgentSpec): Promise<NetworkAgent> => {
       const dir = await mkdtemp(join(tmpdir(), `layernet-agent-${spec.name}-`));
@@ -167,6 +203,7 @@ export async function startNetwork(opts: StartNetworkOptions): Promise<TestNetwo
       agents,
       addAgent,
       edgeLogs,
+      edgeProcess,
       tick: () => runScheduledTick(edgeUrl),
       close,
       async waitForAgents(count, timeoutMs = 30_000) {

@@ -778,6 +778,17 @@ describe('the scheduled tick', () => {
   };
   const dispute = (id: string) => store.disputes.find((d) => d.id === id)!;
 
+  it('ends jobs an edge left running past their deadline (and a minute), as failed and uncharged', async () => {
+    const d = await deps();
+    const deadline = d.config.jobDeadlineMs;
+    await store.recordJobStart({ id: 'job-left', accountId: 'acct', apiKeyId: 'key', modelId: MODEL, createdAt: now - deadline - 60_001, route: ['a'], promptTokens: 3 });
+    await store.recordJobStart({ id: 'job-live', accountId: 'acct', apiKeyId: 'key', modelId: MODEL, createdAt: now - deadline, route: ['a'], promptTokens: 3 });
+    expect(await runTrustTick(d)).toMatchObject({ jobsEnded: 1 });
+    expect(await store.getJob('job-left', 'acct')).toMatchObject({ status: 'failed', finishReason: 'error', costMicroUsd: 0 });
+    expect(await store.getJob('job-live', 'acct')).toMatchObject({ status: 'running' });
+    expect(logs.some((l) => l.msg === 'jobs left running by an edge that went away ended as failed')).toBe(true);
+  });
+
   it('settles a dispute left open once an eligible checker joins, from the request the dispute kept', async () => {
     const lazy = await addAgent('lazy', 'owner-a', 'pass');
     const first = await addAgent('b', 'owner-b', 'fail');

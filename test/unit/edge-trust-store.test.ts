@@ -3,6 +3,7 @@ import { describe, it } from 'vitest';
 import { createMemoryStore } from '../../edge/store/memory.js';
 import { manifestHash } from '../../protocol/manifest.js';
 import { checkTrustStore } from '../support/trust-store-contract.js';
+import { checkAbandonedJobs } from '../support/jobs-contract.js';
 import { testManifest } from './edge-fixtures.js';
 
 const HW = { devices: [{ kind: 'cpu' as const, name: 'test', memoryBytes: 1 }], memoryBytes: 1, platform: 'linux' };
@@ -23,5 +24,10 @@ describe('memory store: disputes the tick retries, route blocks', () => {
       ids.push(a.id);
     }
     await checkTrustStore(store, { modelId, agentIds: ids as [string, string, string, string], at });
+  });
+
+  it('ends jobs an edge left running past their time, as failed and uncharged', async () => {
+    const store = createMemoryStore();
+    await checkAbandonedJobs(store, { accountId: 'acct', apiKeyId: 'key', modelId: 'model', at: Date.UTC(2026, 0, 1) });
   });
 });
