@@ -12,6 +12,8 @@
  * With `--separation tiny|small`: the figures of docs/trust.md §1 instead, i.e. per-row comparison
  * statistics of honest recomputation (1 vs 2 threads) against cheating nodes (fp16 served, other
  * seed, fewer layers, altered prompt), through the same simulated route as the integration tests.
+ * Add `--format int8|int4` to measure a quantized model instead (`model build --quant`): honest
+ * checks of it across thread counts, against nodes serving another format of the same weights.
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -32,13 +34,17 @@ const { values } = parseArgs({
     k: { type: 'string', default: '16' },
     preset: { type: 'string', default: 'small' },
     separation: { type: 'string' },
+    /** With --separation: the weight format of the ticketed model (float32, int8, int4). */
+    format: { type: 'string', default: 'float32' },
+    /** With --separation: tokens per job (default 32 on tiny, 16 on small). */
+    'sep-tokens': { type: 'string' },
     temperature: { type: 'string', default: '0.8' },
     /** KV-cache layout of the model (protocol/manifest.ts): 'append' (the builder's default) or 'full'. */
     'kv-cache': { type: 'string', default: 'append' },
   },
 });
 if (values.separation) {
-  await separation(values.separation as 'tiny' | 'small');
+  await separation(values.separation as 'tiny' | 'small', values.format as 'float32' | 'int8' | 'int4');
   process.exit(0);
 }
 const N = Number(values.tokens);
@@ -144,18 +150,22 @@ console.table({
 });
 
 /** Per-row comparison statistics, honest vs cheating (docs/trust.md §1). */
-async function separation(which: 'tiny' | 'small'): Promise<void> {
+async function separation(which: 'tiny' | 'small', format: 'float32' | 'int8' | 'int4'): Promise<void> {
   const { serveJob, testModel } = await import('../test/integration/verify-fixtures.js');
   const { runCheck } = await import('../pool-agent/verify/checker.js');
   const { compareHidden } = await import('../protocol/commitment.js');
   const seed = which === 'tiny' ? 1 : 0;
+  const quantized = (f: 'int8' | 'int4') => testModel(`${which}-s${seed}-fp32-${f}`, { preset: which, dtype: 'float32', seed, quant: { format: f } });
   // The fp32 reference is the benchmark model itself for `small` (.models/small), a test model for `tiny`.
-  const ref = which === 'small' ? await buildModel({ preset: 'small', dtype: 'float32', seed: 0, outDir: join('.models', 'small') }) : await testModel('tiny-s1-fp32', { preset: 'tiny', dtype: 'float32', seed: 1 });
-  const cases: Record<string, { dir: string; cheat?: import('../test/integration/verify-fixtures.js').Cheat }> = {
-    honest: { dir: ref.dir },
-    'fp16 served': { dir: (await testModel(`${which}-s${seed}-fp16`, { preset: which, dtype: 'float16', seed })).dir },
-  };
-  if (which === 'tiny') {
+  const fp32 = which === 'small' ? await buildModel({ preset: 'small', dtype: 'float32', seed: 0, outDir: join('.models', 'small') }) : await testModel('tiny-s1-fp32', { preset: 'tiny', dtype: 'float32', seed: 1 });
+  const ref = format === 'float32' ? fp32 : await quantized(format);
+  const cases: Record<string, { dir: string; cheat?: import('../test/integration/verify-fixtures.js').Cheat }> = { honest: { dir: ref.dir } };
+  // Cheaper formats of the same weights served for the ticketed one.
+  if (format === 'float32') cases['fp16 served'] = { dir: (await testModel(`${which}-s${seed}-fp16`, { preset: which, dtype: 'float16', seed })).dir };
+  if (format !== 'int8') cases['int8 served'] = { dir: (await quantized('int8')).dir };
+  if (format !== 'int4') cases['int4 served'] = { dir: (await quantized('int4')).dir };
+  if (format !== 'float32') cases['fp32 served'] = { dir: fp32.dir };
+  if (which === 'tiny' && format === 'float32') {
     cases['other seed'] = { dir: (await testModel('tiny-s2-fp32', { preset: 'tiny', dtype: 'float32', seed: 2 })).dir };
     cases['2 of 4 layers'] = { dir: (await testModel('tiny-s1-fp32-2layers', { preset: 'tiny', dtype: 'float32', seed: 1, overrides: { numLayers: 2 } })).dir };
     cases['prompt altered'] = { dir: ref.dir, cheat: { kind: 'alter-prompt', drop: 1 } };
@@ -170,7 +180,7 @@ async function separation(which: 'tiny' | 'small'): Promise<void> {
     { temperature: 0.8, topP: 0.95, topK: 40, seed: 7 },
   ];
   const arch = (await import('../pool-agent/model/index.js')).PRESETS[which];
-  const tokens = which === 'tiny' ? 32 : 16;
+  const tokens = values['sep-tokens'] ? Number(values['sep-tokens']) : which === 'tiny' ? 32 : 16;
   const checker = await loadSpan(ref.dir, [0, arch.numLayers], { provider: 'cpu', intraOpThreads: 2 });
   const open = { minIndexOverlap: 0, maxExpMismatch: 1, maxMantissaErrMean: Infinity, maxMantissaErrMedian: Infinity };
   const table: Record<string, Record<string, string | number>> = {};
@@ -202,6 +212,6 @@ async function separation(which: 'tiny' | 'small'): Promise<void> {
     table[name] = { rows: rows.length, 'mantissa mean min/p50/max': q((x) => x.mean), 'median min/p50/max': q((x) => x.median), 'overlap min/p50/max': q((x) => x.overlap), 'exp mismatch min/p50/max': q((x) => x.exp), verdicts: JSON.stringify(verdicts) };
   }
   await checker.close();
-  console.log(`separation on ${which} (fp32 ticket; per-row figures, units of 2^-15)`);
+  console.log(`separation on ${which} (${format} ticket; per-row figures, units of 2^-15)`);
   console.table(table);
 }

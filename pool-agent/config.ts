@@ -59,6 +59,21 @@ export const configSchema = z
      */
     hopTransport: z.enum(['link', 'post']).default('link'),
     shutdownGraceMs: z.number().int().nonnegative().default(20_000),
+    /**
+     * What this agent keeps of recent jobs so re-execution checks can ask for it (the tokens or
+     * activations it received and sent, docs/trust.md §2): in memory only, never on disk, for
+     * `keepMinutes`, at most `maxJobs` jobs and `maxMB` in all, the oldest job dropped first. A
+     * check that asks after that finds nothing, and an agent that kept nothing is blamed for
+     * withholding when its disclosure was needed: keep at least the edge's check window (30 s).
+     */
+    disclosure: z
+      .object({
+        keepMinutes: z.number().positive().max(24 * 60).default(10),
+        maxJobs: z.number().int().positive().max(1_000_000).default(512),
+        maxMB: z.number().int().positive().max(1024 * 1024).default(256),
+      })
+      .strict()
+      .default({ keepMinutes: 10, maxJobs: 512, maxMB: 256 }),
     /** Ticket-signing public keys trusted besides the ones stored at registration, by key id. */
     edgeKeys: z.record(z.string().min(1).max(64), z.string().regex(/^[A-Za-z0-9_-]{43}$/)).default({}),
     edgeUrl: z.string().url().optional(),

@@ -16,7 +16,7 @@ export const USAGE = `Usage: pool-agent <command> [flags]
 
 Commands:
   init          create the state folder, Ed25519 identity and config file
-  hardware      show the GPUs / CPU and memory this host offers
+  hardware      show the GPUs / CPU and memory this host offers, and the usable providers (cpu, cuda)
   model build   build a preset model (tiny, small, 1b) into a folder
   model import  convert a Hugging Face checkpoint folder into one
   bench         measure this host's decode tokens/s for its span

@@ -64,6 +64,37 @@ export const kvCacheLayoutSchema = z.enum(['full', 'append']);
 export type KvCacheLayout = z.infer<typeof kvCacheLayoutSchema>;
 export type ModelDtype = z.infer<typeof modelDtypeSchema>;
 
+export const weightFormatSchema = z.enum(['int8', 'int4']);
+export type WeightFormat = z.infer<typeof weightFormatSchema>;
+
+/**
+ * Block-wise weight-only quantization (`pool-agent model build|import --quant int8|int4`): every
+ * projection of the decoder layers (q, k, v, o, gate, up, down), and the LM head when `lmHead`,
+ * is onnxruntime's `com.microsoft` MatMulNBits over `format` codes in blocks of `blockSize`
+ * weights along the input dimension, each block with a scale (the manifest's dtype) and, with
+ * `zeroPoints`, a zero point; otherwise symmetric. Activations, norms, the embedding and the KV
+ * cache keep the manifest's dtype. The graph carries all of it; this field says so, and being
+ * in the manifest it is in the model id. Absent: float weights.
+ */
+export const weightQuantSchema = z.object({
+  format: weightFormatSchema,
+  blockSize: z
+    .number()
+    .int()
+    .min(16)
+    .max(4096)
+    .refine((n) => (n & (n - 1)) === 0, 'a power of two'),
+  zeroPoints: z.boolean(),
+  lmHead: z.boolean(),
+  /**
+   * MatMulNBits' accuracy_level: 0 (what `--quant` builds) computes in the activations' float
+   * type, so a recomputation matches as closely as a float model's; 4 rounds activations to int8
+   * (faster on CPU, but re-execution checks cannot judge it: `uncheckableReason`).
+   */
+  accuracyLevel: z.union([z.literal(0), z.literal(4)]),
+});
+export type WeightQuant = z.infer<typeof weightQuantSchema>;
+
 export const manifestFileSchema = z.object({
   path: z.string().regex(/^[A-Za-z0-9._-]+$/, 'file names only, no folders'),
   kind: z.enum(['embed', 'layers', 'head']),
@@ -144,6 +175,8 @@ export const manifestSchema = z.object({
   tokenizer: tokenizerSchema,
   /** Where an imported model came from (absent for built models). */
   source: modelSourceSchema.optional(),
+  /** Quantized weights (absent: the weights are stored in `dtype`). */
+  quant: weightQuantSchema.optional(),
   files: z.array(manifestFileSchema).min(2),
 });
 export type Manifest = z.infer<typeof manifestSchema>;
@@ -151,6 +184,27 @@ export type Manifest = z.infer<typeof manifestSchema>;
 /** The model id: SHA-256 (hex) of the manifest's canonical JSON. */
 export async function manifestHash(manifest: Manifest): Promise<string> {
   return sha256Hex(canonicalJson(manifest as unknown as CanonicalValue));
+}
+
+/** The format the weights are stored in: the quantization when there is one, else the dtype. */
+export function weightFormat(manifest: Pick<Manifest, 'dtype' | 'quant'>): ModelDtype | WeightFormat {
+  return manifest.quant?.format ?? manifest.dtype;
+}
+
+/**
+ * Why a re-execution check cannot judge this model, or null. Models whose MatMulNBits round
+ * activations to int8 (`quant.accuracyLevel` 4) recompute with a discontinuous error: a last-bit
+ * difference between the generation and the checker's prefill moves an activation a whole int8
+ * step, hidden rows then stray up to 370 units of 2^-15 and logits by ~0.09, and the sampler's
+ * ranked walk (top-k, top-p) over near-equal logits replays other tokens (measured: 131 of 144
+ * sampled steps of honest jobs on `small`). Judging them would blame honest nodes, so checkers
+ * answer inconclusive (docs/trust.md §1).
+ */
+export function uncheckableReason(manifest: Pick<Manifest, 'quant'>): string | null {
+  if (manifest.quant?.accuracyLevel === 4) {
+    return 'this model computes with int8 activations (MatMulNBits accuracy_level 4), whose recomputation cannot replay sampled tokens: it is not checked';
+  }
+  return null;
 }
 
 /** Layer span of a block range, [start, end). */

@@ -4,12 +4,14 @@
  */
 import { resolve } from 'node:path';
 import { loadState, mergeSettings, loadRawConfig, resolveStateDir, saveState } from '../config.js';
+import { weightFormat } from '../../protocol/manifest.js';
 import { loadManifest } from '../model/build.js';
 import { createProgressBar } from '../model/progress.js';
 import { availableMemoryBytes, loadMemoryWarning } from '../runtime/load-memory.js';
 import { toFloat16Array } from '../model/weights.js';
 import { loadAgentSpan } from '../runtime/local-pipeline.js';
 import type { LoadedSpan, SpanInput } from '../runtime/types.js';
+import { resolveProvider } from './provider.js';
 import { CliError, NO_MODEL, parseFlags, parseLayers, parseNumber, spanFileBytes, str, type CliIo } from './args.js';
 
 export const BENCH_USAGE = `Usage: pool-agent bench [--dir DIR] [--model DIR] [--layers A:B] [--threads N] [--tokens N] [--devices cuda:0,cuda:1]
@@ -61,10 +63,12 @@ export async function runBench(argv: string[], io: CliIo): Promise<number> {
   const manifest = await loadManifest(modelDir);
   const layers = config.layers ?? [0, manifest.architecture.numLayers];
   const tokens = parseNumber('tokens', str(values.tokens), { int: true, min: 1, max: 10_000 }) ?? 32;
-  const memoryWarning = loadMemoryWarning(spanFileBytes(manifest, layers), availableMemoryBytes());
+  const memoryWarning = loadMemoryWarning(spanFileBytes(manifest, layers), availableMemoryBytes(), weightFormat(manifest));
   if (memoryWarning) io.err(`warning: ${memoryWarning}`);
+  const note = { info: (msg: string, f?: Record<string, unknown>) => io.err(`note: ${msg}${f?.reason ? ` (${String(f.reason)}: ${String(f.detail)})` : ''}`) };
+  const settings = { ...config, provider: await resolveProvider(config, note) };
   const bar = createProgressBar(`loading layers ${layers[0]}:${layers[1]}`);
-  const span = await loadAgentSpan(modelDir, layers, config, (p) =>
+  const span = await loadAgentSpan(modelDir, layers, settings, (p) =>
     bar.update(p.filesDone, p.files, p.stage === 'file' ? p.file! : `onnxruntime session ${p.session}/${p.sessions}`),
   ).catch((err: unknown) => {
     // A span that cannot be cut over the listed devices is the owner's settings, not a crash.

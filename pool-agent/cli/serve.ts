@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { loadRawConfig, loadState, mergeSettings, PORT_FILE, resolveStateDir, writeFileAtomic } from '../config.js';
 import { loadIdentity } from '../identity.js';
 import { createLogger, type Logger } from '../log.js';
-import { manifestHash } from '../../protocol/manifest.js';
+import { manifestHash, weightFormat } from '../../protocol/manifest.js';
 import { loadManifest } from '../model/build.js';
 import { loadAgentSpan } from '../runtime/local-pipeline.js';
 import type { LoadProgress } from '../runtime/span.js';
@@ -15,6 +15,7 @@ import { availableMemoryBytes, loadMemoryWarning } from '../runtime/load-memory.
 import { startAgentServer } from '../server/app.js';
 import { startHeartbeats } from '../server/heartbeat.js';
 import { CliError, NO_MODEL, parseFlags, parseLayers, parseNumber, spanFileBytes, str, type CliIo } from './args.js';
+import { resolveProvider } from './provider.js';
 import { portWarning, spanRefusal } from './registration.js';
 
 export const SERVE_USAGE = `Usage: pool-agent serve [--dir DIR] [--port N] [--host ADDR] [--model DIR] [--layers A:B] [--threads N]
@@ -27,7 +28,10 @@ again, another --port is a warning (fine behind a proxy or port forward). --devi
 (one onnxruntime session each, run as a local pipeline); the network still sees one span. Prints {"event":"listening","url":...} on stdout once
 bound and writes the port to DIR/port. --hop-transport: how this agent, as the head of a route,
 reaches the later hops (default link: one connection per job and hop, kept for later jobs, a decode step goes once round
-the ring; post: one HTTP request per step and hop). Settings come from DIR/pool-agent.json; flags win.
+the ring; post: one HTTP request per step and hop). --provider: auto (default) loads the span on
+CUDA when a probe runs a session there (pool-agent hardware shows it), else on the CPU and logs
+why; cuda (or a cuda:N in --devices) is refused with the probe's reason when CUDA is not usable.
+Settings come from DIR/pool-agent.json; flags win.
 SIGTERM/SIGINT: stop taking jobs, finish running ones (shutdownGraceMs), then exit. A bug that
 escapes (an unhandled rejection or exception) is logged and drains the agent the same way, then it
 exits 1 for its supervisor to restart it.`;
@@ -107,12 +111,14 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
   const refusal = spanRefusal(state.registration, { modelId: await manifestHash(manifest), layers });
   if (refusal) throw new CliError(refusal);
   const log = createLogger({ level: config.logLevel, base: { agentId: state.agentId } });
+  // Refused here, with the probe's reason, when --provider cuda (or a CUDA device) cannot run; auto falls back to the CPU.
+  const settings = { ...config, provider: await resolveProvider(config, log) };
   // A large span takes a while (every file is read and hashed, then onnxruntime prepares it).
   const loadStart = performance.now();
   const mb = (n: number) => Math.round(n / 2 ** 20);
   const spanBytes = spanFileBytes(manifest, layers);
   log.info('loading span', { modelDir, layers, mb: mb(spanBytes) });
-  const memoryWarning = loadMemoryWarning(spanBytes, availableMemoryBytes());
+  const memoryWarning = loadMemoryWarning(spanBytes, availableMemoryBytes(), weightFormat(manifest));
   if (memoryWarning) log.warn(memoryWarning);
   // Every file at debug level; at info, where the load stands every 2 s at most.
   let shownAt = loadStart;
@@ -125,7 +131,7 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
       log.info(msg, where);
     } else log.debug(msg, where);
   };
-  const span = await loadAgentSpan(modelDir, layers, config, onProgress).catch((err: unknown) => {
+  const span = await loadAgentSpan(modelDir, layers, settings, onProgress).catch((err: unknown) => {
     // A span that cannot be cut over the listed devices is the owner's settings, not a crash.
     throw err instanceof RangeError ? new CliError(err.message) : err;
   });
@@ -140,8 +146,9 @@ export async function runServe(argv: string[], io: CliIo): Promise<number> {
     log,
     limits: { maxSessions: config.maxSessions, maxKvBytes: config.maxKvBytes, idleMs: config.sessionIdleMs, hopTimeoutMs: config.hopTimeoutMs, ...(config.maxLinks ? { maxLinks: config.maxLinks } : {}) },
     hopTransport: config.hopTransport,
+    inputStore: { ttlMs: config.disclosure.keepMinutes * 60_000, maxJobs: config.disclosure.maxJobs, maxBytes: config.disclosure.maxMB * 1024 * 1024 },
     // Checks: per-hop blame re-runs the spans of a multi-hop route from this model folder.
-    hopSpans: (spanLayers) => loadAgentSpan(modelDir, spanLayers, config),
+    hopSpans: (spanLayers) => loadAgentSpan(modelDir, spanLayers, settings),
   });
   await writeFileAtomic(join(dir, PORT_FILE), String(server.port));
   const elsewhere = portWarning(state.registration, server.port);

@@ -21,10 +21,12 @@ import {
   type Manifest,
   type ManifestFile,
   type ModelDtype,
+  type WeightQuant,
 } from '../../protocol/manifest.js';
 import { BOS_ID, EOS_ID } from '../../protocol/tokenizer.js';
 import { embedGraph, headGraph, layerGraph } from './llama.js';
 import type { OnnxGraph } from './onnx-graph.js';
+import { resolveWeightQuant, type WeightQuantOptions } from './quant-linear.js';
 import { seededWeights } from './weight-provider.js';
 
 export type PresetName = 'tiny' | 'small' | '1b';
@@ -93,6 +95,11 @@ export interface BuildModelOptions {
    * long contexts) or 'full' (the layout of standard exports).
    */
   kvCache?: KvCacheLayout;
+  /**
+   * Block-wise weight-only int8/int4 projections (MatMulNBits; pool-agent/model/quant-linear.ts).
+   * Absent: float weights, and the model id of the float build is unchanged.
+   */
+  quant?: WeightQuantOptions;
   /** Changes to the preset's architecture (e.g. a shorter maxPositionEmbeddings in tests). */
   overrides?: Partial<Omit<Architecture, 'family'>>;
   /** Called before each file is written and once at the end (done === total). */
@@ -200,8 +207,9 @@ export async function writeGraph(dir: string, fileName: string, graph: OnnxGraph
   return { sha256: hash.digest('hex'), bytes };
 }
 
-function modelName(preset: PresetName, dtype: ModelDtype, seed: number, overridden: boolean, kvCache: KvCacheLayout): string {
-  return `layernet-llama-${preset}${overridden ? '-custom' : ''}-${dtype === 'float16' ? 'fp16' : 'fp32'}-seed${seed}${kvCache === 'full' ? '-fullkv' : ''}`;
+function modelName(preset: PresetName, dtype: ModelDtype, seed: number, overridden: boolean, kvCache: KvCacheLayout, quant: WeightQuant | undefined): string {
+  const format = `${dtype === 'float16' ? 'fp16' : 'fp32'}${quant ? `-${quant.format}` : ''}`;
+  return `layernet-llama-${preset}${overridden ? '-custom' : ''}-${format}-seed${seed}${kvCache === 'full' ? '-fullkv' : ''}`;
 }
 
 /**
@@ -214,7 +222,8 @@ export async function buildModel(options: BuildModelOptions): Promise<BuiltModel
   if (!Number.isInteger(seed) || seed < 0 || seed > 0xffffffff) throw new RangeError(`seed must be an unsigned 32-bit integer, got ${seed}`);
   const arch = resolveArchitecture(options.preset, options.overrides);
   const kvCache = options.kvCache ?? 'append';
-  const name = modelName(options.preset, dtype, seed, options.overrides !== undefined && Object.keys(options.overrides).length > 0, kvCache);
+  const quant = options.quant ? resolveWeightQuant(options.quant) : undefined;
+  const name = modelName(options.preset, dtype, seed, options.overrides !== undefined && Object.keys(options.overrides).length > 0, kvCache, quant);
   const dir = options.outDir;
   const L = arch.numLayers;
   const total = L + 2;
@@ -227,6 +236,7 @@ export async function buildModel(options: BuildModelOptions): Promise<BuiltModel
     existing.seed === seed &&
     (existing.kvCache ?? 'full') === kvCache &&
     existing.builder === BUILDER_VERSION &&
+    JSON.stringify(existing.quant) === JSON.stringify(quant) &&
     JSON.stringify(existing.architecture) === JSON.stringify(arch)
   ) {
     const ok = await verifyModelFiles(dir, existing).then(
@@ -244,14 +254,14 @@ export async function buildModel(options: BuildModelOptions): Promise<BuiltModel
   const files: ManifestFile[] = [];
   const weights = seededWeights(seed);
   const plan: { path: string; kind: ManifestFile['kind']; layers: [number, number]; make: () => OnnxGraph }[] = [
-    { path: 'embed.onnx', kind: 'embed', layers: [0, 0], make: () => embedGraph(arch, dtype, weights) },
+    { path: 'embed.onnx', kind: 'embed', layers: [0, 0], make: () => embedGraph(arch, dtype, weights, quant) },
     ...Array.from({ length: L }, (_, i) => ({
       path: `layers.${i}.onnx`,
       kind: 'layers' as const,
       layers: [i, i + 1] as [number, number],
-      make: () => layerGraph(arch, dtype, weights, i, kvCache),
+      make: () => layerGraph(arch, dtype, weights, i, kvCache, quant),
     })),
-    { path: 'head.onnx', kind: 'head', layers: [L, L], make: () => headGraph(arch, dtype, weights) },
+    { path: 'head.onnx', kind: 'head', layers: [L, L], make: () => headGraph(arch, dtype, weights, quant) },
   ];
   let done = 0;
   for (const item of plan) {
@@ -268,6 +278,7 @@ export async function buildModel(options: BuildModelOptions): Promise<BuiltModel
     kvCache,
     builder: BUILDER_VERSION,
     seed,
+    ...(quant ? { quant } : {}),
     tokenizer: {
       kind: 'llama-sentencepiece-bpe',
       package: 'llama-tokenizer-js',

@@ -14,10 +14,17 @@
  * and present.N.* carry only the new rows, so decode time does not grow with copies of the cache.
  *
  * float16 models keep weights, hidden states between blocks and the KV cache in float16 and
- * compute in float32 (Casts after each load), which the CPU provider supports everywhere.
+ * compute in float32 (Casts after each load), which the CPU provider supports everywhere
+ * (onnxruntime-node 1.30's CPU provider has no float16 kernels for MatMul, Add, Mul, Softmax and
+ * the reductions: it would insert the same Casts itself).
+ *
+ * With `quant` (protocol/manifest.ts `WeightQuant`), the projections (and the LM head when
+ * `quant.lmHead`) are MatMulNBits over int8/int4 codes (quant-linear.ts); every file of such a
+ * model imports the `com.microsoft` opset, since a merged span keeps its first file's imports.
  */
-import type { Architecture, KvCacheLayout, ModelDtype } from '../../protocol/manifest.js';
-import { attr, DataType, OnnxGraph, type DataTypeCode } from './onnx-graph.js';
+import type { Architecture, KvCacheLayout, ModelDtype, WeightQuant } from '../../protocol/manifest.js';
+import { attr, DataType, MS_DOMAIN, OnnxGraph, type DataTypeCode } from './onnx-graph.js';
+import { quantizedMatMul } from './quant-linear.js';
 import { toFloat16Array } from './weights.js';
 import type { WeightProvider } from './weight-provider.js';
 
@@ -44,6 +51,13 @@ interface BuildContext {
   arch: Architecture;
   dtype: ModelDtype;
   weights: WeightProvider;
+  quant?: WeightQuant;
+}
+
+/** A block graph; a quantized model's files all import the contrib opset. */
+function newGraph(name: string, quant: WeightQuant | undefined): OnnxGraph {
+  const g = new OnnxGraph(name);
+  return quant ? g.useDomain(MS_DOMAIN) : g;
 }
 
 /** Adds a weight initializer and returns the name of its float32 value (a Cast for float16). */
@@ -59,8 +73,10 @@ function weight(ctx: BuildContext, name: string, dims: number[], values: Float32
 
 /** x W (+ b): `name` is the matrix, stored [fanIn, fanOut]; `biasName` adds its bias [fanOut]. */
 function linear(ctx: BuildContext, scope: string, x: string, name: string, fanIn: number, fanOut: number, biasName?: string): string {
-  const w = weight(ctx, name, [fanIn, fanOut], ctx.weights.linear(name, fanIn, fanOut));
-  const y = ctx.g.op('MatMul', `${scope}/MatMul`, [x, w]);
+  const values = ctx.weights.linear(name, fanIn, fanOut);
+  const y = ctx.quant
+    ? quantizedMatMul(ctx.g, scope, x, name, values, fanIn, fanOut, ctx.quant, ctx.dtype)
+    : ctx.g.op('MatMul', `${scope}/MatMul`, [x, weight(ctx, name, [fanIn, fanOut], values)]);
   if (biasName === undefined) return y;
   const b = weight(ctx, biasName, [fanOut], ctx.weights.bias(biasName, fanOut));
   return ctx.g.op('Add', `${scope}/Add`, [b, y]);
@@ -90,8 +106,8 @@ function toStorage(ctx: BuildContext, scope: string, x: string): string {
 }
 
 /** `embed.onnx`: input_ids int64 [1, T] -> hidden_states.0 [1, T, hidden]. */
-export function embedGraph(arch: Architecture, dtype: ModelDtype, weights: WeightProvider): OnnxGraph {
-  const g = new OnnxGraph('layernet-embed');
+export function embedGraph(arch: Architecture, dtype: ModelDtype, weights: WeightProvider, quant?: WeightQuant): OnnxGraph {
+  const g = newGraph('layernet-embed', quant);
   const ids = g.input(INPUT_IDS, DataType.INT64, [1, 'sequence_length']);
   const name = 'model.embed_tokens.weight';
   const values = weights.embedding(name, arch.vocabSize, arch.hiddenSize);
@@ -173,9 +189,9 @@ function applyRotary(ctx: BuildContext, scope: string, x: string, cos: string, s
  * length, present = past ++ new, [1, kvHeads, past + T, headDim]); 'append' (P = the runtime's
  * buffer capacity, present = the T new rows only, [1, kvHeads, T, headDim]).
  */
-export function layerGraph(arch: Architecture, dtype: ModelDtype, weights: WeightProvider, layer: number, kvCache: KvCacheLayout = 'append'): OnnxGraph {
-  const g = new OnnxGraph(`layernet-layer-${layer}`);
-  const ctx: BuildContext = { g, arch, dtype, weights };
+export function layerGraph(arch: Architecture, dtype: ModelDtype, weights: WeightProvider, layer: number, kvCache: KvCacheLayout = 'append', quant?: WeightQuant): OnnxGraph {
+  const g = newGraph(`layernet-layer-${layer}`, quant);
+  const ctx: BuildContext = { g, arch, dtype, weights, ...(quant ? { quant } : {}) };
   const st = storageType(dtype);
   const H = arch.numAttentionHeads;
   const KV = arch.numKeyValueHeads;
@@ -331,8 +347,8 @@ export function layerGraph(arch: Architecture, dtype: ModelDtype, weights: Weigh
  * `head.onnx`: hidden_states.L [1, T, hidden], num_logits_to_keep int64 scalar ->
  * logits float32 [1, K, vocab] (last K positions), final_hidden float32 [1, T, hidden] (after the final norm).
  */
-export function headGraph(arch: Architecture, dtype: ModelDtype, weights: WeightProvider): OnnxGraph {
-  const g = new OnnxGraph('layernet-head');
+export function headGraph(arch: Architecture, dtype: ModelDtype, weights: WeightProvider, quant?: WeightQuant): OnnxGraph {
+  const g = newGraph('layernet-head', quant);
   const ctx: BuildContext = { g, arch, dtype, weights };
   const L = arch.numLayers;
   const hiddenIn = g.input(hiddenName(L), storageType(dtype), [1, 'sequence_length', arch.hiddenSize]);
@@ -344,7 +360,13 @@ export function headGraph(arch: Architecture, dtype: ModelDtype, weights: Weight
   const start = g.op('Neg', `${s}/Neg`, [keepU]);
   const sliced = g.op('Slice', `${s}/Slice`, [normed, start, g.constInt64(s, [INT64_MAX]), g.constInt64(s, [1])]);
   const name = 'lm_head.weight';
-  const w = weight(ctx, name, [arch.hiddenSize, arch.vocabSize], weights.linear(name, arch.hiddenSize, arch.vocabSize));
+  const values = weights.linear(name, arch.hiddenSize, arch.vocabSize);
+  if (quant?.lmHead) {
+    g.output(quantizedMatMul(g, s, sliced, name, values, arch.hiddenSize, arch.vocabSize, quant, dtype), DataType.FLOAT, [1, 'num_logits_to_keep', arch.vocabSize], LOGITS);
+    g.output(normed, DataType.FLOAT, [1, 'sequence_length', arch.hiddenSize], FINAL_HIDDEN);
+    return g;
+  }
+  const w = weight(ctx, name, [arch.hiddenSize, arch.vocabSize], values);
   g.node('MatMul', `${s}/MatMul`, [sliced, w], {}, [LOGITS]);
   g.output(LOGITS, DataType.FLOAT, [1, 'num_logits_to_keep', arch.vocabSize]);
   g.output(normed, DataType.FLOAT, [1, 'sequence_length', arch.hiddenSize], FINAL_HIDDEN);

@@ -1,6 +1,8 @@
 /**
  * A small ONNX graph builder on top of the protobuf writer: nodes, initializers, typed inputs
- * and outputs, serialised as a ModelProto (IR 8, opset 17, default domain only).
+ * and outputs, serialised as a ModelProto (IR 8, opset 17). Nodes of another domain
+ * (`com.microsoft` contrib ops such as MatMulNBits) add that domain's opset import; a graph
+ * using only standard ops is written exactly as before.
  *
  * @example
  * const g = new OnnxGraph('demo');
@@ -13,10 +15,14 @@ import { ProtoWriter } from './onnx-proto.js';
 
 export const IR_VERSION = 8;
 export const OPSET = 17;
+/** onnxruntime's contrib ops (MatMulNBits...), opset version 1. */
+export const MS_DOMAIN = 'com.microsoft';
+export const MS_OPSET = 1;
 
 /** ONNX TensorProto.DataType codes used here. */
 export const DataType = {
   FLOAT: 1,
+  UINT8: 2,
   INT64: 7,
   BOOL: 9,
   FLOAT16: 10,
@@ -116,6 +122,8 @@ export class OnnxGraph {
   private readonly outputs: ProtoWriter[] = [];
   private readonly names = new Set<string>();
   private constCount = 0;
+  /** Domains other than the default one that nodes of this graph (or of its branches) use. */
+  private readonly domains = new Set<string>();
   /** Bytes of initializer payloads, for size planning. */
   weightBytes = 0;
 
@@ -161,7 +169,7 @@ export class OnnxGraph {
    * Adds a node; outputs default to `${name}_output_${k}` (the naming torch.onnx uses).
    * Returns the output names.
    */
-  node(op: string, name: string, inputs: readonly string[], attrs: Record<string, AttrValue> = {}, outputs?: readonly string[], outputCount = 1): string[] {
+  node(op: string, name: string, inputs: readonly string[], attrs: Record<string, AttrValue> = {}, outputs?: readonly string[], outputCount = 1, domain = ''): string[] {
     const outs = outputs ? [...outputs] : Array.from({ length: outputCount }, (_, k) => `${name}_output_${k}`);
     for (const o of outs) this.claim(o);
     const w = new ProtoWriter();
@@ -169,9 +177,30 @@ export class OnnxGraph {
     for (const o of outs) w.string(2, o);
     w.string(3, name);
     w.string(4, op);
-    for (const [k, v] of Object.entries(attrs)) w.message(5, attributeProto(k, v));
+    for (const [k, v] of Object.entries(attrs)) {
+      w.message(5, attributeProto(k, v));
+      if (v.kind === 'graph') for (const d of v.value.domains) this.domains.add(d);
+    }
+    if (domain !== '') {
+      w.string(7, domain);
+      this.domains.add(domain);
+    }
     this.nodes.push(w);
     return outs;
+  }
+
+  /** A single-output node of onnxruntime's contrib domain (`com.microsoft`). */
+  msOp(op: string, name: string, inputs: readonly string[], attrs: Record<string, AttrValue> = {}): string {
+    return this.node(op, name, inputs, attrs, undefined, 1, MS_DOMAIN)[0]!;
+  }
+
+  /**
+   * Declares that this graph's file imports `domain` even when none of its own nodes use it
+   * (every block file of a quantized model does, since a merged span keeps the first file's imports).
+   */
+  useDomain(domain: string): this {
+    if (domain !== '') this.domains.add(domain);
+    return this;
   }
 
   /** Single-output convenience. */
@@ -199,6 +228,10 @@ export class OnnxGraph {
     model.string(3, '1');
     model.message(7, graph);
     model.message(8, opset);
+    for (const d of [...this.domains].sort()) {
+      if (d !== MS_DOMAIN) throw new Error(`no opset version known for domain ${d}`);
+      model.message(8, new ProtoWriter().string(1, d).varint(2, MS_OPSET));
+    }
     return model;
   }
 }

@@ -11,9 +11,7 @@
  */
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { filesForSpan, manifestHash, type Manifest, type ManifestFile } from '../../protocol/manifest.js';
 import { loadManifest, ModelFileError } from '../model/build.js';
@@ -29,6 +27,7 @@ import {
   presentKeyName,
   presentValueName,
 } from '../model/llama.js';
+import { probeCudaCached } from './cuda.js';
 import { SpanClosedError, SpanInputError } from './errors.js';
 import { OnnxMerger } from './merge.js';
 import type { ExecutionProvider, ForwardOptions, LoadedSpan, OpenSessionOptions, RuntimeOptions, SpanInput, SpanOutput, SpanSession } from './types.js';
@@ -64,23 +63,6 @@ export interface LoadProgress {
   sessions?: number;
 }
 
-let cudaUsable: boolean | undefined;
-
-/**
- * CUDA is worth trying when onnxruntime-node lists it and its provider library is installed next
- * to the binding (it is downloaded separately); otherwise onnxruntime logs a load failure.
- */
-function cudaListed(): boolean {
-  try {
-    if (!ort.listSupportedBackends().some((b) => b.name === 'cuda')) return false;
-    const pkg = dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json'));
-    const binDir = join(pkg, 'bin', 'napi-v6', process.platform, process.arch);
-    return existsSync(join(binDir, 'libonnxruntime_providers_cuda.so')) || existsSync(join(binDir, 'onnxruntime_providers_cuda.dll'));
-  } catch {
-    return false;
-  }
-}
-
 function sessionOptions(provider: ExecutionProvider, options: LoadSpanOptions): ort.InferenceSession.SessionOptions {
   const spin = options.allowSpinning ? '1' : '0';
   const so: ort.InferenceSession.SessionOptions = {
@@ -97,13 +79,14 @@ function sessionOptions(provider: ExecutionProvider, options: LoadSpanOptions): 
 async function createSession(model: Uint8Array, options: LoadSpanOptions): Promise<{ session: ort.InferenceSession; provider: ExecutionProvider }> {
   const wanted = options.provider ?? 'auto';
   if (wanted === 'cuda') return { session: await ort.InferenceSession.create(model, sessionOptions('cuda', options)), provider: 'cuda' };
-  if (wanted === 'auto' && cudaUsable !== false && cudaListed()) {
+  // 'auto': CUDA once a probe (pool-agent/runtime/cuda.ts, a child process, once per device and
+  // process) ran a session on it; a library that is missing, of another version or cannot load
+  // never reaches this process. A span that still fails there (e.g. out of GPU memory) goes to the CPU.
+  if (wanted === 'auto' && (await probeCudaCached(options.deviceId ?? 0)).usable) {
     try {
-      const session = await ort.InferenceSession.create(model, sessionOptions('cuda', options));
-      cudaUsable = true;
-      return { session, provider: 'cuda' };
+      return { session: await ort.InferenceSession.create(model, sessionOptions('cuda', options)), provider: 'cuda' };
     } catch {
-      cudaUsable = false;
+      // CPU below.
     }
   }
   return { session: await ort.InferenceSession.create(model, sessionOptions('cpu', options)), provider: 'cpu' };

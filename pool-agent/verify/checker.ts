@@ -27,7 +27,7 @@ import {
 } from '../../protocol/check.js';
 import { blameWithholder, boundarySources, hopRerun, mismatchConvicts, reconstructs } from '../../protocol/hop-blame.js';
 import { judgeHopCommitment } from '../../protocol/output-commitment.js';
-import { manifestHash, type Manifest } from '../../protocol/manifest.js';
+import { manifestHash, uncheckableReason, type Manifest } from '../../protocol/manifest.js';
 import type { JobTicket } from '../../protocol/ticket.js';
 import { loadManifest } from '../model/build.js';
 import { fromFloat16Array, toFloat16Array } from '../model/weights.js';
@@ -125,6 +125,8 @@ export async function runCheck(input: RunCheckInput): Promise<CheckVerdict> {
     const last = ticket.route.length - 1;
     return { jobId, status: 'fail', reason: 'sampling_mismatch', hop: last, agentId: ticket.route[last]!.agentId, detail: `step ${step}: token outside the vocabulary`, evidence: { step } };
   }
+  const unverifiable = uncheckableReason(manifest);
+  if (unverifiable) return checkerError(jobId, unverifiable);
   const tolerances = input.tolerances ?? checkTolerancesFor(ticket.dtype);
   const multiHop = ticket.route.length > 1;
   let verdict: CheckVerdict;

@@ -28,6 +28,7 @@ import {
   type HopDisclosure,
 } from '../../protocol/check.js';
 import { boundarySources } from '../../protocol/hop-blame.js';
+import { uncheckableReason } from '../../protocol/manifest.js';
 import { withholderOf } from '../../protocol/hop-check.js';
 import { rowsHash } from '../../protocol/segment.js';
 import type { JobTicket } from '../../protocol/ticket.js';
@@ -108,6 +109,8 @@ export async function runHopCheck(input: RunHopCheckInput): Promise<CheckVerdict
     if (span.layers[0] !== layers[0] || span.layers[1] !== layers[1]) {
       return inconclusive('checker_error', `this checker's span [${span.layers.join(', ')}) is not the layers asked of hop ${h}, [${layers.join(', ')})`);
     }
+    const unverifiable = uncheckableReason(span.manifest);
+    if (unverifiable) return inconclusive('checker_error', unverifiable);
     const { hiddenSize, vocabSize } = span.manifest.architecture;
     if (last && plan.generated.some((t) => t >= vocabSize)) {
       // An attested token outside the vocabulary cannot come from the model.

@@ -52,6 +52,11 @@ describe('init and configuration', () => {
     expect(() => mergeSettings({ port: 'eighty' }, {})).toThrow(ConfigError);
     expect(() => mergeSettings({ port: 'eighty' }, {})).toThrow(/port/);
     expect(() => mergeSettings({ layers: [4, 2] }, {})).toThrow(/layers/);
+    // What is kept for checks to disclose: bounded by default, the owner may set each bound, and a bad one is named.
+    expect(mergeSettings({}, {}).disclosure).toEqual({ keepMinutes: 10, maxJobs: 512, maxMB: 256 });
+    expect(mergeSettings({ disclosure: { keepMinutes: 30, maxMB: 1024 } }, {}).disclosure).toEqual({ keepMinutes: 30, maxJobs: 512, maxMB: 1024 });
+    expect(() => mergeSettings({ disclosure: { maxMB: -1 } }, {})).toThrow(/disclosure/);
+    expect(() => mergeSettings({ disclosure: { keepDays: 1 } }, {})).toThrow(/disclosure/);
     expect(() => mergeSettings({ typo: 1 }, {})).toThrow(/typo|Unrecognized/);
     expect(mergeSettings({}, {}).hopTransport).toBe('link');
     expect(mergeSettings({ hopTransport: 'link' }, { hopTransport: 'post' }).hopTransport).toBe('post');

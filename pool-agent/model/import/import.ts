@@ -13,9 +13,10 @@ import { createHash } from 'node:crypto';
 import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { z } from 'zod';
-import { manifestHash, manifestSchema, type ManifestFile, type ModelDtype, type TokenizerFile } from '../../../protocol/manifest.js';
+import { manifestHash, manifestSchema, type ManifestFile, type ModelDtype, type TokenizerFile, type WeightQuant } from '../../../protocol/manifest.js';
 import { loadManifest, MANIFEST_FILE, sha256File, verifyModelFiles, writeGraph, type BuiltModel } from '../build.js';
 import { embedGraph, headGraph, layerGraph } from '../llama.js';
+import { resolveWeightQuant, type WeightQuantOptions } from '../quant-linear.js';
 import type { WeightProvider } from '../weight-provider.js';
 import { openCheckpoint, type Checkpoint } from './checkpoint.js';
 import { layerTensors } from './hf-config.js';
@@ -32,7 +33,9 @@ export interface ImportModelOptions {
   outDir: string;
   /** Storage dtype of the ONNX files (default float32: exact for BF16 and F16 checkpoints). */
   dtype?: ModelDtype;
-  /** Model name in the registry (default: the checkpoint folder's name, `-fp16` added for float16). */
+  /** Block-wise int8/int4 projections (MatMulNBits), as `model build --quant`. Absent: float weights. */
+  quant?: WeightQuantOptions;
+  /** Model name in the registry (default: the checkpoint folder's name, `-fp16` added for float16, `-int8`/`-int4` when quantized). */
   name?: string;
   /** Import again even when the folder already holds this import. */
   force?: boolean;
@@ -50,9 +53,10 @@ const importRecordSchema = z.object({ fingerprint: z.string() });
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 
-export function defaultModelName(dir: string, dtype: ModelDtype): string {
-  const base = basename(resolve(dir)).replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 120) || 'model';
-  return dtype === 'float16' ? `${base}-fp16` : base;
+export function defaultModelName(dir: string, dtype: ModelDtype, quant?: WeightQuant['format']): string {
+  const suffix = `${dtype === 'float16' ? '-fp16' : ''}${quant ? `-${quant}` : ''}`;
+  const base = basename(resolve(dir)).replace(/[^A-Za-z0-9._-]+/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, Math.min(120, 128 - suffix.length)) || 'model';
+  return `${base}${suffix}`;
 }
 
 /** Serves one block's tensors, read beforehand (the graph builder asks synchronously). */
@@ -77,9 +81,10 @@ async function readBlock(ckpt: Checkpoint, shapes: Map<string, number[]>): Promi
   return out;
 }
 
-async function fingerprint(ckpt: Checkpoint, dtype: ModelDtype, name: string): Promise<string> {
+async function fingerprint(ckpt: Checkpoint, dtype: ModelDtype, name: string, quant: WeightQuant | undefined): Promise<string> {
   const h = createHash('sha256');
   h.update(`${IMPORTER_VERSION}\n${dtype}\n${name}\n`);
+  if (quant) h.update(`quant ${JSON.stringify(quant)}\n`);
   h.update(await readFile(join(ckpt.dir, 'config.json')));
   for (const s of ckpt.shards) h.update(`${s.file}:${s.bytes}:${s.header}\n`);
   for (const f of ckpt.tokenizerFiles) h.update(`${f.path}:${(await sha256File(f.abs)).sha256}\n`);
@@ -90,7 +95,8 @@ async function fingerprint(ckpt: Checkpoint, dtype: ModelDtype, name: string): P
 
 export async function importModel(options: ImportModelOptions): Promise<ImportedModel> {
   const dtype = options.dtype ?? 'float32';
-  const name = options.name ?? defaultModelName(options.dir, dtype);
+  const quant = options.quant ? resolveWeightQuant(options.quant) : undefined;
+  const name = options.name ?? defaultModelName(options.dir, dtype, quant?.format);
   if (!NAME.test(name)) throw new CheckpointError(`model name ${JSON.stringify(name)}: 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit`);
   const outDir = options.outDir;
   if (resolve(outDir) === resolve(options.dir)) throw new CheckpointError('--out must be another folder than the checkpoint');
@@ -99,7 +105,7 @@ export async function importModel(options: ImportModelOptions): Promise<Imported
     const arch = ckpt.architecture;
     const L = arch.numLayers;
     const total = L + 3;
-    const print = await fingerprint(ckpt, dtype, name);
+    const print = await fingerprint(ckpt, dtype, name, quant);
 
     const existing = await loadManifest(outDir).catch(() => null);
     if (existing && !options.force) {
@@ -122,13 +128,13 @@ export async function importModel(options: ImportModelOptions): Promise<Imported
     step('embed.onnx');
     {
       const w = new Map([['model.embed_tokens.weight', await ckpt.readTensor('model.embed_tokens.weight')]]);
-      const r = await writeGraph(outDir, 'embed.onnx', embedGraph(arch, dtype, blockWeights(w)));
+      const r = await writeGraph(outDir, 'embed.onnx', embedGraph(arch, dtype, blockWeights(w), quant));
       files.push({ path: 'embed.onnx', kind: 'embed', layers: [0, 0], ...r });
     }
     for (let i = 0; i < L; i++) {
       step(`layers.${i}.onnx`);
       const w = await readBlock(ckpt, layerTensors(arch, i));
-      const r = await writeGraph(outDir, `layers.${i}.onnx`, layerGraph(arch, dtype, blockWeights(w), i, 'append'));
+      const r = await writeGraph(outDir, `layers.${i}.onnx`, layerGraph(arch, dtype, blockWeights(w), i, 'append', quant));
       files.push({ path: `layers.${i}.onnx`, kind: 'layers', layers: [i, i + 1], ...r });
     }
     step('head.onnx');
@@ -136,7 +142,7 @@ export async function importModel(options: ImportModelOptions): Promise<Imported
       const w = new Map<string, Float32Array>([['model.norm.weight', await ckpt.readTensor('model.norm.weight')]]);
       // A tied head is the embedding, [vocab, hidden], used as the [hidden, vocab] projection.
       w.set('lm_head.weight', await ckpt.readLinear(ckpt.tied ? 'model.embed_tokens.weight' : 'lm_head.weight'));
-      const r = await writeGraph(outDir, 'head.onnx', headGraph(arch, dtype, blockWeights(w)));
+      const r = await writeGraph(outDir, 'head.onnx', headGraph(arch, dtype, blockWeights(w), quant));
       files.push({ path: 'head.onnx', kind: 'head', layers: [L, L], ...r });
     }
     step('tokenizer');
@@ -158,6 +164,7 @@ export async function importModel(options: ImportModelOptions): Promise<Imported
       seed: null,
       tokenizer: { kind: 'hf-tokenizer', files: tokenizerFiles, bosTokenId: ckpt.bosTokenId, eosTokenIds: ckpt.eosTokenIds },
       source: { format: 'hf-safetensors', architecture: ckpt.className, dtype: ckpt.dtype },
+      ...(quant ? { quant } : {}),
       files,
     });
     const tmp = join(outDir, `.${MANIFEST_FILE}.${process.pid}.tmp`);
