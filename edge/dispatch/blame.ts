@@ -35,7 +35,12 @@ export function blameAttempt(
     input.excluded.add(agentId);
     coolDownLocally(input.candidates, agentId, until);
   }
-  deps.log({ level: 'warn', msg: 'route attempt failed', jobId: input.jobId, kind: failure.kind, detail: failure.message, agents: blamed, ...(failure.url ? { url: failure.url } : {}) });
+  // A silent multi-hop route: the head is blamed (it wrote the stream), but any hop behind it may
+  // be the one that hung. The rest of this request avoids them all, so the failover does not wait
+  // out another timeout through the same hop; only the blamed one is cooled down for others.
+  const avoided = failure.kind === 'timeout' && route.hops.length > 1 ? route.hops.map((h) => h.agentId).filter((id) => !blamed.includes(id)) : [];
+  for (const agentId of avoided) input.excluded.add(agentId);
+  deps.log({ level: 'warn', msg: 'route attempt failed', jobId: input.jobId, kind: failure.kind, detail: failure.message, agents: blamed, ...(avoided.length ? { avoidedForThisRequest: avoided } : {}), ...(failure.url ? { url: failure.url } : {}) });
   const work: Promise<unknown>[] = [
     deps.store.recordObservations(blamed.map((agentId) => ({ agentId, modelId: input.modelId, location: deps.config.location, ok: false, at: now }))),
     ...blamed.map((agentId) => deps.store.setCooldown(agentId, until, failure.kind)),

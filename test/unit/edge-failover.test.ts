@@ -102,6 +102,32 @@ describe('edge failover', () => {
     expect(edge.agents[0]!.cancels).toHaveLength(1);
   });
 
+  it('a chain that goes silent: the failover avoids every hop of it for this request, and cools down only the head it blames', async () => {
+    // head -> tail is cheapest, then head2 -> tail, then the whole-model agent.
+    const edge = await createTestEdge({
+      agents: [
+        { layers: [0, 2], ...fast, price: 0.1 },
+        { layers: [2, 4], ...fast, price: 0.1, behaviour: { kind: 'hang', afterTokens: 2 } },
+        { layers: [0, 2], ...fast, price: 0.2 },
+        { layers: [0, 4], ...slow, price: 1 },
+      ],
+      config: { interTokenTimeoutMs: 150 },
+    });
+    const [head, tail, , whole] = edge.agents;
+    const res = await edge.post('/v1/chat/completions', chat({ stream: true, route: { sort: 'price' } }));
+    const { text, chunks } = await streamText(res);
+    const promptIds = edge.tokenizer.encodeChat([{ role: 'user', content: 'hello' }]);
+    expect(text).toBe(edge.tokenizer.decode(edge.expectedTokens(11, promptIds, 12)));
+    const final = chunks.find((c) => c.choices[0]?.finish_reason)!;
+    // One timeout, not two: head2 -> tail (through the silent tail again) was never tried.
+    expect(final.route!.attempts).toBe(2);
+    expect(final.route!.hops.map((h) => h.agent_id)).toEqual([whole!.id]);
+    await edge.settle();
+    expect(edge.store.cooldowns.map((c) => c.agentId)).toEqual([head!.id]);
+    const failed = edge.logs.map((l) => JSON.parse(l) as { msg: string; avoidedForThisRequest?: string[] }).find((l) => l.msg === 'route attempt failed');
+    expect(failed?.avoidedForThisRequest).toEqual([tail!.id]);
+  });
+
   it('cancels the head agent when the client goes away', async () => {
     const edge = await createTestEdge({ agents: [{ layers: [0, 4], delayMs: 20 }] });
     const res = await edge.post('/v1/chat/completions', chat({ stream: true, max_tokens: 200 }));
