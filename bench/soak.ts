@@ -32,6 +32,15 @@ const SAMPLE_MS = Number(values['sample-s']) * 1000;
 const FREEZE_EVERY_MS = Number(values['freeze-every-s']) * 1000;
 const FREEZE_MS = Number(values['freeze-s']) * 1000;
 
+/** A process's name (`comm`), or '?' when it is gone. */
+function comm(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '?';
+  }
+}
+
 /** Resident memory of one process, bytes (0 when it is gone). */
 function rss(pid: number): number {
   try {
@@ -89,16 +98,19 @@ const net = await startNetwork({
   ],
 });
 const started = Date.now();
-const samples: { t: number; edge: number; agents: Record<string, number> }[] = [];
+const samples: { t: number; edge: number; edgeParts: Record<string, number>; agents: Record<string, number> }[] = [];
 try {
   await net.waitForAgents(3);
   const edgePid = net.edgeProcess.pid;
   if (edgePid === undefined) throw new Error('the edge is not running');
   const sample = () => {
-    const edge = groupMembers(edgePid).reduce((s, pid) => s + rss(pid), 0);
+    // The edge's group: wrangler (node), workerd, and whatever else wrangler runs; by name, so a growth can be placed.
+    const edgeParts: Record<string, number> = {};
+    for (const pid of groupMembers(edgePid)) edgeParts[`edge: ${comm(pid)}`] = (edgeParts[`edge: ${comm(pid)}`] ?? 0) + rss(pid);
+    const edge = Object.values(edgeParts).reduce((s, b) => s + b, 0);
     const agents: Record<string, number> = {};
     for (const a of net.agents) agents[a.name] = rss(a.pid);
-    samples.push({ t: (Date.now() - started) / 1000, edge, agents });
+    samples.push({ t: (Date.now() - started) / 1000, edge, edgeParts, agents });
   };
   sample();
   const end = started + MINUTES * 60_000;
@@ -151,14 +163,14 @@ function slopePerMinute(series: { t: number; v: number }[]): number {
   }
   return den === 0 ? 0 : num / den;
 }
-const processes = ['edge', ...Object.keys(samples[0]?.agents ?? {})];
+const processes = ['edge', ...new Set(samples.flatMap((x) => Object.keys(x.edgeParts))), ...Object.keys(samples[0]?.agents ?? {})];
 const total = [...outcomes.values()].reduce((s, n) => s + n, 0);
 console.log(`\nsoak: ${MINUTES} min, ${CLIENTS} clients, ${total} requests, ${samples.length} memory samples, agents frozen for ${FREEZE_MS / 1000} s every ${FREEZE_EVERY_MS / 1000} s`);
 console.log('\n| outcome | requests |\n|---|---|');
 for (const [k, n] of [...outcomes.entries()].sort()) console.log(`| ${k} | ${n} |`);
 console.log('\n| process | RSS at start (MB) | median 1st / 2nd / 3rd third (MB) | max (MB) | slope over the last 2/3 (MB/min) |\n|---|---|---|---|---|');
 for (const p of processes) {
-  const series = samples.map((s) => ({ t: s.t, v: p === 'edge' ? s.edge : s.agents[p] ?? 0 }));
+  const series = samples.map((s) => ({ t: s.t, v: p === 'edge' ? s.edge : p.startsWith('edge: ') ? s.edgeParts[p] ?? 0 : s.agents[p] ?? 0 }));
   const span = series[series.length - 1]!.t;
   const third = (i: number) => median(series.filter((x) => x.t >= (span * i) / 3 && x.t <= (span * (i + 1)) / 3).map((x) => mb(x.v)));
   console.log(`| ${p} | ${mb(series[0]!.v).toFixed(0)} | ${third(0).toFixed(0)} / ${third(1).toFixed(0)} / ${third(2).toFixed(0)} | ${Math.max(...series.map((x) => mb(x.v))).toFixed(0)} | ${slopePerMinute(series).toFixed(2)} |`);
