@@ -24,9 +24,11 @@ export function hopBoundaries(hops: number, hop: number): number[] {
 /**
  * The request a checker of `hop` is sent: the job record, one copy of each boundary the hop
  * check needs (the sender's side first, as `boundarySources` picks), the withholders beside it,
- * and `hop`. The edge keeps the full request (every boundary) for later checks.
+ * and `hop`. The edge keeps the full request (every boundary) for later checks. `boundaries`
+ * narrows which of the hop's boundaries go (a segment of the hop needs only its own ends:
+ * protocol/segment.ts).
  */
-export function hopCheckRequest(request: CheckRequest, hop: number): CheckRequest {
+export function hopCheckRequest(request: CheckRequest, hop: number, boundaries?: readonly number[]): CheckRequest {
   const hops = request.signedTicket.ticket.route.length;
   const disclosures = request.disclosures ?? [];
   const sources = boundarySources(
@@ -35,6 +37,7 @@ export function hopCheckRequest(request: CheckRequest, hop: number): CheckReques
   );
   const byHop = new Map<number, WireDisclosure>();
   for (const b of hopBoundaries(hops, hop)) {
+    if (boundaries && !boundaries.includes(b)) continue;
     const from = sources[b];
     if (from === null || from === undefined) continue;
     const d = disclosures.find((x) => x.hop === from)!;

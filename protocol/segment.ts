@@ -13,7 +13,7 @@
  * const ok = segmentOutputMatches(answer.segmentOutput, verdict.evidence.segment?.outputHash);
  */
 import { z } from 'zod';
-import { fromBase64Url, sha256Hex } from './bytes.js';
+import { fromBase64Url, sha256Hex, toBase64Url } from './bytes.js';
 
 /** Longest base64url string of one segment's input or output (48 MiB of float32 rows). */
 export const MAX_SEGMENT_CHARS = 64 * 1024 * 1024;
@@ -45,9 +45,19 @@ export type SegmentEvidence = z.infer<typeof segmentEvidenceSchema>;
 /** What a checker answers for a segment that does not end the hop, beside its signed verdict. */
 export const segmentAnswerSchema = z.object({ segmentOutput: z.string().max(MAX_SEGMENT_CHARS).optional() });
 
-/** SHA-256 hex of float32 rows as they travel (little-endian bytes). */
+/** The bytes float32 rows travel as (little-endian, as the platforms we run on store them). */
+function rowBytes(rows: Float32Array): Uint8Array {
+  return new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength);
+}
+
+/** SHA-256 hex of float32 rows as they travel. */
 export function rowsHash(rows: Float32Array): Promise<string> {
-  return sha256Hex(new Uint8Array(rows.buffer, rows.byteOffset, rows.byteLength));
+  return sha256Hex(rowBytes(rows));
+}
+
+/** A segment's rows (input or output) as they travel: base64url of their bytes (`decodeSegmentRows` reads them). */
+export function encodeSegmentRows(rows: Float32Array): string {
+  return toBase64Url(rowBytes(rows));
 }
 
 /** Decodes a segment's rows (input or output); null unless valid base64url of whole float32 values. */

@@ -15,8 +15,7 @@
  */
 import type { CheckRequest } from '../../protocol/check.js';
 import { hopCheckRequest } from '../../protocol/hop-check.js';
-import { decodeSegmentRows, rowsHash } from '../../protocol/segment.js';
-import { toBase64Url } from '../../protocol/bytes.js';
+import { decodeSegmentRows, encodeSegmentRows, rowsHash } from '../../protocol/segment.js';
 import type { RouteHop } from '../../protocol/ticket.js';
 import type { RouteCandidate } from '../../db/registry-contract.js';
 import { independentHolders } from './checkers.js';
@@ -91,17 +90,11 @@ export async function coveringChains(
  * last, none between), and the previous segment's rows.
  */
 export function segmentCheckRequest(request: CheckRequest, hop: number, segment: readonly [number, number], hopLayers: readonly [number, number], input?: Float32Array): CheckRequest {
-  const scoped = hopCheckRequest(request, hop);
-  const keepInput = segment[0] === hopLayers[0];
-  const keepOutput = segment[1] === hopLayers[1];
-  const disclosures = (scoped.disclosures ?? [])
-    .map((d) => ({ hop: d.hop, dtype: d.dtype, ...(keepInput && d.hop === hop - 1 && d.outputs ? { outputs: d.outputs } : {}), ...(keepInput && d.hop === hop && d.inputs ? { inputs: d.inputs } : {}), ...(keepOutput && d.hop === hop && d.outputs ? { outputs: d.outputs } : {}), ...(keepOutput && d.hop === hop + 1 && d.inputs ? { inputs: d.inputs } : {}) }))
-    .filter((d) => d.inputs || d.outputs);
-  const { disclosures: _all, ...rest } = scoped;
+  // The hop's input (boundary `hop`) only for the segment that starts it, its output (boundary `hop + 1`) only for the one that ends it.
+  const ends = [...(segment[0] === hopLayers[0] ? [hop] : []), ...(segment[1] === hopLayers[1] ? [hop + 1] : [])];
   return {
-    ...rest,
-    ...(disclosures.length ? { disclosures } : {}),
-    segment: { layers: [segment[0], segment[1]], ...(input ? { input: toBase64Url(new Uint8Array(input.buffer, input.byteOffset, input.byteLength)) } : {}) },
+    ...hopCheckRequest(request, hop, ends),
+    segment: { layers: [segment[0], segment[1]], ...(input ? { input: encodeSegmentRows(input) } : {}) },
   };
 }
 

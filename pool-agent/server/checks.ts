@@ -32,8 +32,8 @@ import {
   type CheckVerdict,
   type HopDisclosure,
 } from '../../protocol/check.js';
-import { fromUtf8, sha256Hex, toBase64Url, utf8 } from '../../protocol/bytes.js';
-import { decodeSegmentRows } from '../../protocol/segment.js';
+import { fromUtf8, sha256Hex, utf8 } from '../../protocol/bytes.js';
+import { decodeSegmentRows, encodeSegmentRows } from '../../protocol/segment.js';
 import { verifyBytes, type SigningKey } from '../../protocol/keys.js';
 import { ticketBytes } from '../../protocol/ticket.js';
 import type { LoadedSpan } from '../runtime/types.js';
@@ -190,7 +190,7 @@ export function createCheckService(opts: CheckServiceOptions): CheckService {
       log.info('check done', { jobId, ...(r.hop !== undefined ? { hop: r.hop } : {}), status: verdict.status, reason: verdict.reason, ms: clock() - started });
       const signed = await signVerdict(opts.signingKey.privateKey, opts.agentId, verdict, Math.max(1, clock()));
       // Only rows the signed verdict commits to (a verdict from a timeout or an error has none).
-      const handedOn = segmentOutput && verdict.evidence.segment?.outputHash ? { segmentOutput: toBase64Url(new Uint8Array(segmentOutput.buffer, segmentOutput.byteOffset, segmentOutput.byteLength)) } : {};
+      const handedOn = segmentOutput && verdict.evidence.segment?.outputHash ? { segmentOutput: encodeSegmentRows(segmentOutput) } : {};
       sendJson(res, 200, { ...signed, ...handedOn });
     },
   };
