@@ -40,7 +40,7 @@ import type { EdgeDeps } from '../deps.js';
 import type { JobAttemptRecord, RouteCandidate } from '../../db/registry-contract.js';
 import { askWithDisclosures } from './disclosures.js';
 import { DEFAULT_TRUST_POLICY, type TrustPolicy } from '../trust/policy.js';
-import type { CheckSettings } from './settings.js';
+import { checkTimeouts, type CheckSettings } from './settings.js';
 
 export type { CheckSettings } from './settings.js';
 import { routeCheckRate, shouldCheck, type AgentTrust } from '../trust/sampling.js';
@@ -243,10 +243,7 @@ async function checkAttempt(deps: CheckDeps, settings: CheckSettings, job: Finis
   const policy = settings.policy ?? DEFAULT_TRUST_POLICY;
   const perCheckMs = settings.timeoutMs ?? 20_000;
   /** Each call's timeout: the per-check limit, cut to what the budget has left (0: stop asking). */
-  const remaining = () => {
-    const left = budgetEnd - deps.clock.now();
-    return left < 1_000 ? 0 : Math.min(perCheckMs, left);
-  };
+  const remaining = checkTimeouts(deps.clock, budgetEnd, perCheckMs);
   const ticket = attempt.ticket.ticket;
   const route = ticket.route.map((h) => h.agentId);
   const now = deps.clock.now();

@@ -21,3 +21,14 @@ export interface CheckSettings {
    */
   budgetMs?: number;
 }
+
+/**
+ * Each checker call's timeout within a budget ending at `budgetEnd`: `perCheckMs`, cut to what
+ * the budget has left; 0 once under a second is left (stop asking: no check finishes in less).
+ */
+export function checkTimeouts(clock: { now(): number }, budgetEnd: number, perCheckMs: number): () => number {
+  return () => {
+    const left = budgetEnd - clock.now();
+    return left < 1_000 ? 0 : Math.min(perCheckMs, left);
+  };
+}

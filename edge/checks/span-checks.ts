@@ -27,6 +27,7 @@ import { gatherForCheck, type HopBlameInput } from './disclosures.js';
 import type { AskChecker } from './disputes.js';
 import { askChecker, type CheckAnswer, type CheckDeps } from './run-checks.js';
 import { askChain, coveringChains, type Chain, type ChainAnswer } from './chain-checks.js';
+import { checkTimeouts } from './settings.js';
 
 /** Checkers asked per hop at most (the second after no answer or an inconclusive one). */
 const CHECKERS_PER_HOP = 2;
@@ -164,9 +165,8 @@ export async function thirdChecks(
     ask: async (checker, request, timeoutMs) => {
       const chain = direct.some((d) => d.agentId === checker.agentId) ? undefined : chainOf.get(checker.agentId);
       if (!chain) return askHopChecker(deps, checker, request, hop, timeoutMs);
-      const end = Date.now() + timeoutMs;
       // The chain's segments before the last are recorded on the job by the caller's steps only; the dispute keeps the last's verdict.
-      return askChain(deps, chain, request, hop, () => (end - Date.now() < 1_000 ? 0 : end - Date.now()), []);
+      return askChain(deps, chain, request, hop, checkTimeouts(deps.clock, deps.clock.now() + timeoutMs, timeoutMs), []);
     },
   };
 }

@@ -25,6 +25,7 @@ import { voidStaleDisputes, type CheckDeps, type CheckStep } from './run-checks.
 import { pursueDispute } from './disputes.js';
 import { thirdChecks } from './span-checks.js';
 import { expireRouteBlocks } from './route-blocks.js';
+import { checkTimeouts } from './settings.js';
 
 export interface TickOptions {
   /** Disputes retried per tick (default 10). */
@@ -46,10 +47,7 @@ export async function runTrustTick(deps: CheckDeps, opts: TickOptions = {}): Pro
   const policy = deps.checks?.policy ?? DEFAULT_TRUST_POLICY;
   const budgetEnd = deps.clock.now() + (opts.budgetMs ?? 45_000);
   const perCheckMs = deps.checks?.timeoutMs ?? 20_000;
-  const remaining = () => {
-    const left = budgetEnd - deps.clock.now();
-    return left < 1_000 ? 0 : Math.min(perCheckMs, left);
-  };
+  const remaining = checkTimeouts(deps.clock, budgetEnd, perCheckMs);
   const voided = await voidStaleDisputes(deps, policy);
   if (voided) deps.caches.candidates.clear();
   const blocksEnded = await expireRouteBlocks(deps);
