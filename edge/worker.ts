@@ -25,7 +25,7 @@ import { createLlamaTokenizer } from './text/llama-tokenizer.js';
 import { createTokenizerProvider } from './text/tokenizer-provider.js';
 import { importSigningKey } from '../protocol/keys.js';
 import { ApiError } from '../protocol/errors.js';
-import { errorResponse } from './http/errors.js';
+import { describeErrorChain, errorResponse } from './http/errors.js';
 import { guardedStore } from './http/registry-outage.js';
 import { parseEdgeEnv } from './env.js';
 import type { RegistryStore } from '../db/registry-contract.js';
@@ -47,7 +47,6 @@ let isolate: Promise<Isolate> | undefined;
 
 /** Where the Worker's own failures go (outside the app, which logs through its deps): workerd's log. */
 const workerLog = (entry: Record<string, unknown>) => console.error(JSON.stringify(entry));
-const errorText = (err: unknown) => (err instanceof Error ? `${err.name}: ${err.message}` : String(err));
 
 async function buildIsolate(rawEnv: unknown): Promise<Isolate> {
   const parsed = parseEdgeEnv(rawEnv);
@@ -132,7 +131,7 @@ export default {
       isolate = undefined;
       const requestId = `req_${crypto.randomUUID()}`;
       // Said on every request it fails (the isolate is built again on the next): an operator must see it. Messages name variables, never values.
-      workerLog({ level: 'error', msg: 'edge cannot start: every request answers 500 until this is fixed', requestId, error: errorText(err) });
+      workerLog({ level: 'error', msg: 'edge cannot start: every request answers 500 until this is fixed', requestId, error: describeErrorChain(err) });
       return errorResponse(err, requestId);
     }
     const sql = postgres(iso.databaseUrl, registryClientOptions({ max: 1, idle_timeout: 5 }));
@@ -153,7 +152,7 @@ export default {
         store.upsertEdgeKey({ ...iso.edgeKey, at: Date.now() }).catch((err: unknown) => {
           // The registry was down (or refused it): the next request tries again.
           iso.keyPublished = false;
-          workerLog({ level: 'warn', msg: 'edge key not published yet; the next request tries again', error: errorText(err) });
+          workerLog({ level: 'warn', msg: 'edge key not published yet; the next request tries again', error: describeErrorChain(err) });
         }),
       );
     }
@@ -164,7 +163,7 @@ export default {
       // Thrown past Hono's error handler (the app answers its own errors): logged here, or nowhere.
       ctx.waitUntil(sql.end({ timeout: 5 }));
       const requestId = `req_${crypto.randomUUID()}`;
-      workerLog({ level: 'error', msg: 'request failed outside the app', requestId, method: request.method, path: new URL(request.url).pathname, error: errorText(err) });
+      workerLog({ level: 'error', msg: 'request failed outside the app', requestId, method: request.method, path: new URL(request.url).pathname, error: describeErrorChain(err) });
       return errorResponse(err, requestId);
     }
     const { response, done } = watchBody(res);
@@ -190,7 +189,7 @@ export default {
       iso = await isolate;
     } catch (err) {
       isolate = undefined;
-      workerLog({ level: 'error', msg: 'scheduled tick: edge misconfigured', error: errorText(err) });
+      workerLog({ level: 'error', msg: 'scheduled tick: edge misconfigured', error: describeErrorChain(err) });
       throw err;
     }
     const sql = postgres(iso.databaseUrl, registryClientOptions({ max: 1, idle_timeout: 5 }));
