@@ -14,7 +14,7 @@ import { eq } from 'drizzle-orm';
 import { agentSpans, disputes, ledgerEntries } from '../../db/schema/index.js';
 import { randomBytes, toBase64Url } from '../../protocol/bytes.js';
 import { cheatingAgent } from '../support/cheating-agent.js';
-import { agentRow, checkStatus, FINAL_CHECK, jobRow, servedJob, until } from '../support/network-jobs.js';
+import { agentRow, checkStatusOrExplain, FINAL_CHECK, jobRow, servedJob, until } from '../support/network-jobs.js';
 import { otherOwnerToken, startNetwork, type NetworkAgent, type TestNetwork } from '../support/network.js';
 
 let net: TestNetwork;
@@ -47,13 +47,7 @@ afterAll(async () => {
 const all = () => [...checkers.b, ...checkers.c];
 
 /** Waits until the job's check has settled: a final status, or inconclusive. */
-const settledCheck = (jobId: string) =>
-  checkStatus(net, jobId, (s) => FINAL_CHECK.has(s) || s === 'inconclusive')
-    .then((row) => row.checkStatus)
-    .catch(async (err: Error) => {
-      const logs = all().map((a) => `[${a.name}] ${a.logs.slice(-6).join('\n')}`).join('\n');
-      throw new Error(`${err.message}\njob checks: ${JSON.stringify((await jobRow(net, jobId))?.checks).slice(0, 6000)}\n${logs}`);
-    });
+const settledCheck = (jobId: string) => checkStatusOrExplain(net, jobId, (s) => FINAL_CHECK.has(s) || s === 'inconclusive', all());
 
 interface SignedVerdictJson {
   checkerId: string;

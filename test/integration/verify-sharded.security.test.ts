@@ -20,7 +20,7 @@ import { disputes, ledgerEntries } from '../../db/schema/index.js';
 import { randomBytes, toBase64Url } from '../../protocol/bytes.js';
 import { buildModel } from '../../pool-agent/model/build.js';
 import { cheatingAgent } from '../support/cheating-agent.js';
-import { agentRow, checkStatus, FINAL_CHECK, jobRow, servedJob } from '../support/network-jobs.js';
+import { agentRow, checkStatusOrExplain, FINAL_CHECK, jobRow, servedJob } from '../support/network-jobs.js';
 import { otherOwnerToken, startNetwork, type NetworkAgent, type TestNetwork } from '../support/network.js';
 
 const SEED7_DIR = resolve(import.meta.dirname, '../../.models/tiny-seed7');
@@ -45,13 +45,7 @@ afterAll(async () => {
 });
 
 /** Waits until the job's check has settled (a pass or a settled dispute): checks run after the response. */
-const settledCheck = (jobId: string) =>
-  checkStatus(net, jobId, (s) => FINAL_CHECK.has(s))
-    .then((row) => row.checkStatus)
-    .catch(async (err: Error) => {
-      const checkers = [checkerB, checkerC].map((a) => `[${a.name}] ${a.logs.slice(-8).join('\n')}`).join('\n');
-      throw new Error(`${err.message}\njob checks: ${JSON.stringify((await jobRow(net, jobId))?.checks).slice(0, 6000)}\n${checkers}`);
-    });
+const settledCheck = (jobId: string) => checkStatusOrExplain(net, jobId, (s) => FINAL_CHECK.has(s), [checkerB, checkerC], 8);
 
 /** A served job of the suite's one request (the cheapest route, unless it explores). */
 const complete = () => servedJob(net);

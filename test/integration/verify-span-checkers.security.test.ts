@@ -15,7 +15,7 @@ import { eq } from 'drizzle-orm';
 import { agentSpans, disputes, ledgerEntries } from '../../db/schema/index.js';
 import { randomBytes, toBase64Url } from '../../protocol/bytes.js';
 import { cheatingAgent } from '../support/cheating-agent.js';
-import { agentRow, checkStatus, FINAL_CHECK, jobRow, servedJob, until } from '../support/network-jobs.js';
+import { agentRow, checkStatusOrExplain, FINAL_CHECK, jobRow, servedJob, until } from '../support/network-jobs.js';
 import { otherOwnerToken, startNetwork, type NetworkAgent, type TestNetwork } from '../support/network.js';
 
 let net: TestNetwork;
@@ -47,13 +47,7 @@ afterAll(async () => {
 });
 
 /** Waits until the job's check has settled: a final status, or inconclusive (no span checker could tell). */
-const settledCheck = (jobId: string) =>
-  checkStatus(net, jobId, (s) => FINAL_CHECK.has(s) || s === 'inconclusive')
-    .then((row) => row.checkStatus)
-    .catch(async (err: Error) => {
-      const logs = [b0, b1, c0, c1].map((a) => `[${a.name}] ${a.logs.slice(-6).join('\n')}`).join('\n');
-      throw new Error(`${err.message}\njob checks: ${JSON.stringify((await jobRow(net, jobId))?.checks).slice(0, 6000)}\n${logs}`);
-    });
+const settledCheck = (jobId: string) => checkStatusOrExplain(net, jobId, (s) => FINAL_CHECK.has(s) || s === 'inconclusive', [b0, b1, c0, c1]);
 
 /** A served job of the suite's one request (the cheapest route: EXPLORATION_SHARE=0). */
 const complete = () => servedJob(net);

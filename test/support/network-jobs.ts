@@ -121,6 +121,25 @@ export function checkStatus(net: TestNetwork, jobId: string, wanted: (status: Ch
 }
 
 /**
+ * `checkStatus`'s status; when it times out, the error carries the job's check record and the
+ * last `lines` log lines of each of `agents` (the checkers: their logs say why).
+ */
+export function checkStatusOrExplain(
+  net: TestNetwork,
+  jobId: string,
+  wanted: (status: CheckedJobRow['checkStatus']) => boolean,
+  agents: readonly { name: string; logs: string[] }[],
+  lines = 6,
+): Promise<CheckedJobRow['checkStatus']> {
+  return checkStatus(net, jobId, wanted)
+    .then((row) => row.checkStatus)
+    .catch(async (err: Error) => {
+      const logs = agents.map((a) => `[${a.name}] ${a.logs.slice(-lines).join('\n')}`).join('\n');
+      throw new Error(`${err.message}\njob checks: ${JSON.stringify((await jobRow(net, jobId))?.checks).slice(0, 6000)}\n${logs}`);
+    });
+}
+
+/**
  * Waits until the job's check has settled and returns the job row: a `FINAL_CHECK` status at
  * once; `fail` (no hop named, or a dispute left open) or `inconclusive` (another checker may
  * still be asked) once unchanged for `quietMs` (default: the edge's 25 s check budget). A job
